@@ -1,0 +1,34 @@
+//! Polyaxon's data connections as a typed model.
+//!
+//! Reads every form Polyaxon users write (Helm values, the agent's and the pod's JSON variables,
+//! ConfigMaps, plain lists, operations and components), validates them in one pass that reports
+//! every problem with a JSON Pointer and a fix, and describes them as JSON Schemas.
+//!
+//! ```
+//! let report = plx_connections::validate("- {name: data, kind: s3, schema: {bucket: 's3://b/p'}, secret: {name: s}}", &[]);
+//! assert!(!report.has_errors());
+//! assert_eq!(report.catalog().unwrap().connections[0].store_path(), Some("s3://b/p"));
+//! ```
+
+mod diag;
+mod kind;
+mod load;
+mod model;
+mod parse;
+mod rules;
+pub mod schema;
+
+pub use crate::{
+    diag::{Code, Diagnostic, Severity},
+    kind::{Kind, SchemaShape, UnknownKind},
+    load::{
+        AGENT_ARTIFACTS_STORE, AGENT_CONNECTIONS, CONNECTIONS_CATALOG, Content, Form,
+        MAX_DOCUMENT_BYTES, Report, catalog_from_json, read_value, validate, validate_value,
+    },
+    model::{
+        Artifacts, BucketSchema, Catalog, ClaimSchema, Connection, ConnectionSchema,
+        DEFAULT_CONTEXT_ROOT, Env, EnvVar, GitSchema, HostPathSchema, INIT_EXCLUSIVE, Init,
+        InitFile, InitGit, PathEntry, Pull, PullMode, RegistrySchema, Resource,
+    },
+    parse::JobSection,
+};

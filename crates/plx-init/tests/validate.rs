@@ -1,0 +1,157 @@
+//! `plx-init validate` as a user runs it: exit codes, text and JSON output.
+
+use std::process::Command;
+
+fn plx_init(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_plx-init"))
+        .args(args)
+        .output()
+        .expect("plx-init runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write");
+    path.display().to_string()
+}
+
+const SEED_DUPLICATE: &str = "connections:\n- {name: s3-dataset1, kind: s3, schema: {bucket: 's3://bucket/path1'}, secret: {name: s3-secret}}\n- {name: s3-dataset1, kind: s3, schema: {bucket: 's3://bucket/path2'}, secret: {name: s3-secret}}\n";
+const CATALOG: &str = "- {name: s3-dataset1, kind: s3, schema: {bucket: 's3://bucket/path1'}, secret: {name: s3-secret}}\n";
+const JOB: &str = "run: {kind: job, connections: [s3-dataset1], init: [{artifacts: {dirs: [train]}, connection: s3-dataset1}]}\n";
+
+#[test]
+fn valid_catalog_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = plx_init(&["validate", &write(&dir, "c.yaml", CATALOG)]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("ok (1 connection)"), "{stdout}");
+}
+
+#[test]
+fn errors_exit_1_in_compiler_style() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "seed.yaml", SEED_DUPLICATE);
+    let (code, stdout, _) = plx_init(&["validate", &file]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "{file}: /connections/1/name: error[duplicate-name]: "
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("1 error, 0 warnings in 1 file\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn json_format_lists_every_file_and_diagnostic() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = write(&dir, "c.yaml", CATALOG);
+    let job = write(
+        &dir,
+        "job.yaml",
+        "run: {connections: [s3-dataset2], init: [{paths: ['/etc/x']}]}\n",
+    );
+    let (code, stdout, _) =
+        plx_init(&["validate", "--format", "json", "--catalog", &catalog, &job]);
+    assert_eq!(code, 1);
+    let output: serde_json::Value = serde_json::from_str(&stdout).expect("JSON output");
+    let files = output["files"].as_array().expect("files");
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[1]["file"], job);
+    let diagnostics = files[1]["diagnostics"].as_array().expect("diagnostics");
+    let codes: Vec<&str> = diagnostics
+        .iter()
+        .filter_map(|d| d["code"].as_str())
+        .collect();
+    assert_eq!(codes, ["unknown-connection", "path-escape"]);
+    for diagnostic in diagnostics {
+        for key in ["severity", "path", "code", "message"] {
+            assert!(diagnostic.get(key).is_some(), "{diagnostic}");
+        }
+    }
+}
+
+#[test]
+fn job_checked_against_catalog_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = plx_init(&[
+        "validate",
+        "--catalog",
+        &write(&dir, "c.yaml", CATALOG),
+        &write(&dir, "j.yaml", JOB),
+    ]);
+    assert_eq!(code, 0, "{stdout}");
+}
+
+#[test]
+fn stdin_is_read_for_dash() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plx-init"))
+        .args(["validate", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("plx-init runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(SEED_DUPLICATE.as_bytes())
+        .expect("write stdin");
+    let output = child.wait_with_output().expect("plx-init ends");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("-: /connections/1/name: error[duplicate-name]")
+    );
+}
+
+#[test]
+fn missing_file_and_bad_usage_exit_2() {
+    let (code, _, stderr) = plx_init(&["validate", "/nonexistent/catalog.yaml"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cannot read /nonexistent/catalog.yaml"),
+        "{stderr}"
+    );
+    let (code, _, _) = plx_init(&["validate"]);
+    assert_eq!(code, 2);
+    let (code, _, _) = plx_init(&["validate", "--format", "xml", "x"]);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn a_job_given_as_catalog_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write(&dir, "j.yaml", JOB);
+    let (code, _, stderr) = plx_init(&["validate", "--catalog", &job, &job]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("is a job, not a connection catalog"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn alias_bomb_is_refused() {
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for i in 0..9u8 {
+        let (this, prev) = ((b'b' + i) as char, (b'a' + i) as char);
+        bomb.push_str(&format!(
+            "{this}: &{this} [{}]\n",
+            vec![format!("*{prev}"); 9].join(", ")
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, _) = plx_init(&["validate", &write(&dir, "bomb.yaml", &bomb)]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("error[too-large]"), "{stdout}");
+}

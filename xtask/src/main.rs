@@ -1,0 +1,288 @@
+//! Project automation, run as `cargo xtask <task>` (see <https://github.com/matklad/cargo-xtask>).
+//!
+//! Every task sets up what it needs on a fresh machine (a Python venv with Polyaxon under
+//! `target/`, and later Docker images) and caches it there.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+};
+
+use anyhow::{Context, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  demo                 the main job end to end, on nothing but this checkout
+  test                 every test: unit, property, integration, conformance (with Polyaxon 2.18)
+  conformance [FILTER] the conformance cases, cross-checked against Polyaxon 2.18
+  schemas [--check]    regenerate schemas/ from the Rust types (or fail when stale)
+";
+
+/// The reference implementation the conformance suite is compared with.
+const POLYAXON: &str = "polyaxon==2.18.0";
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = project_root();
+    env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root),
+        Some("conformance") => conformance(&root, args.get(1).map(String::as_str)),
+        Some("schemas") => schemas(args.get(1).map(String::as_str) == Some("--check")),
+        Some("demo") => demo(&root),
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown or missing task")
+        }
+    }
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn cargo() -> Command {
+    Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn status(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn test(root: &Path) -> anyhow::Result<()> {
+    let python = polyaxon_venv(root)?;
+    status(
+        cargo()
+            .args(["test", "--workspace", "--all-targets"])
+            .env("PLX_POLYAXON_PYTHON", &python),
+    )?;
+    status(cargo().args(["test", "--workspace", "--doc"]))?;
+    Ok(())
+}
+
+fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
+    let python = polyaxon_venv(root)?;
+    let mut command = cargo();
+    command
+        .args([
+            "test",
+            "-q",
+            "-p",
+            "plx-connections",
+            "--test",
+            "conformance",
+            "--",
+        ])
+        .env("PLX_POLYAXON_PYTHON", &python);
+    command.args(filter);
+    status(&mut command)
+}
+
+fn schemas(check: bool) -> anyhow::Result<()> {
+    // The test in plx-connections owns the comparison; this only asks it to rewrite.
+    let mut command = cargo();
+    command.args(["test", "-q", "-p", "plx-connections", "--test", "schemas"]);
+    if !check {
+        command.env("PLX_UPDATE_SCHEMAS", "1");
+    }
+    status(&mut command)
+}
+
+/// A venv under `target/` with Polyaxon, made once and reused.
+fn polyaxon_venv(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join("target/plx-venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join(".installed");
+    if std::fs::read_to_string(&stamp).is_ok_and(|text| text.trim() == POLYAXON) && python.exists()
+    {
+        return Ok(python);
+    }
+    eprintln!("xtask: installing {POLYAXON} into {}", venv.display());
+    let _ = std::fs::remove_dir_all(&venv);
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    status(Command::new(&python).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        POLYAXON,
+    ]))?;
+    std::fs::write(&stamp, POLYAXON)?;
+    Ok(python)
+}
+
+fn demo(root: &Path) -> anyhow::Result<()> {
+    status(cargo().args(["build", "-q", "-p", "plx-init"]))?;
+    let plx_init = root.join("target/debug/plx-init");
+    let dir = root.join("target/demo");
+    std::fs::create_dir_all(&dir)?;
+
+    step("The seed page's second example: two connections, one name");
+    let seed = dir.join("connections-seed.yaml");
+    std::fs::write(&seed, SEED_CATALOG)?;
+    show(&seed)?;
+    let code = run_shown(Command::new(&plx_init).arg("validate").arg(&seed))?;
+    if code != 1 {
+        bail!("plx-init validate should refuse the duplicate name with exit 1, got {code}");
+    }
+
+    step("Fixed: unique names, and an artifacts store");
+    let fixed = dir.join("connections.yaml");
+    std::fs::write(&fixed, FIXED_CATALOG)?;
+    show(&fixed)?;
+    let code = run_shown(Command::new(&plx_init).arg("validate").arg(&fixed))?;
+    if code != 0 {
+        bail!("plx-init validate should accept the fixed catalog, got exit {code}");
+    }
+
+    step("A job that names the connections, checked against the catalog");
+    let job = dir.join("job.yaml");
+    std::fs::write(&job, JOB)?;
+    show(&job)?;
+    let code = run_shown(
+        Command::new(&plx_init)
+            .args(["validate", "--catalog"])
+            .arg(&fixed)
+            .arg(&job),
+    )?;
+    if code != 0 {
+        bail!("plx-init validate should accept the job, got exit {code}");
+    }
+
+    step("The same job with three mistakes: all reported at once, as JSON for tools");
+    let broken = dir.join("job-broken.yaml");
+    std::fs::write(&broken, JOB_BROKEN)?;
+    show(&broken)?;
+    let code = run_shown(
+        Command::new(&plx_init)
+            .args(["validate", "--format", "json", "--catalog"])
+            .arg(&fixed)
+            .arg(&broken),
+    )?;
+    if code != 1 {
+        bail!("plx-init validate should refuse the broken job with exit 1, got {code}");
+    }
+    step(
+        "Done. Next in the demo (issue 5): pulling the data with `plx-init artifacts` from an embedded S3 server",
+    );
+    Ok(())
+}
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+fn show(path: &Path) -> anyhow::Result<()> {
+    println!(
+        "--- {}",
+        path.file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("")
+    );
+    print!("{}", std::fs::read_to_string(path)?);
+    Ok(())
+}
+
+fn run_shown(command: &mut Command) -> anyhow::Result<i32> {
+    println!(
+        "$ plx-init {}",
+        command
+            .get_args()
+            .map(|arg| arg
+                .to_string_lossy()
+                .replace(&*project_root().to_string_lossy(), "."))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let code = status.code().unwrap_or(-1);
+    println!("(exit {code})");
+    Ok(code)
+}
+
+const SEED_CATALOG: &str = "\
+connections:
+- name: s3-dataset1
+  kind: s3
+  schema:
+    bucket: \"s3://bucket/path1\"
+  secret:
+    name: \"s3-secret\"
+- name: s3-dataset1
+  kind: s3
+  schema:
+    bucket: \"s3://bucket/path2\"
+  secret:
+    name: \"s3-secret\"
+";
+
+const FIXED_CATALOG: &str = "\
+artifactsStore:
+  name: plx-artifacts
+  kind: s3
+  schema: {bucket: \"s3://plx-artifacts\"}
+  secret: {name: s3-secret}
+connections:
+- name: s3-dataset1
+  kind: s3
+  schema: {bucket: \"s3://bucket/path1\"}
+  secret: {name: s3-secret}
+- name: s3-dataset2
+  kind: s3
+  schema: {bucket: \"s3://bucket/path2\"}
+  secret: {name: minio-secret, mountPath: /plx-context/secrets/minio, defaultMode: \"0400\"}
+  env: {AWS_ENDPOINT_URL: \"http://minio.storage:9000\", AWS_REGION: us-east-1}
+";
+
+const JOB: &str = "\
+version: 1.1
+kind: component
+run:
+  kind: job
+  connections: [s3-dataset1]
+  init:
+  - artifacts: {dirs: [train], files: [labels.csv, [\"v2/meta.json\", meta.json]]}
+    connection: s3-dataset2
+  container: {image: python:3.11, command: [python, train.py]}
+";
+
+const JOB_BROKEN: &str = "\
+version: 1.1
+kind: component
+run:
+  kind: job
+  connections: [s3-dataset3]
+  init:
+  - artifacts: {dirs: [train], files: [../../etc/passwd]}
+    connection: s3-dataset2
+    git: {url: \"https://github.com/org/repo\"}
+";
