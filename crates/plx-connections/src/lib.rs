@@ -5,9 +5,9 @@
 //! every problem with a JSON Pointer and a fix, and describes them as JSON Schemas.
 //!
 //! ```
-//! let report = plx_connections::validate("- {name: data, kind: s3, schema: {bucket: 's3://b/p'}, secret: {name: s}}", &[]);
+//! let report = plx_connections::validate("- {name: data, kind: s3, schema: {bucket: 's3://bucket/p'}, secret: {name: s}}", &[]);
 //! assert!(!report.has_errors());
-//! assert_eq!(report.catalog().unwrap().connections[0].store_path(), Some("s3://b/p"));
+//! assert_eq!(report.catalog().unwrap().connections[0].store_path(), Some("s3://bucket/p"));
 //! ```
 
 mod diag;
