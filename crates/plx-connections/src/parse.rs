@@ -723,7 +723,15 @@ fn env(sink: &mut Sink, value: &Value, path: &Ptr) -> Option<Env> {
     if error_count(sink) != errors_before {
         return None;
     }
-    Some(Env(vars.into_iter().map(|(var, _)| var).collect()))
+    // The last value of a repeated name wins, as in Polyaxon and Kubernetes; it keeps the first place.
+    let mut out: Vec<EnvVar> = Vec::with_capacity(vars.len());
+    for (var, _) in vars {
+        match out.iter_mut().find(|seen| seen.name == var.name) {
+            Some(seen) => seen.value = var.value,
+            None => out.push(var),
+        }
+    }
+    Some(Env(out))
 }
 
 fn env_value(sink: &mut Sink, value: &Value, path: &Ptr) -> Option<String> {
@@ -1408,5 +1416,27 @@ mod tests {
         );
         assert_eq!(did_you_mean("s4", &["s3", "gcs"]), Some("s3"));
         assert_eq!(did_you_mean("zzzzzz", &["secret"]), None);
+    }
+}
+
+#[cfg(test)]
+mod env_tests {
+    use crate::Content;
+
+    #[test]
+    fn repeated_env_name_keeps_the_last_value_in_the_first_place() {
+        let report = crate::validate(
+            "- {name: a, kind: postgres, env: [[X, '1'], [Y, '2'], [X, '3']]}",
+            &[],
+        );
+        let Some(Content::Catalog(catalog)) = report.content else {
+            panic!("{:?}", report.diagnostics)
+        };
+        let env: Vec<(&str, &str)> = catalog.connections[0]
+            .env_vars()
+            .iter()
+            .map(|var| (var.name.as_str(), var.value.as_str()))
+            .collect();
+        assert_eq!(env, [("X", "3"), ("Y", "2")]);
     }
 }

@@ -72,6 +72,16 @@ fn main() -> ExitCode {
         };
         let report = plx_connections::validate(&case.text, &catalogs);
         let mut problems = check(case, &report);
+        // Parse → serialise → parse gives the same catalog back.
+        if let Some(catalog) = report.catalog() {
+            let text = serde_json::to_string(catalog).unwrap_or_default();
+            let again = plx_connections::validate(&text, &[]);
+            if again.catalog() != Some(catalog) {
+                problems.push(format!(
+                    "the catalog does not survive serialise → parse: {text}"
+                ));
+            }
+        }
         if case.cross_field.is_none() {
             row.schema_checked += 1;
             match schemas.verdict(&case.text, &report) {
