@@ -19,10 +19,18 @@ tasks:
   test                 every test: unit, property, integration, conformance (with Polyaxon 2.18)
   conformance [FILTER] the conformance cases, cross-checked against Polyaxon 2.18
   schemas [--check]    regenerate schemas/ from the Rust types (or fail when stale)
+  images               build the test S3 server image (s3s-fs) locally; nothing is pulled
 ";
 
 /// The reference implementation the conformance suite is compared with.
 const POLYAXON: &str = "polyaxon==2.18.0";
+/// The peers tests talk to: moto (S3 and STS) and the AWS CLI.
+const TOOLS: &[&str] = &["moto[server]==5.2.5", "awscli==1.46.3"];
+/// The S3 server built into a test image.
+const S3S_FS: &str = "s3s-fs@0.14.1";
+const S3S_IMAGE: &str = "plx-test/s3s-fs:0.14.1";
+/// Label of every container the tests start (plx-testkit sets it).
+const TEST_LABEL: &str = "plx-testkit";
 
 fn main() -> ExitCode {
     match run() {
@@ -43,6 +51,7 @@ fn run() -> anyhow::Result<()> {
         Some("conformance") => conformance(&root, args.get(1).map(String::as_str)),
         Some("schemas") => schemas(args.get(1).map(String::as_str) == Some("--check")),
         Some("demo") => demo(&root),
+        Some("images") => images(&root),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())
@@ -77,13 +86,133 @@ fn status(command: &mut Command) -> anyhow::Result<()> {
 
 fn test(root: &Path) -> anyhow::Result<()> {
     let python = polyaxon_venv(root)?;
-    status(
+    let tools = tools_venv(root)?;
+    images(root)?;
+    remove_test_containers();
+    let result = status(
         cargo()
             .args(["test", "--workspace", "--all-targets"])
-            .env("PLX_POLYAXON_PYTHON", &python),
+            .env("PLX_POLYAXON_PYTHON", &python)
+            .env("PLX_MOTO_SERVER", tools.join("bin/moto_server"))
+            .env("PLX_AWS_CLI", tools.join("bin/aws"))
+            // Tests never ask a metadata service for credentials.
+            .env("AWS_EC2_METADATA_DISABLED", "true"),
+    )
+    .and_then(|()| status(cargo().args(["test", "--workspace", "--doc"])));
+    // Containers of a test that was killed outlive it; none may outlive the run.
+    remove_test_containers();
+    result
+}
+
+fn remove_test_containers() {
+    let listed = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("label={TEST_LABEL}")])
+        .output();
+    let Ok(listed) = listed else { return };
+    let ids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    if !ids.is_empty() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v"])
+            .args(&ids)
+            .output();
+    }
+}
+
+/// Builds the s3s-fs image: the binary and the shared libraries it links, on scratch, run as
+/// nobody. Cached: rebuilt only when the image is missing.
+fn images(root: &Path) -> anyhow::Result<()> {
+    let present = Command::new("docker")
+        .args(["image", "inspect", S3S_IMAGE])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if present {
+        return Ok(());
+    }
+    let tools = root.join("target/plx-tools/s3s-fs");
+    let binary = tools.join("bin/s3s-fs");
+    if !binary.exists() {
+        eprintln!("xtask: building {S3S_FS} (once; cached under target/)");
+        status(
+            cargo()
+                .args([
+                    "install",
+                    "--quiet",
+                    S3S_FS,
+                    "--features",
+                    "binary",
+                    "--root",
+                ])
+                .arg(&tools),
+        )?;
+    }
+    let context = root.join("target/images/s3s-fs");
+    let _ = std::fs::remove_dir_all(&context);
+    let rootfs = context.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin"))?;
+    std::fs::copy(&binary, rootfs.join("bin/s3s-fs"))?;
+    for library in shared_libraries(&binary)? {
+        let target = rootfs.join(library.strip_prefix("/").unwrap_or(&library));
+        std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
+        std::fs::copy(&library, &target).with_context(|| format!("copy {}", library.display()))?;
+    }
+    std::fs::create_dir_all(context.join("data"))?;
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=65534:65534 data/ /data/\nUSER 65534:65534\nEXPOSE 8014\nENTRYPOINT [\"/bin/s3s-fs\"]\n",
     )?;
-    status(cargo().args(["test", "--workspace", "--doc"]))?;
-    Ok(())
+    eprintln!("xtask: building image {S3S_IMAGE}");
+    status(
+        Command::new("docker")
+            .args(["build", "--quiet", "-t", S3S_IMAGE])
+            .arg(&context)
+            .env("DOCKER_BUILDKIT", "0"),
+    )
+}
+
+/// The shared libraries `binary` loads, as `ldd` resolves them.
+fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let output = Command::new("ldd")
+        .arg(binary)
+        .output()
+        .context("cannot run ldd")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let path = line.split("=>").last()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect())
+}
+
+/// A venv under `target/` with the test peers (moto, the AWS CLI).
+fn tools_venv(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join("target/plx-tools");
+    let stamp = venv.join(".installed");
+    let want = TOOLS.join(" ");
+    if std::fs::read_to_string(&stamp).is_ok_and(|text| text.trim() == want)
+        && venv.join("bin/moto_server").exists()
+    {
+        return Ok(venv);
+    }
+    eprintln!("xtask: installing {want} into {}", venv.display());
+    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    status(
+        Command::new(venv.join("bin/python"))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(TOOLS),
+    )?;
+    std::fs::write(&stamp, want)?;
+    Ok(venv)
 }
 
 fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {

@@ -1,28 +1,45 @@
 //! `plx-init`: what runs in a Polyaxon job's init container.
 //!
-//! Exit codes: 0 success, 1 the input or the data is wrong, 2 usage, I/O or configuration error.
+//! Exit codes: 0 success, 1 the input or the data is wrong (or unreachable), 2 usage, I/O or
+//! configuration error.
 
+mod catalog;
+mod check;
+mod env;
 mod validate;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
     name = "plx-init",
     version,
-    about = "Polyaxon connections: validate catalogs and jobs, pull data into the pod"
+    about = "Polyaxon connections: validate catalogs and jobs, check connections, pull data into the pod"
 )]
 struct Cli {
+    /// Log lines as text or JSON (level from PLX_LOG, e.g. `PLX_LOG=debug`).
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Validate connection catalogs and jobs; every problem is reported, with its path and a fix.
     Validate(validate::Args),
+    /// Test a connection for real (HeadBucket and one listing) and say where each setting came from.
+    Check(check::Args),
+    /// Write an AWS shared config and credentials profile for a connection, for boto3, the AWS CLI and other SDKs.
+    Env(env::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,8 +55,11 @@ fn main() -> ExitCode {
             };
         }
     };
-    let result = match cli.command {
-        Command::Validate(args) => validate::run(&args),
+    init_logging(cli.log_format);
+    let result = match &cli.command {
+        Command::Validate(args) => validate::run(args),
+        Command::Check(args) => runtime().and_then(|runtime| runtime.block_on(check::run(args))),
+        Command::Env(args) => env::run(args),
     };
     match result {
         Ok(code) => code,
@@ -48,4 +68,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -1,0 +1,36 @@
+//! Where the commands find connections: `--catalog FILE` (any form plx-connections reads) or the
+//! pod's `POLYAXON_CONNECTIONS_CATALOG`.
+
+use std::path::Path;
+
+use anyhow::Context;
+use plx_connections::{Catalog, Content};
+use plx_credentials::Environment;
+
+pub(crate) fn load(file: Option<&Path>, env: &Environment) -> anyhow::Result<Catalog> {
+    let Some(file) = file else {
+        return plx_credentials::catalog_from_env(env).map_err(anyhow::Error::from);
+    };
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let report = plx_connections::validate(&text, &[]);
+    match report.content {
+        Some(Content::Catalog(catalog)) => Ok(catalog),
+        Some(Content::Job(_)) => {
+            anyhow::bail!("{} is a job, not a connection catalog", file.display())
+        }
+        None => {
+            let problems: Vec<String> = report
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(ToString::to_string)
+                .collect();
+            anyhow::bail!(
+                "{} is not a valid catalog (run `plx-init validate` on it):\n  {}",
+                file.display(),
+                problems.join("\n  ")
+            )
+        }
+    }
+}

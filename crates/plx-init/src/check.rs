@@ -1,0 +1,146 @@
+//! `plx-init check NAME`: tests a connection for real and says why it fails.
+
+use std::{path::PathBuf, process::ExitCode, time::Duration};
+
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use plx_credentials::{Environment, S3Settings};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The connection's name.
+    name: String,
+    /// A catalog file (any form); by default the pod's POLYAXON_CONNECTIONS_CATALOG.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+    /// Seconds to wait for each request before giving up.
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    timeout: u64,
+}
+
+pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let env = Environment::from_process();
+    let catalog = crate::catalog::load(args.catalog.as_deref(), &env)?;
+    let connection = plx_credentials::find(&catalog, &args.name)?;
+    let settings = S3Settings::resolve(connection, &env)?;
+    print!("{}", settings.report());
+    let client = plx_credentials::client(&settings).await?;
+    let timeout = Duration::from_secs(args.timeout);
+    let target = format!("s3://{}/{}", settings.bucket, settings.prefix);
+
+    let head = tokio::time::timeout(
+        timeout,
+        client.head_bucket().bucket(&settings.bucket).send(),
+    )
+    .await;
+    let verdict = match head {
+        Err(_) => Err(format!(
+            "timed out after {} s waiting for {}",
+            args.timeout,
+            endpoint(&settings)
+        )),
+        Ok(Err(error)) => Err(explain(&error, &settings)),
+        Ok(Ok(_)) => {
+            let prefix = if settings.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", settings.prefix)
+            };
+            let list = client
+                .list_objects_v2()
+                .bucket(&settings.bucket)
+                .prefix(prefix)
+                .max_keys(10)
+                .send();
+            match tokio::time::timeout(timeout, list).await {
+                Err(_) => Err(format!(
+                    "timed out after {} s listing {target}",
+                    args.timeout
+                )),
+                Ok(Err(error)) => Err(explain(&error, &settings)),
+                Ok(Ok(output)) => Ok(match output.key_count() {
+                    Some(0) | None => format!("ok: {target} is reachable and empty"),
+                    Some(count) if output.is_truncated() == Some(true) => format!(
+                        "ok: {target} is reachable and holds objects (listed the first {count})"
+                    ),
+                    Some(count) => format!("ok: {target} is reachable and holds {count} objects"),
+                }),
+            }
+        }
+    };
+    match verdict {
+        Ok(line) => {
+            println!("{line}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(line) => {
+            println!("failed: {line}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn endpoint(settings: &S3Settings) -> String {
+    settings.endpoint_url.as_ref().map_or_else(
+        || format!("AWS S3 in {}", settings.region.value),
+        |endpoint| endpoint.value.clone(),
+    )
+}
+
+/// One clear sentence per way a connection fails.
+fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    settings: &S3Settings,
+) -> String {
+    let bucket = &settings.bucket;
+    let where_ = endpoint(settings);
+    match error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            match (service.err().code(), status) {
+                (Some("InvalidAccessKeyId"), _) => format!(
+                    "the access key is not known to {where_} (InvalidAccessKeyId): check AWS_ACCESS_KEY_ID"
+                ),
+                (Some("SignatureDoesNotMatch"), _) => format!(
+                    "{where_} refused the signature (SignatureDoesNotMatch): AWS_SECRET_ACCESS_KEY does not match the access key"
+                ),
+                (Some("NoSuchBucket"), _) | (_, 404) => {
+                    format!("bucket `{bucket}` does not exist at {where_}")
+                }
+                (Some("AccessDenied"), _) | (_, 403) => format!(
+                    "access to bucket `{bucket}` denied (403): wrong keys, or the keys may not read this bucket"
+                ),
+                (_, 301) => format!(
+                    "bucket `{bucket}` is in another region than {}: set AWS_REGION",
+                    settings.region.value
+                ),
+                (code, status) => format!("{where_} answered {status} {}", code.unwrap_or("")),
+            }
+        }
+        SdkError::TimeoutError(_) => format!("timed out talking to {where_}"),
+        SdkError::DispatchFailure(failure) => {
+            let text = DisplayErrorContext(error).to_string();
+            let lower = text.to_lowercase();
+            if lower.contains("certificate")
+                || lower.contains("invalidcertificate")
+                || lower.contains("unknownissuer")
+                || lower.contains("tls") && lower.contains("handshake")
+            {
+                format!(
+                    "TLS failure talking to {where_}: the server's certificate is not trusted; set AWS_CA_BUNDLE to its CA (or AWS_VERIFY_SSL=false for a test setup)"
+                )
+            } else if failure.is_timeout() {
+                format!("timed out connecting to {where_}")
+            } else if lower.contains("connection refused") {
+                format!("nothing listens at {where_} (connection refused): check AWS_ENDPOINT_URL")
+            } else if lower.contains("dns")
+                || lower.contains("failed to lookup")
+                || lower.contains("name or service not known")
+            {
+                format!("cannot resolve the host of {where_}: check AWS_ENDPOINT_URL")
+            } else {
+                format!("cannot reach {where_}: {text}")
+            }
+        }
+        other => format!("request to {where_} failed: {}", DisplayErrorContext(other)),
+    }
+}

@@ -1,0 +1,25 @@
+//! Test support, used only by tests: real S3 servers in containers, a TLS terminator with a
+//! fresh CA, and moto for STS.
+//!
+//! The S3 backend is chosen by `PLX_TEST_S3` (`minio`, `s3s`, `garage`); by default the first
+//! whose image is on this machine. Images are never pulled here: `cargo xtask images` builds
+//! them. Every container carries the label `plx-testkit=1`, is removed when its fixture is
+//! dropped, and `cargo xtask test` removes any left behind by a killed run.
+
+mod moto;
+pub mod s3;
+mod tls;
+
+pub use crate::{
+    moto::Moto,
+    s3::{Backend, S3Server},
+    tls::TlsProxy,
+};
+
+/// The label on every container this crate starts.
+pub const LABEL: &str = "plx-testkit";
+
+/// The workspace root, for tools xtask installs under `target/`.
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

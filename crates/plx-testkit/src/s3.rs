@@ -1,0 +1,271 @@
+//! `S3Server::start().await`: a real S3 server in a container, and a client for it.
+
+use std::{process::Command, time::Duration};
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::{
+    Client,
+    config::{
+        BehaviorVersion, Credentials, Region, RequestChecksumCalculation,
+        ResponseChecksumValidation,
+    },
+    primitives::ByteStream,
+};
+use testcontainers::{
+    ContainerAsync, GenericImage, ImageExt,
+    core::{ContainerPort, WaitFor},
+    runners::AsyncRunner,
+};
+
+/// The images `cargo xtask images` builds.
+pub const S3S_IMAGE: (&str, &str) = ("plx-test/s3s-fs", "0.14.1");
+/// Garage, built only when asked.
+pub const GARAGE_IMAGE: (&str, &str) = ("plx-test/garage", "latest");
+/// The official MinIO image, where it can be had.
+pub const MINIO_IMAGE: (&str, &str) = ("minio/minio", "latest");
+
+/// Which S3 server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The official MinIO image.
+    Minio,
+    /// s3s-fs, built here.
+    S3s,
+    /// Garage, built here on request.
+    Garage,
+}
+
+impl Backend {
+    fn image(self) -> (&'static str, &'static str) {
+        match self {
+            Backend::Minio => MINIO_IMAGE,
+            Backend::S3s => S3S_IMAGE,
+            Backend::Garage => GARAGE_IMAGE,
+        }
+    }
+
+    /// The backend `PLX_TEST_S3` names, or the first whose image is present.
+    pub fn chosen() -> anyhow::Result<Backend> {
+        match std::env::var("PLX_TEST_S3").ok().as_deref() {
+            Some("minio") => return Ok(Backend::Minio),
+            Some("s3s") => return Ok(Backend::S3s),
+            Some("garage") => return Ok(Backend::Garage),
+            Some(other) if !other.is_empty() => {
+                bail!("PLX_TEST_S3={other}: use minio, s3s or garage")
+            }
+            _ => {}
+        }
+        for backend in [Backend::Minio, Backend::S3s, Backend::Garage] {
+            if image_present(backend.image()) {
+                return Ok(backend);
+            }
+        }
+        bail!(
+            "no S3 server image on this machine: run `cargo xtask images` (it builds {}:{})",
+            S3S_IMAGE.0,
+            S3S_IMAGE.1
+        )
+    }
+}
+
+fn image_present((name, tag): (&str, &str)) -> bool {
+    Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &format!("{name}:{tag}"),
+        ])
+        .output()
+        .is_ok_and(|output| output.status.success())
+}
+
+/// A running S3 server. Dropping it removes the container.
+pub struct S3Server {
+    container: ContainerAsync<GenericImage>,
+    /// Which server it is.
+    pub backend: Backend,
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    /// The region the server answers for.
+    pub region: String,
+    /// The access key.
+    pub access_key: String,
+    /// The secret key.
+    pub secret_key: String,
+    /// A client with the right keys.
+    pub client: Client,
+}
+
+const ACCESS_KEY: &str = "plxtestaccesskey";
+
+impl S3Server {
+    /// Starts the chosen backend and waits until it answers S3 requests.
+    pub async fn start() -> anyhow::Result<S3Server> {
+        S3Server::start_backend(Backend::chosen()?).await
+    }
+
+    /// Starts a given backend.
+    pub async fn start_backend(backend: Backend) -> anyhow::Result<S3Server> {
+        // A fresh secret per server, so no test can pass on keys it was not given.
+        let secret_key = format!("plx-secret-{:016x}", rand_u64());
+        let (name, tag) = backend.image();
+        let port = match backend {
+            Backend::Minio => 9000,
+            Backend::S3s => 8014,
+            Backend::Garage => 3900,
+        };
+        let image = GenericImage::new(name, tag)
+            .with_exposed_port(ContainerPort::Tcp(port))
+            .with_wait_for(WaitFor::Nothing);
+        let request = image
+            .with_label(crate::LABEL, "1")
+            .with_startup_timeout(Duration::from_secs(60));
+        let request = match backend {
+            Backend::Minio => request
+                .with_env_var("MINIO_ROOT_USER", ACCESS_KEY)
+                .with_env_var("MINIO_ROOT_PASSWORD", &secret_key)
+                .with_cmd(["server", "/data"]),
+            Backend::S3s => request.with_cmd([
+                "--host",
+                "0.0.0.0",
+                "--port",
+                "8014",
+                "--access-key",
+                ACCESS_KEY,
+                "--secret-key",
+                &secret_key,
+                "/data",
+            ]),
+            Backend::Garage => request
+                .with_env_var("GARAGE_ACCESS_KEY", ACCESS_KEY)
+                .with_env_var("GARAGE_SECRET_KEY", &secret_key),
+        };
+        let container = request
+            .start()
+            .await
+            .with_context(|| format!("cannot start {name}:{tag}"))?;
+        let host_port = container
+            .get_host_port_ipv4(ContainerPort::Tcp(port))
+            .await?;
+        let endpoint = format!("http://127.0.0.1:{host_port}");
+        let region = "us-east-1".to_owned();
+        let client = client_for(&endpoint, &region, ACCESS_KEY, &secret_key);
+        let server = S3Server {
+            container,
+            backend,
+            endpoint,
+            port: host_port,
+            region,
+            access_key: ACCESS_KEY.to_owned(),
+            secret_key,
+            client,
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            match self.client.list_buckets().send().await {
+                Ok(_) => return Ok(()),
+                Err(error) if tokio::time::Instant::now() > deadline => {
+                    bail!(
+                        "{:?} did not answer S3 requests within 30 s: {}",
+                        self.backend,
+                        aws_sdk_s3::error::DisplayErrorContext(error)
+                    )
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Creates a bucket.
+    pub async fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
+        self.client
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .map_err(|error| {
+                anyhow::format_err!(
+                    "create bucket {bucket}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(error)
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Writes one object.
+    pub async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+    ) -> anyhow::Result<()> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(ByteStream::from(body.into()))
+            .send()
+            .await
+            .map_err(|error| {
+                anyhow::format_err!(
+                    "put {bucket}/{key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(error)
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Writes several objects.
+    pub async fn seed(&self, bucket: &str, objects: &[(&str, &[u8])]) -> anyhow::Result<()> {
+        for (key, body) in objects {
+            self.put(bucket, key, body.to_vec()).await?;
+        }
+        Ok(())
+    }
+
+    /// The container's id, for `docker` commands in tests.
+    pub fn container_id(&self) -> &str {
+        self.container.id()
+    }
+}
+
+/// A path-style client for a test endpoint.
+pub fn client_for(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .credentials_provider(Credentials::new(
+            access_key,
+            secret_key,
+            None,
+            None,
+            "plx-testkit",
+        ))
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .build();
+    Client::from_conf(config)
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish()
+}

@@ -1,0 +1,81 @@
+//! A TLS terminator in front of a plain-HTTP server, with a CA made for the test.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+
+/// Accepts TLS on `127.0.0.1:<port>` for `localhost` and `127.0.0.1` and forwards the bytes to
+/// the upstream. Stops when dropped.
+pub struct TlsProxy {
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    /// The test CA, PEM: trust this to trust the proxy.
+    pub ca_pem: String,
+    task: JoinHandle<()>,
+}
+
+impl TlsProxy {
+    /// Starts a terminator for `upstream`.
+    pub async fn start(upstream: SocketAddr) -> anyhow::Result<TlsProxy> {
+        let ca_key = KeyPair::generate()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "plx-testkit CA");
+        let ca_cert = ca_params.self_signed(&ca_key)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf_key = KeyPair::generate()?;
+        let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?
+            .signed_by(&leaf_key, &issuer)?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            )
+            .context("TLS server config")?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    // A client that refuses our certificate ends the handshake; that is the test.
+                    let Ok(mut tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let Ok(mut upstream) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+                });
+            }
+        });
+        Ok(TlsProxy {
+            port,
+            ca_pem: ca_cert.pem(),
+            task,
+        })
+    }
+
+    /// `https://localhost:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
