@@ -19,7 +19,8 @@ tasks:
   test                 every test: unit, property, integration, conformance (with Polyaxon 2.18)
   conformance [FILTER] the conformance cases, cross-checked against Polyaxon 2.18
   schemas [--check]    regenerate schemas/ from the Rust types (or fail when stale)
-  images               build the test S3 server image (s3s-fs) locally; nothing is pulled
+  images [--garage]    build the test S3 server image (s3s-fs) locally, and Garage's when asked
+                       (its build is long); nothing is pulled
 ";
 
 /// The reference implementation the conformance suite is compared with.
@@ -29,6 +30,22 @@ const TOOLS: &[&str] = &["moto[server]==5.2.5", "awscli==1.46.3"];
 /// The S3 server built into a test image.
 const S3S_FS: &str = "s3s-fs@0.14.1";
 const S3S_IMAGE: &str = "plx-test/s3s-fs:0.14.1";
+const GARAGE: &str = "garage@2.5.0";
+const GARAGE_IMAGE: &str = "plx-test/garage:2.5.0";
+/// A single-node Garage: the test fixture assigns the layout and imports the key.
+const GARAGE_TOML: &str = r#"metadata_dir = "/data/meta"
+data_dir = "/data/blocks"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "[::]:3901"
+rpc_public_addr = "127.0.0.1:3901"
+rpc_secret = "5c1915fa04d0b6739675c61bf5907eb0fe3d9c69850c83820f51b4d25d13868c"
+
+[s3_api]
+s3_region = "us-east-1"
+api_bind_addr = "[::]:3900"
+root_domain = ".s3.garage.localhost"
+"#;
 /// Label of every container the tests start (plx-testkit sets it).
 const TEST_LABEL: &str = "plx-testkit";
 
@@ -51,7 +68,13 @@ fn run() -> anyhow::Result<()> {
         Some("conformance") => conformance(&root, args.get(1).map(String::as_str)),
         Some("schemas") => schemas(args.get(1).map(String::as_str) == Some("--check")),
         Some("demo") => demo(&root),
-        Some("images") => images(&root),
+        Some("images") => {
+            images(&root)?;
+            if args.get(1).map(String::as_str) == Some("--garage") {
+                garage_image(&root)?;
+            }
+            Ok(())
+        }
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             Ok(())
@@ -167,6 +190,60 @@ fn images(root: &Path) -> anyhow::Result<()> {
     status(
         Command::new("docker")
             .args(["build", "--quiet", "-t", S3S_IMAGE])
+            .arg(&context)
+            .env("DOCKER_BUILDKIT", "0"),
+    )
+}
+
+/// Builds Garage from crates.io (long: only when asked) into an image like s3s-fs's.
+fn garage_image(root: &Path) -> anyhow::Result<()> {
+    let present = Command::new("docker")
+        .args(["image", "inspect", GARAGE_IMAGE])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if present {
+        return Ok(());
+    }
+    let tools = root.join("target/plx-tools/garage");
+    let binary = tools.join("bin/garage");
+    if !binary.exists() {
+        eprintln!("xtask: building {GARAGE} (long; cached under target/)");
+        status(
+            cargo()
+                .args([
+                    "install",
+                    "--quiet",
+                    GARAGE,
+                    "--no-default-features",
+                    "--features",
+                    "bundled-libs,sqlite",
+                    "--root",
+                ])
+                .arg(&tools),
+        )?;
+    }
+    let context = root.join("target/images/garage");
+    let _ = std::fs::remove_dir_all(&context);
+    let rootfs = context.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin"))?;
+    std::fs::create_dir_all(rootfs.join("etc"))?;
+    std::fs::copy(&binary, rootfs.join("bin/garage"))?;
+    std::fs::write(rootfs.join("etc/garage.toml"), GARAGE_TOML)?;
+    for library in shared_libraries(&binary)? {
+        let target = rootfs.join(library.strip_prefix("/").unwrap_or(&library));
+        std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
+        std::fs::copy(&library, &target).with_context(|| format!("copy {}", library.display()))?;
+    }
+    std::fs::create_dir_all(context.join("data/meta"))?;
+    std::fs::create_dir_all(context.join("data/blocks"))?;
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=65534:65534 data/ /data/\nUSER 65534:65534\nEXPOSE 3900\nENTRYPOINT [\"/bin/garage\", \"-c\", \"/etc/garage.toml\", \"server\"]\n",
+    )?;
+    eprintln!("xtask: building image {GARAGE_IMAGE}");
+    status(
+        Command::new("docker")
+            .args(["build", "--quiet", "-t", GARAGE_IMAGE])
             .arg(&context)
             .env("DOCKER_BUILDKIT", "0"),
     )

@@ -108,9 +108,16 @@ pub fn find<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Connection, Erro
 /// An S3 client for the named connection of the pod's catalog: the Rust counterpart of Polyaxon's
 /// `get_fs_from_name`.
 pub async fn client_from_name(name: &str) -> Result<aws_sdk_s3::Client, Error> {
-    let env = Environment::from_process();
-    let catalog = catalog_from_env(&env)?;
-    let settings = S3Settings::resolve(find(&catalog, name)?, &env)?;
+    client_from_name_in(name, &Environment::from_process()).await
+}
+
+/// [`client_from_name`] with a given environment instead of the process's.
+pub async fn client_from_name_in(
+    name: &str,
+    env: &Environment,
+) -> Result<aws_sdk_s3::Client, Error> {
+    let catalog = catalog_from_env(env)?;
+    let settings = S3Settings::resolve(find(&catalog, name)?, env)?;
     client(&settings).await
 }
 

@@ -203,7 +203,10 @@ mod tests {
 
     fn connection(yaml: &str) -> Connection {
         let report = plx_connections::validate(yaml, &[]);
-        report.catalog().and_then(|catalog| catalog.connections.first().cloned()).unwrap_or_else(|| panic!("{:?}", report.diagnostics))
+        report
+            .catalog()
+            .and_then(|catalog| catalog.connections.first().cloned())
+            .unwrap_or_else(|| panic!("{:?}", report.diagnostics))
     }
 
     /// Each row: where the key is set (the first wins), and the source expected.
@@ -222,22 +225,44 @@ mod tests {
             secret_dir.display(),
             config_dir.display()
         ));
-        let env = Environment::from_pairs([("IN_CONN_ENV", "process"), ("IN_PROCESS", "p"), ("POLYAXON_IN_PREFIX", "x"), ("IN_ENV", "process")]);
+        let env = Environment::from_pairs([
+            ("IN_CONN_ENV", "process"),
+            ("IN_PROCESS", "p"),
+            ("POLYAXON_IN_PREFIX", "x"),
+            ("IN_ENV", "process"),
+        ]);
         let lookup = Lookup::new(&conn, &env);
         let table: &[(&str, Option<(&str, Source)>)] = &[
-            ("IN_SECRET", Some(("s", Source::SecretFile(secret_dir.join("IN_SECRET"))))),
-            ("IN_CONFIG", Some(("c", Source::ConfigMapFile(config_dir.join("IN_CONFIG"))))),
+            (
+                "IN_SECRET",
+                Some(("s", Source::SecretFile(secret_dir.join("IN_SECRET")))),
+            ),
+            (
+                "IN_CONFIG",
+                Some(("c", Source::ConfigMapFile(config_dir.join("IN_CONFIG")))),
+            ),
             ("IN_SCHEMA", Some(("1", Source::Schema))),
             ("IN_ENV", Some(("schema", Source::Schema))),
             ("IN_CONN_ENV", Some(("e", Source::ConnectionEnv))),
-            ("IN_PROCESS", Some(("p", Source::Env("IN_PROCESS".to_owned())))),
-            ("IN_PREFIX", Some(("x", Source::Env("POLYAXON_IN_PREFIX".to_owned())))),
-            ("LOWER_KEY", Some(("lower", Source::SecretFile(secret_dir.join("lower_key"))))),
+            (
+                "IN_PROCESS",
+                Some(("p", Source::Env("IN_PROCESS".to_owned()))),
+            ),
+            (
+                "IN_PREFIX",
+                Some(("x", Source::Env("POLYAXON_IN_PREFIX".to_owned()))),
+            ),
+            (
+                "LOWER_KEY",
+                Some(("lower", Source::SecretFile(secret_dir.join("lower_key")))),
+            ),
             ("NOWHERE", None),
         ];
         for (key, expected) in table {
             let found = lookup.get(key).map(|found| (found.value, found.source));
-            let expected = expected.as_ref().map(|(value, source)| ((*value).to_owned(), source.clone()));
+            let expected = expected
+                .as_ref()
+                .map(|(value, source)| ((*value).to_owned(), source.clone()));
             assert_eq!(found, expected, "{key}");
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -199,56 +199,55 @@ impl S3Settings {
         let role_arn = text(&["AWS_ROLE_ARN"]);
         let session_name = text(&["AWS_SESSION_NAME", "AWS_ROLE_SESSION_NAME"]);
         let assume = flag("AWS_ASSUME_ROLE", false)?;
-        let assume_role = match (&role_arn, assume.value) {
-            (Some(role_arn), true) => {
-                let duration = match lookup.get("AWS_SESSION_DURATION") {
-                    Some(found) => {
-                        let seconds: u64 =
-                            found
-                                .value
-                                .trim()
-                                .parse()
-                                .map_err(|_| Error::InvalidSetting {
-                                    key: "AWS_SESSION_DURATION",
-                                    origin: found.source.to_string(),
-                                    message: format!(
-                                        "`{}` is not a number of seconds",
-                                        found.value
-                                    ),
+        let assume_role =
+            match (&role_arn, assume.value) {
+                (Some(role_arn), true) => {
+                    let duration =
+                        match lookup.get("AWS_SESSION_DURATION") {
+                            Some(found) => {
+                                let seconds: u64 = found.value.trim().parse().map_err(|_| {
+                                    Error::InvalidSetting {
+                                        key: "AWS_SESSION_DURATION",
+                                        origin: found.source.to_string(),
+                                        message: format!(
+                                            "`{}` is not a number of seconds",
+                                            found.value
+                                        ),
+                                    }
                                 })?;
-                        Setting {
-                            value: Duration::from_secs(seconds),
-                            source: found.source,
-                            key: "AWS_SESSION_DURATION",
-                        }
-                    }
-                    None => Setting {
-                        value: Duration::from_secs(43200),
-                        source: Source::Default,
-                        key: "AWS_SESSION_DURATION",
-                    },
-                };
-                Some(AssumeRole {
-                    role_arn: role_arn.clone(),
-                    session_name: session_name.clone().unwrap_or(Setting {
-                        value: "S3Session".to_owned(),
-                        source: Source::Default,
-                        key: "AWS_SESSION_NAME",
-                    }),
-                    duration,
-                })
-            }
-            (None, true) => {
-                return Err(Error::InvalidSetting {
+                                Setting {
+                                    value: Duration::from_secs(seconds),
+                                    source: found.source,
+                                    key: "AWS_SESSION_DURATION",
+                                }
+                            }
+                            None => Setting {
+                                value: Duration::from_secs(43200),
+                                source: Source::Default,
+                                key: "AWS_SESSION_DURATION",
+                            },
+                        };
+                    Some(AssumeRole {
+                        role_arn: role_arn.clone(),
+                        session_name: session_name.clone().unwrap_or(Setting {
+                            value: "S3Session".to_owned(),
+                            source: Source::Default,
+                            key: "AWS_SESSION_NAME",
+                        }),
+                        duration,
+                    })
+                }
+                (None, true) => {
+                    return Err(Error::InvalidSetting {
                     key: "AWS_ASSUME_ROLE",
                     origin: assume.source.to_string(),
                     message:
                         "AWS_ASSUME_ROLE is set but AWS_ROLE_ARN is not; give the role to assume"
                             .to_owned(),
                 });
-            }
-            _ => None,
-        };
+                }
+                _ => None,
+            };
         let web_identity = match (
             &role_arn,
             lookup.get("AWS_WEB_IDENTITY_TOKEN_FILE"),

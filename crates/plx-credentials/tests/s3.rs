@@ -334,3 +334,68 @@ async fn web_identity_token_through_sts() -> anyhow::Result<()> {
     let _ = Path::new(&token_path);
     Ok(())
 }
+
+#[tokio::test]
+async fn client_from_name_reads_the_pod_catalog() -> anyhow::Result<()> {
+    let server = seeded().await?;
+    let catalog = format!(
+        r#"{{"connections":[{{"name":"s3-dataset1","kind":"s3","schema":{{"bucket":"s3://{BUCKET}/v1"}},"secret":{{"name":"s3-secret"}},"env":{{"AWS_ENDPOINT_URL":"{}"}}}}]}}"#,
+        server.endpoint
+    );
+    let env = Environment::from_pairs([
+        ("POLYAXON_CONNECTIONS_CATALOG", catalog.as_str()),
+        ("AWS_ACCESS_KEY_ID", server.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key.as_str()),
+    ]);
+    let client = plx_credentials::client_from_name_in("s3-dataset1", &env).await?;
+    let listed = client
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .prefix("v1/")
+        .send()
+        .await?;
+    assert_eq!(listed.key_count(), Some(2));
+    let missing = plx_credentials::client_from_name_in("s3-dataset9", &env)
+        .await
+        .expect_err("unknown name");
+    assert_eq!(
+        missing.to_string(),
+        "no connection named `s3-dataset9` in the catalog; known: s3-dataset1"
+    );
+    let error = plx_credentials::client_from_name_in("s3-dataset1", &Environment::default())
+        .await
+        .expect_err("no catalog");
+    assert!(matches!(error, plx_credentials::Error::NoCatalog));
+    Ok(())
+}
+
+#[tokio::test]
+async fn https_proxy_carries_the_requests_and_no_proxy_bypasses_it() -> anyhow::Result<()> {
+    let server = seeded().await?;
+    let proxy = plx_testkit::HttpProxy::start().await?;
+    let mut pairs = keys(&server, &server.endpoint);
+    pairs.push(("HTTPS_PROXY".to_owned(), proxy.url()));
+    assert_eq!(
+        list(&connection(BUCKET, ""), &env(&pairs))
+            .await
+            .map_err(anyhow::Error::msg)?
+            .len(),
+        2
+    );
+    let through = proxy.connections();
+    assert!(through > 0, "the request did not go through the proxy");
+    pairs.push(("NO_PROXY".to_owned(), "127.0.0.1".to_owned()));
+    assert_eq!(
+        list(&connection(BUCKET, ""), &env(&pairs))
+            .await
+            .map_err(anyhow::Error::msg)?
+            .len(),
+        2
+    );
+    assert_eq!(
+        proxy.connections(),
+        through,
+        "NO_PROXY must bypass the proxy"
+    );
+    Ok(())
+}

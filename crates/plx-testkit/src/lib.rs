@@ -1,5 +1,5 @@
 //! Test support, used only by tests: real S3 servers in containers, a TLS terminator with a
-//! fresh CA, and moto for STS.
+//! fresh CA, a forward proxy, and moto for STS.
 //!
 //! The S3 backend is chosen by `PLX_TEST_S3` (`minio`, `s3s`, `garage`); by default the first
 //! whose image is on this machine. Images are never pulled here: `cargo xtask images` builds
@@ -7,11 +7,13 @@
 //! dropped, and `cargo xtask test` removes any left behind by a killed run.
 
 mod moto;
+mod proxy;
 pub mod s3;
 mod tls;
 
 pub use crate::{
     moto::Moto,
+    proxy::HttpProxy,
     s3::{Backend, S3Server},
     tls::TlsProxy,
 };

@@ -13,14 +13,14 @@ use aws_sdk_s3::{
 };
 use testcontainers::{
     ContainerAsync, GenericImage, ImageExt,
-    core::{ContainerPort, WaitFor},
+    core::{ContainerPort, ExecCommand, WaitFor},
     runners::AsyncRunner,
 };
 
 /// The images `cargo xtask images` builds.
 pub const S3S_IMAGE: (&str, &str) = ("plx-test/s3s-fs", "0.14.1");
-/// Garage, built only when asked.
-pub const GARAGE_IMAGE: (&str, &str) = ("plx-test/garage", "latest");
+/// Garage, built only when asked (`cargo xtask images --garage`).
+pub const GARAGE_IMAGE: (&str, &str) = ("plx-test/garage", "2.5.0");
 /// The official MinIO image, where it can be had.
 pub const MINIO_IMAGE: (&str, &str) = ("minio/minio", "latest");
 
@@ -101,6 +101,8 @@ pub struct S3Server {
 }
 
 const ACCESS_KEY: &str = "plxtestaccesskey";
+/// Garage only takes its own key format: `GK` and 24 hex digits, and a 64-hex-digit secret.
+const GARAGE_ACCESS_KEY: &str = "GK0123456789abcdef01234567";
 
 impl S3Server {
     /// Starts the chosen backend and waits until it answers S3 requests.
@@ -111,7 +113,19 @@ impl S3Server {
     /// Starts a given backend.
     pub async fn start_backend(backend: Backend) -> anyhow::Result<S3Server> {
         // A fresh secret per server, so no test can pass on keys it was not given.
-        let secret_key = format!("plx-secret-{:016x}", rand_u64());
+        let (access_key, secret_key) = match backend {
+            Backend::Garage => (
+                GARAGE_ACCESS_KEY,
+                format!(
+                    "{:016x}{:016x}{:016x}{:016x}",
+                    rand_u64(),
+                    rand_u64(),
+                    rand_u64(),
+                    rand_u64()
+                ),
+            ),
+            _ => (ACCESS_KEY, format!("plx-secret-{:016x}", rand_u64())),
+        };
         let (name, tag) = backend.image();
         let port = match backend {
             Backend::Minio => 9000,
@@ -126,7 +140,7 @@ impl S3Server {
             .with_startup_timeout(Duration::from_secs(60));
         let request = match backend {
             Backend::Minio => request
-                .with_env_var("MINIO_ROOT_USER", ACCESS_KEY)
+                .with_env_var("MINIO_ROOT_USER", access_key)
                 .with_env_var("MINIO_ROOT_PASSWORD", &secret_key)
                 .with_cmd(["server", "/data"]),
             Backend::S3s => request.with_cmd([
@@ -135,32 +149,33 @@ impl S3Server {
                 "--port",
                 "8014",
                 "--access-key",
-                ACCESS_KEY,
+                access_key,
                 "--secret-key",
                 &secret_key,
                 "/data",
             ]),
-            Backend::Garage => request
-                .with_env_var("GARAGE_ACCESS_KEY", ACCESS_KEY)
-                .with_env_var("GARAGE_SECRET_KEY", &secret_key),
+            Backend::Garage => request,
         };
         let container = request
             .start()
             .await
             .with_context(|| format!("cannot start {name}:{tag}"))?;
+        if backend == Backend::Garage {
+            garage_bootstrap(&container, access_key, &secret_key).await?;
+        }
         let host_port = container
             .get_host_port_ipv4(ContainerPort::Tcp(port))
             .await?;
         let endpoint = format!("http://127.0.0.1:{host_port}");
         let region = "us-east-1".to_owned();
-        let client = client_for(&endpoint, &region, ACCESS_KEY, &secret_key);
+        let client = client_for(&endpoint, &region, access_key, &secret_key);
         let server = S3Server {
             container,
             backend,
             endpoint,
             port: host_port,
             region,
-            access_key: ACCESS_KEY.to_owned(),
+            access_key: access_key.to_owned(),
             secret_key,
             client,
         };
@@ -236,6 +251,52 @@ impl S3Server {
     pub fn container_id(&self) -> &str {
         self.container.id()
     }
+}
+
+/// A fresh Garage node has no storage layout and no keys: give it both.
+async fn garage_bootstrap(
+    container: &ContainerAsync<GenericImage>,
+    access_key: &str,
+    secret_key: &str,
+) -> anyhow::Result<()> {
+    let garage = |args: &[&str]| {
+        let mut command = vec!["/bin/garage", "-c", "/etc/garage.toml"];
+        command.extend_from_slice(args);
+        ExecCommand::new(command.into_iter().map(str::to_owned).collect::<Vec<_>>())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let node = loop {
+        let mut result = container.exec(garage(&["node", "id", "-q"])).await?;
+        let out = String::from_utf8_lossy(&result.stdout_to_vec().await?)
+            .trim()
+            .to_owned();
+        if let Some((id, _)) = out.split_once('@') {
+            break id.to_owned();
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("garage did not report its node id: {out}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for args in [
+        vec!["layout", "assign", "-z", "dc1", "-c", "1G", &node],
+        vec!["layout", "apply", "--version", "1"],
+        vec![
+            "key", "import", "--yes", "-n", "plx-test", access_key, secret_key,
+        ],
+        vec!["key", "allow", "--create-bucket", access_key],
+    ] {
+        let mut result = container.exec(garage(&args)).await?;
+        let out = result.stdout_to_vec().await?;
+        if result.exit_code().await? != Some(0) {
+            bail!(
+                "garage {} failed: {}",
+                args[..2].join(" "),
+                String::from_utf8_lossy(&out)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// A path-style client for a test endpoint.
