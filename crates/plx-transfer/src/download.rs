@@ -1,0 +1,833 @@
+//! Downloads: plan (list and head), then fetch every object in parallel, each to a temporary name
+//! in its final directory, verified, then renamed.
+
+use std::{
+    os::unix::fs::FileExt,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Instant,
+};
+
+use aws_sdk_s3::{
+    Client,
+    error::{DisplayErrorContext, ProvideErrorMetadata, SdkError},
+};
+use cap_std::{ambient_authority, fs::Dir};
+use futures::{StreamExt, TryStreamExt, stream};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use md5::{Digest, Md5};
+
+use crate::{
+    Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
+    path::{local_path, under},
+    state::{Landed, State},
+};
+
+/// One thing to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// One object, `from` under the prefix, landing at `to` under the destination.
+    File {
+        /// The key under the prefix.
+        from: String,
+        /// The local path under the destination.
+        to: String,
+    },
+    /// Every object under `from` (recursively), landing under `to`. `from` empty: the whole prefix.
+    Dir {
+        /// The sub-prefix under the prefix.
+        from: String,
+        /// The local directory under the destination.
+        to: String,
+    },
+}
+
+/// What to download.
+#[derive(Debug, Clone, Default)]
+pub struct Download {
+    /// The bucket.
+    pub bucket: String,
+    /// The store's prefix in the bucket (no leading or trailing `/`).
+    pub prefix: String,
+    /// What to fetch.
+    pub entries: Vec<Entry>,
+    /// Only keys (relative to their entry) matching one of these globs; all when empty.
+    pub include: Vec<String>,
+    /// Never keys matching one of these globs.
+    pub exclude: Vec<String>,
+}
+
+struct Job {
+    key: String,
+    size: u64,
+    /// The listing's ETag, or `lm:<last modified>` where the server lists none (s3s-fs): what a
+    /// rerun compares to decide that the local file is still current.
+    stamp: String,
+    path: PathBuf,
+    marker: bool,
+}
+
+fn stamp(etag: Option<&str>, last_modified: Option<&aws_sdk_s3::primitives::DateTime>) -> String {
+    match (
+        etag.map(|etag| etag.trim_matches('"'))
+            .filter(|etag| !etag.is_empty()),
+        last_modified,
+    ) {
+        (Some(etag), _) => etag.to_owned(),
+        (None, Some(time)) => format!("lm:{}", time.as_nanos()),
+        (None, None) => String::new(),
+    }
+}
+
+enum Outcome {
+    Fetched { bytes: u64, verified: bool },
+    Skipped,
+}
+
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+    transient: bool,
+}
+
+impl Failure {
+    fn permanent(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    fn transient(kind: ErrorKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            message: message.into(),
+            transient: true,
+        }
+    }
+
+    fn io(error: std::io::Error) -> Failure {
+        Failure::permanent(ErrorKind::Io, error.to_string())
+    }
+}
+
+fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Failure {
+    match &error {
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let code = service.err().code().unwrap_or("").to_owned();
+            let text = format!("{status} {code}").trim().to_owned();
+            match status {
+                404 => Failure::permanent(ErrorKind::NotFound, format!("does not exist ({text})")),
+                403 => Failure::permanent(ErrorKind::Denied, format!("access denied ({text})")),
+                500..=599 => {
+                    Failure::transient(ErrorKind::Transport, format!("server error ({text})"))
+                }
+                _ if code == "SlowDown" || code == "RequestTimeout" => {
+                    Failure::transient(ErrorKind::Transport, text)
+                }
+                _ => Failure::permanent(ErrorKind::Transport, format!("refused ({text})")),
+            }
+        }
+        _ => Failure::transient(
+            ErrorKind::Transport,
+            DisplayErrorContext(&error).to_string(),
+        ),
+    }
+}
+
+fn join_key(prefix: &str, rest: &str) -> String {
+    match (prefix.is_empty(), rest.is_empty()) {
+        (true, _) => rest.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix}/{rest}"),
+    }
+}
+
+fn globs(patterns: &[String]) -> Result<Option<GlobSet>, String> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        builder.add(Glob::new(pattern).map_err(|error| format!("glob `{pattern}`: {error}"))?);
+    }
+    builder.build().map(Some).map_err(|error| error.to_string())
+}
+
+/// Downloads `request` into `destination` (created if missing). Every object lands complete and
+/// verified or not at all; a rerun skips what a previous run landed; no key can write outside
+/// `destination`. Fails with every failed object named when any fails.
+pub async fn download(
+    client: &Client,
+    request: &Download,
+    destination: &Path,
+    config: &Config,
+    events: &Events,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let fail = |failures: Vec<ObjectError>, summary: Summary| Err(Error { failures, summary });
+    let one = |kind: ErrorKind, key: &str, message: String| ObjectError {
+        kind,
+        key: key.to_owned(),
+        message,
+    };
+    if let Err(error) = std::fs::create_dir_all(destination) {
+        return fail(
+            vec![one(
+                ErrorKind::Io,
+                &destination.display().to_string(),
+                format!("cannot create the destination: {error}"),
+            )],
+            Summary::default(),
+        );
+    }
+    let dir = match Dir::open_ambient_dir(destination, ambient_authority()) {
+        Ok(dir) => Arc::new(dir),
+        Err(error) => {
+            return fail(
+                vec![one(
+                    ErrorKind::Io,
+                    &destination.display().to_string(),
+                    format!("cannot open the destination: {error}"),
+                )],
+                Summary::default(),
+            );
+        }
+    };
+    let (include, exclude) = match (globs(&request.include), globs(&request.exclude)) {
+        (Ok(include), Ok(exclude)) => (include, exclude),
+        (Err(error), _) | (_, Err(error)) => {
+            return fail(
+                vec![one(ErrorKind::NotFound, "", error)],
+                Summary::default(),
+            );
+        }
+    };
+
+    let mut failures = Vec::new();
+    let mut jobs = Vec::new();
+    for entry in &request.entries {
+        match entry {
+            Entry::File { from, to } => {
+                let key = join_key(&request.prefix, from);
+                let path = match local_path(to) {
+                    Ok(path) => path,
+                    Err(error) => {
+                        failures.push(one(
+                            ErrorKind::HostileKey,
+                            &key,
+                            format!("destination `{to}` {error}"),
+                        ));
+                        continue;
+                    }
+                };
+                // Listing, not HEAD: some servers (s3s-fs) answer 500 to a HEAD on a prefix.
+                match client
+                    .list_objects_v2()
+                    .bucket(&request.bucket)
+                    .prefix(&key)
+                    .max_keys(2)
+                    .send()
+                    .await
+                {
+                    Ok(page) => match page
+                        .contents()
+                        .iter()
+                        .find(|object| object.key() == Some(key.as_str()))
+                    {
+                        Some(object) => jobs.push(Job {
+                            size: object.size().unwrap_or(0).max(0) as u64,
+                            stamp: stamp(object.e_tag(), object.last_modified()),
+                            key,
+                            path,
+                            marker: false,
+                        }),
+                        None => {
+                            let message =
+                                if has_objects(client, &request.bucket, &format!("{key}/")).await {
+                                    "is a prefix, not an object: pull it as a directory (dirs)"
+                                } else {
+                                    "does not exist"
+                                };
+                            failures.push(one(
+                                ErrorKind::NotFound,
+                                &format!("s3://{}/{key}", request.bucket),
+                                message.to_owned(),
+                            ));
+                        }
+                    },
+                    Err(error) => {
+                        let failure = s3_failure(error);
+                        failures.push(one(
+                            failure.kind,
+                            &format!("s3://{}/{key}", request.bucket),
+                            failure.message,
+                        ));
+                    }
+                }
+            }
+            Entry::Dir { from, to } => {
+                let base = join_key(&request.prefix, from);
+                let list_prefix = if base.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", base.trim_end_matches('/'))
+                };
+                let mut pages = client
+                    .list_objects_v2()
+                    .bucket(&request.bucket)
+                    .prefix(&list_prefix)
+                    .into_paginator()
+                    .send();
+                let mut listed = 0usize;
+                loop {
+                    match pages.next().await {
+                        None => break,
+                        Some(Err(error)) => {
+                            let failure = s3_failure(error);
+                            failures.push(one(
+                                failure.kind,
+                                &format!("s3://{}/{list_prefix}", request.bucket),
+                                format!("listing failed: {}", failure.message),
+                            ));
+                            break;
+                        }
+                        Some(Ok(page)) => {
+                            for object in page.contents() {
+                                let Some(key) = object.key() else { continue };
+                                listed += 1;
+                                let relative = &key[list_prefix.len().min(key.len())..];
+                                if relative.is_empty() {
+                                    continue;
+                                }
+                                let matched = include
+                                    .as_ref()
+                                    .is_none_or(|set| set.is_match(relative))
+                                    && !exclude.as_ref().is_some_and(|set| set.is_match(relative));
+                                if !matched {
+                                    continue;
+                                }
+                                let size = object.size().unwrap_or(0).max(0) as u64;
+                                match local_path(relative).and_then(|path| under(to, &path)) {
+                                    Ok(path) => jobs.push(Job {
+                                        key: key.to_owned(),
+                                        size,
+                                        stamp: stamp(object.e_tag(), object.last_modified()),
+                                        path,
+                                        marker: key.ends_with('/') && size == 0,
+                                    }),
+                                    Err(error) => failures.push(one(ErrorKind::HostileKey, key, format!("refused: the key {error}, so it could land outside the destination"))),
+                                }
+                            }
+                        }
+                    }
+                }
+                if listed == 0
+                    && !failures
+                        .iter()
+                        .any(|failure| failure.key.ends_with(&list_prefix))
+                {
+                    failures.push(one(
+                        ErrorKind::NotFound,
+                        &format!("s3://{}/{list_prefix}", request.bucket),
+                        "no objects under this prefix".to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+
+    let state = Arc::new(Mutex::new(State::load(&dir)));
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    let outcomes: Vec<(Job, Result<Outcome, Failure>)> = stream::iter(jobs)
+        .map(|job| {
+            let (dir, state, summary) = (dir.clone(), state.clone(), summary.clone());
+            let bucket = request.bucket.clone();
+            async move {
+                let outcome = fetch(
+                    client, &bucket, &job, &dir, &state, &summary, config, events,
+                )
+                .await;
+                (job, outcome)
+            }
+        })
+        .buffer_unordered(config.concurrency.max(1))
+        .collect()
+        .await;
+
+    let mut summary = summary
+        .lock()
+        .map(|summary| summary.clone())
+        .unwrap_or_default();
+    for (job, outcome) in outcomes {
+        match outcome {
+            Ok(Outcome::Fetched { bytes, verified }) => {
+                summary.objects += 1;
+                summary.bytes += bytes;
+                if !verified {
+                    summary.unverified += 1;
+                }
+                if !job.marker {
+                    if let Ok(mut state) = state.lock() {
+                        state.files.insert(
+                            job.path.display().to_string(),
+                            Landed {
+                                key: job.key.clone(),
+                                etag: job.stamp.clone(),
+                                size: job.size,
+                            },
+                        );
+                    }
+                }
+                emit(events, Event::Done { key: job.key });
+            }
+            Ok(Outcome::Skipped) => {
+                summary.skipped += 1;
+                emit(events, Event::Skipped { key: job.key });
+            }
+            Err(failure) => failures.push(one(
+                failure.kind,
+                &format!("s3://{}/{}", request.bucket, job.key),
+                failure.message,
+            )),
+        }
+    }
+    if let Ok(state) = state.lock() {
+        if let Err(error) = state.save(&dir) {
+            tracing::warn!("cannot save the transfer state (a rerun will fetch again): {error}");
+        }
+    }
+    summary.failed = failures.len() as u64;
+    summary.elapsed = started.elapsed();
+    if failures.is_empty() {
+        Ok(summary)
+    } else {
+        fail(failures, summary)
+    }
+}
+
+async fn has_objects(client: &Client, bucket: &str, prefix: &str) -> bool {
+    client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .max_keys(1)
+        .send()
+        .await
+        .is_ok_and(|page| page.key_count().unwrap_or(0) > 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch(
+    client: &Client,
+    bucket: &str,
+    job: &Job,
+    dir: &Arc<Dir>,
+    state: &Mutex<State>,
+    summary: &Mutex<Summary>,
+    config: &Config,
+    events: &Events,
+) -> Result<Outcome, Failure> {
+    if job.marker {
+        dir.create_dir_all(&job.path).map_err(Failure::io)?;
+        return Ok(Outcome::Fetched {
+            bytes: 0,
+            verified: true,
+        });
+    }
+    let landed = state
+        .lock()
+        .ok()
+        .and_then(|state| state.files.get(&job.path.display().to_string()).cloned());
+    if let Some(landed) = landed {
+        let same = landed.etag == job.stamp && landed.size == job.size && !job.stamp.is_empty();
+        let present = dir
+            .symlink_metadata(&job.path)
+            .is_ok_and(|meta| meta.is_file() && meta.len() == job.size);
+        if same && present {
+            return Ok(Outcome::Skipped);
+        }
+    }
+    emit(
+        events,
+        Event::Started {
+            key: job.key.clone(),
+            size: job.size,
+        },
+    );
+    let mut attempt = 1;
+    loop {
+        match fetch_once(client, bucket, job, dir, config, events).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(failure) if failure.transient && attempt < config.attempts => {
+                emit(
+                    events,
+                    Event::Retry {
+                        key: job.key.clone(),
+                        attempt,
+                        cause: failure.message.clone(),
+                    },
+                );
+                if let Ok(mut summary) = summary.lock() {
+                    summary.retried += 1;
+                }
+                tokio::time::sleep(backoff(config, attempt, &job.key)).await;
+                attempt += 1;
+            }
+            Err(failure) => return Err(failure),
+        }
+    }
+}
+
+/// Exponential backoff with jitter derived from the key and attempt (no RNG needed, and
+/// different objects still spread out).
+fn backoff(config: &Config, attempt: u32, key: &str) -> std::time::Duration {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (key, attempt, std::time::SystemTime::now()).hash(&mut hasher);
+    let base = config.backoff.saturating_mul(1 << (attempt - 1).min(6));
+    base + base.mul_f64((hasher.finish() % 1000) as f64 / 1000.0)
+}
+
+/// Removes the temporary file unless the download completed.
+struct Temporary {
+    dir: Arc<Dir>,
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.dir.remove_file(&self.path);
+        }
+    }
+}
+
+async fn fetch_once(
+    client: &Client,
+    bucket: &str,
+    job: &Job,
+    dir: &Arc<Dir>,
+    config: &Config,
+    events: &Events,
+) -> Result<Outcome, Failure> {
+    let parent = job
+        .path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        // cap-std refuses any path, `..` or symlink, that resolves outside the destination.
+        dir.create_dir_all(parent).map_err(|error| {
+            Failure::permanent(
+                ErrorKind::HostileKey,
+                format!("cannot create {}: {error}", parent.display()),
+            )
+        })?;
+    }
+    let name = job
+        .path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let nonce = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    );
+    let temporary_path = parent
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+        .join(format!(".{name}.{nonce}.plx-part"));
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.write(true).read(true).create_new(true);
+    let file = dir.open_with(&temporary_path, &options).map_err(|error| {
+        Failure::permanent(
+            ErrorKind::HostileKey,
+            format!(
+                "cannot create a file at {}: {error}",
+                temporary_path.display()
+            ),
+        )
+    })?;
+    let mut temporary = Temporary {
+        dir: dir.clone(),
+        path: temporary_path.clone(),
+        armed: true,
+    };
+    let file = Arc::new(file.into_std());
+
+    // The GET's own ETag is what the bytes must match (listings may lack it, or be stale).
+    let etag: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let streamed_md5 = if job.size >= config.multipart_threshold && job.size > config.part_size {
+        file.set_len(job.size).map_err(Failure::io)?;
+        let parts: Vec<(u64, u64)> = (0..job.size.div_ceil(config.part_size))
+            .map(|index| {
+                let start = index * config.part_size;
+                (start, (start + config.part_size).min(job.size) - 1)
+            })
+            .collect();
+        stream::iter(parts)
+            .map(|(start, end)| {
+                fetch_range(
+                    client, bucket, job, &file, start, end, &etag, config, events,
+                )
+            })
+            .buffer_unordered(config.part_concurrency.max(1))
+            .try_collect::<Vec<()>>()
+            .await?;
+        None
+    } else {
+        let response = client
+            .get_object()
+            .bucket(bucket)
+            .key(&job.key)
+            .send()
+            .await
+            .map_err(s3_failure)?;
+        if let Ok(mut etag) = etag.lock() {
+            *etag = response
+                .e_tag()
+                .map(|etag| etag.trim_matches('"').to_owned());
+        }
+        let mut body = response.body;
+        let mut digest = Md5::new();
+        let mut written = 0u64;
+        while let Some(chunk) = body.try_next().await.map_err(|error| {
+            Failure::transient(
+                ErrorKind::Transport,
+                format!("the body broke off after {written} bytes: {error}"),
+            )
+        })? {
+            file.write_all_at(&chunk, written).map_err(Failure::io)?;
+            digest.update(&chunk);
+            written += chunk.len() as u64;
+            emit(events, Event::Bytes(chunk.len() as u64));
+        }
+        if written != job.size {
+            return Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!("got {written} bytes, the object has {}", job.size),
+            ));
+        }
+        Some(hex::encode(digest.finalize()))
+    };
+    file.sync_all().map_err(Failure::io)?;
+    let length = file.metadata().map_err(Failure::io)?.len();
+    if length != job.size {
+        return Err(Failure::transient(
+            ErrorKind::Corrupt,
+            format!("{length} bytes landed, the object has {}", job.size),
+        ));
+    }
+    let etag = etag
+        .lock()
+        .ok()
+        .and_then(|etag| etag.clone())
+        .unwrap_or_default();
+    let verified = verify(client, bucket, job, &etag, &file, streamed_md5).await?;
+    dir.rename(&temporary_path, dir, &job.path)
+        .map_err(|error| {
+            Failure::permanent(ErrorKind::Io, format!("cannot move into place: {error}"))
+        })?;
+    temporary.armed = false;
+    Ok(Outcome::Fetched {
+        bytes: job.size,
+        verified,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch_range(
+    client: &Client,
+    bucket: &str,
+    job: &Job,
+    file: &std::fs::File,
+    start: u64,
+    end: u64,
+    etag: &Mutex<Option<String>>,
+    config: &Config,
+    events: &Events,
+) -> Result<(), Failure> {
+    let mut attempt = 1;
+    loop {
+        let result = async {
+            let response = client
+                .get_object()
+                .bucket(bucket)
+                .key(&job.key)
+                .range(format!("bytes={start}-{end}"))
+                .send()
+                .await
+                .map_err(s3_failure)?;
+            let part_etag = response
+                .e_tag()
+                .map(|etag| etag.trim_matches('"').to_owned());
+            if let Ok(mut etag) = etag.lock() {
+                match (etag.as_ref(), part_etag) {
+                    // The object changed between parts: the bytes would be a mix of two versions.
+                    (Some(seen), Some(part)) if *seen != part => {
+                        return Err(Failure::transient(
+                            ErrorKind::Corrupt,
+                            format!(
+                                "the object changed during the download (ETag {seen} then {part})"
+                            ),
+                        ));
+                    }
+                    (None, part) => *etag = part,
+                    _ => {}
+                }
+            }
+            let mut body = response.body;
+            let mut offset = start;
+            while let Some(chunk) = body.try_next().await.map_err(|error| {
+                Failure::transient(
+                    ErrorKind::Transport,
+                    format!("part {start}-{end} broke off: {error}"),
+                )
+            })? {
+                if offset + chunk.len() as u64 > end + 1 {
+                    return Err(Failure::transient(
+                        ErrorKind::Corrupt,
+                        format!("part {start}-{end} is longer than asked"),
+                    ));
+                }
+                file.write_all_at(&chunk, offset).map_err(Failure::io)?;
+                offset += chunk.len() as u64;
+                emit(events, Event::Bytes(chunk.len() as u64));
+            }
+            if offset != end + 1 {
+                return Err(Failure::transient(
+                    ErrorKind::Corrupt,
+                    format!("part {start}-{end} ended after {} bytes", offset - start),
+                ));
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Err(failure) if failure.transient && attempt < config.attempts => {
+                emit(
+                    events,
+                    Event::Retry {
+                        key: job.key.clone(),
+                        attempt,
+                        cause: failure.message.clone(),
+                    },
+                );
+                tokio::time::sleep(backoff(config, attempt, &job.key)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Checks the landed bytes against the ETag: the MD5 for single-part objects, the MD5 of the parts'
+/// MD5s for multipart ones (the part size from `HEAD ?partNumber=1`, or the usual sizes).
+/// Returns whether a checksum was checked; a mismatch is an error.
+async fn verify(
+    client: &Client,
+    bucket: &str,
+    job: &Job,
+    etag: &str,
+    file: &std::fs::File,
+    streamed_md5: Option<String>,
+) -> Result<bool, Failure> {
+    let etag = etag.to_ascii_lowercase();
+    let is_md5 = |text: &str| text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    if is_md5(&etag) {
+        let actual = match streamed_md5 {
+            Some(md5) => md5,
+            None => file_md5(file, 0, job.size).map_err(Failure::io)?,
+        };
+        return if actual == etag {
+            Ok(true)
+        } else {
+            Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!("content MD5 {actual} does not match the ETag {etag}"),
+            ))
+        };
+    }
+    let Some((md5, parts)) = etag.split_once('-') else {
+        return Ok(false);
+    };
+    let (Ok(parts), true) = (parts.parse::<u64>(), is_md5(md5)) else {
+        return Ok(false);
+    };
+    if parts == 0 {
+        return Ok(false);
+    }
+    // A server that honours `?partNumber=1` says how large the parts are (and how many); one that
+    // ignores it (s3s-fs) answers for the whole object, so only a parts count makes it trustworthy.
+    let told = match client
+        .head_object()
+        .bucket(bucket)
+        .key(&job.key)
+        .part_number(1)
+        .send()
+        .await
+    {
+        Ok(head) if head.parts_count() == Some(parts as i32) => head
+            .content_length()
+            .filter(|size| *size > 0)
+            .map(|size| size as u64),
+        _ => None,
+    };
+    // Otherwise the uploader's part size was a whole number of MiB (5, 8, 16, ... in every common
+    // tool) with `parts` parts: few sizes fit.
+    let mib = 1024 * 1024;
+    let mut candidates: Vec<u64> = told.into_iter().collect();
+    candidates.extend(
+        (1..=5 * 1024u64)
+            .map(|n| n * mib)
+            .filter(|size| job.size.div_ceil(*size) == parts)
+            .take(8),
+    );
+    for part_size in candidates {
+        let mut combined = Md5::new();
+        let mut offset = 0;
+        while offset < job.size {
+            let length = part_size.min(job.size - offset);
+            let part = file_md5(file, offset, length).map_err(Failure::io)?;
+            combined.update(hex::decode(part).unwrap_or_default());
+            offset += length;
+        }
+        if hex::encode(combined.finalize()) == md5 {
+            return Ok(true);
+        }
+        if Some(part_size) == told {
+            return Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!("content does not match the multipart ETag {etag}"),
+            ));
+        }
+    }
+    Ok(false)
+}
+
+fn file_md5(file: &std::fs::File, start: u64, length: u64) -> std::io::Result<String> {
+    let mut digest = Md5::new();
+    let mut buffer = vec![0u8; 1024 * 1024];
+    let mut offset = start;
+    while offset < start + length {
+        let want = (start + length - offset).min(buffer.len() as u64) as usize;
+        let read = file.read_at(&mut buffer[..want], offset)?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shorter than expected",
+            ));
+        }
+        digest.update(&buffer[..read]);
+        offset += read as u64;
+    }
+    Ok(hex::encode(digest.finalize()))
+}

@@ -1,0 +1,230 @@
+//! Uploads: a file or a directory tree to a prefix; multipart above the threshold, parts in parallel.
+
+use std::{path::Path, time::Instant};
+
+use aws_sdk_s3::{
+    Client,
+    error::DisplayErrorContext,
+    primitives::ByteStream,
+    types::{CompletedMultipartUpload, CompletedPart},
+};
+use futures::{StreamExt, TryStreamExt, stream};
+
+use crate::{Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit};
+
+/// The smallest part S3 takes.
+const MIN_PART: u64 = 5 * 1024 * 1024;
+
+/// Uploads `source` (a file, or every regular file under a directory; symlinks are not followed)
+/// to `prefix` in `bucket`, keys made of the relative paths with `/`.
+pub async fn upload(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    source: &Path,
+    config: &Config,
+    events: &Events,
+) -> Result<Summary, Error> {
+    let started = Instant::now();
+    let mut files = Vec::new();
+    let mut failures = Vec::new();
+    collect(source, Path::new(""), &mut files, &mut failures);
+    let prefix = prefix.trim_matches('/');
+    let results: Vec<Result<u64, ObjectError>> = stream::iter(files)
+        .map(|(path, relative)| {
+            let key = if prefix.is_empty() {
+                relative.clone()
+            } else if relative.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}/{relative}")
+            };
+            async move {
+                upload_one(client, bucket, &key, &path, config, events)
+                    .await
+                    .map_err(|message| ObjectError {
+                        kind: ErrorKind::Transport,
+                        key: format!("s3://{bucket}/{key}"),
+                        message,
+                    })
+            }
+        })
+        .buffer_unordered(config.concurrency.max(1))
+        .collect()
+        .await;
+    let mut summary = Summary::default();
+    for result in results {
+        match result {
+            Ok(bytes) => {
+                summary.objects += 1;
+                summary.bytes += bytes;
+            }
+            Err(error) => failures.push(error),
+        }
+    }
+    summary.failed = failures.len() as u64;
+    summary.elapsed = started.elapsed();
+    if failures.is_empty() {
+        Ok(summary)
+    } else {
+        Err(Error { failures, summary })
+    }
+}
+
+fn collect(
+    path: &Path,
+    relative: &Path,
+    files: &mut Vec<(std::path::PathBuf, String)>,
+    failures: &mut Vec<ObjectError>,
+) {
+    let fail = |message: String| ObjectError {
+        kind: ErrorKind::Io,
+        key: path.display().to_string(),
+        message,
+    };
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(error) => return failures.push(fail(error.to_string())),
+    };
+    if meta.is_file() {
+        let key = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        files.push((path.to_path_buf(), key));
+    } else if meta.is_dir() {
+        match std::fs::read_dir(path) {
+            Ok(entries) => {
+                for entry in entries.flatten() {
+                    collect(
+                        &entry.path(),
+                        &relative.join(entry.file_name()),
+                        files,
+                        failures,
+                    );
+                }
+            }
+            Err(error) => failures.push(fail(error.to_string())),
+        }
+    }
+}
+
+async fn upload_one(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    path: &Path,
+    config: &Config,
+    events: &Events,
+) -> Result<u64, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|error| error.to_string())?
+        .len();
+    // S3 refuses parts under 5 MiB (but the last).
+    let part_size = config.part_size.max(MIN_PART);
+    emit(
+        events,
+        Event::Started {
+            key: key.to_owned(),
+            size,
+        },
+    );
+    if size < config.multipart_threshold {
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|error| error.to_string())?;
+        client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| DisplayErrorContext(error).to_string())?;
+    } else {
+        let created = client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|error| DisplayErrorContext(error).to_string())?;
+        let upload_id = created.upload_id().unwrap_or_default().to_owned();
+        let parts: Vec<(i32, u64, u64)> = (0..size.div_ceil(part_size))
+            .map(|index| {
+                (
+                    (index + 1) as i32,
+                    index * part_size,
+                    part_size.min(size - index * part_size),
+                )
+            })
+            .collect();
+        let uploaded: Result<Vec<CompletedPart>, String> = stream::iter(parts)
+            .map(|(number, offset, length)| {
+                let upload_id = upload_id.clone();
+                async move {
+                    let body = ByteStream::read_from()
+                        .path(path)
+                        .offset(offset)
+                        .length(aws_smithy_types::byte_stream::Length::Exact(length))
+                        .build()
+                        .await
+                        .map_err(|error| error.to_string())?;
+                    let part = client
+                        .upload_part()
+                        .bucket(bucket)
+                        .key(key)
+                        .upload_id(&upload_id)
+                        .part_number(number)
+                        .body(body)
+                        .send()
+                        .await
+                        .map_err(|error| DisplayErrorContext(error).to_string())?;
+                    emit(events, Event::Bytes(length));
+                    Ok(CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_owned))
+                        .build())
+                }
+            })
+            .buffered(config.part_concurrency.max(1))
+            .try_collect()
+            .await;
+        match uploaded {
+            Ok(parts) => {
+                client
+                    .complete_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .multipart_upload(
+                        CompletedMultipartUpload::builder()
+                            .set_parts(Some(parts))
+                            .build(),
+                    )
+                    .send()
+                    .await
+                    .map_err(|error| DisplayErrorContext(error).to_string())?;
+            }
+            Err(error) => {
+                // Parts of an abandoned upload cost storage until aborted.
+                let _ = client
+                    .abort_multipart_upload()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .send()
+                    .await;
+                return Err(error);
+            }
+        }
+    }
+    emit(
+        events,
+        Event::Done {
+            key: key.to_owned(),
+        },
+    );
+    Ok(size)
+}
