@@ -493,6 +493,31 @@ fn backoff(config: &Config, attempt: u32, key: &str) -> std::time::Duration {
     base + base.mul_f64((hasher.finish() % 1000) as f64 / 1000.0)
 }
 
+/// The parts of a large object already on disk, kept beside its part file so a rerun resumes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    stamp: String,
+    size: u64,
+    part_size: u64,
+    etag: Option<String>,
+    done: std::collections::BTreeSet<u64>,
+}
+
+impl Progress {
+    fn load(dir: &Dir, path: &Path) -> Option<Progress> {
+        serde_json::from_str(&dir.read_to_string(path).ok()?).ok()
+    }
+
+    fn save(&self, dir: &Dir, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let temporary = path.with_extension("plx-parts-tmp");
+        let mut file = dir.create(&temporary)?;
+        file.write_all(&serde_json::to_vec(self).unwrap_or_default())?;
+        file.sync_all()?;
+        dir.rename(&temporary, dir, path)
+    }
+}
+
 /// Removes the temporary file unless the download completed.
 struct Temporary {
     dir: Arc<Dir>,
@@ -534,50 +559,122 @@ async fn fetch_once(
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let nonce = format!(
-        "{:x}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    );
-    let temporary_path = parent
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-        .join(format!(".{name}.{nonce}.plx-part"));
-    let mut options = cap_std::fs::OpenOptions::new();
-    options.write(true).read(true).create_new(true);
-    let file = dir.open_with(&temporary_path, &options).map_err(|error| {
-        Failure::permanent(
-            ErrorKind::HostileKey,
-            format!(
-                "cannot create a file at {}: {error}",
-                temporary_path.display()
-            ),
+    let parent_path = parent.map(Path::to_path_buf).unwrap_or_default();
+    let ranged = job.size >= config.multipart_threshold && job.size > config.part_size;
+    // The GET's own ETag is what the bytes must match (listings may lack it, or be stale).
+    let etag: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (temporary_path, progress, file, mut temporary) = if ranged && !job.stamp.is_empty() {
+        // Large objects resume: a fixed hidden name, and a record of the parts already on disk.
+        let temporary_path = parent_path.join(format!(".{name}.plx-part"));
+        let progress_path = parent_path.join(format!(".{name}.plx-parts"));
+        let previous = Progress::load(dir, &progress_path).filter(|previous| {
+            previous.stamp == job.stamp
+                && previous.size == job.size
+                && previous.part_size == config.part_size
+        });
+        let mut options = cap_std::fs::OpenOptions::new();
+        options
+            .write(true)
+            .read(true)
+            .create(true)
+            .truncate(previous.is_none());
+        let file = dir.open_with(&temporary_path, &options).map_err(|error| {
+            Failure::permanent(
+                ErrorKind::HostileKey,
+                format!(
+                    "cannot create a file at {}: {error}",
+                    temporary_path.display()
+                ),
+            )
+        })?;
+        let progress = previous.unwrap_or(Progress {
+            stamp: job.stamp.clone(),
+            size: job.size,
+            part_size: config.part_size,
+            etag: None,
+            done: Default::default(),
+        });
+        if let (Some(seen), Ok(mut etag)) = (&progress.etag, etag.lock()) {
+            *etag = Some(seen.clone());
+        }
+        // A resumable part file stays when the run stops; it is hidden and never looks complete.
+        let temporary = Temporary {
+            dir: dir.clone(),
+            path: temporary_path.clone(),
+            armed: false,
+        };
+        (
+            temporary_path,
+            Some((progress_path, Mutex::new(progress))),
+            file,
+            temporary,
         )
-    })?;
-    let mut temporary = Temporary {
-        dir: dir.clone(),
-        path: temporary_path.clone(),
-        armed: true,
+    } else {
+        let nonce = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        let temporary_path = parent_path.join(format!(".{name}.{nonce}.plx-part"));
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).read(true).create_new(true);
+        let file = dir.open_with(&temporary_path, &options).map_err(|error| {
+            Failure::permanent(
+                ErrorKind::HostileKey,
+                format!(
+                    "cannot create a file at {}: {error}",
+                    temporary_path.display()
+                ),
+            )
+        })?;
+        let temporary = Temporary {
+            dir: dir.clone(),
+            path: temporary_path.clone(),
+            armed: true,
+        };
+        (temporary_path, None, file, temporary)
     };
     let file = Arc::new(file.into_std());
 
-    // The GET's own ETag is what the bytes must match (listings may lack it, or be stale).
-    let etag: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
-    let streamed_md5 = if job.size >= config.multipart_threshold && job.size > config.part_size {
+    let streamed_md5 = if ranged {
         file.set_len(job.size).map_err(Failure::io)?;
+        let done = progress
+            .as_ref()
+            .and_then(|(_, progress)| progress.lock().ok().map(|progress| progress.done.clone()))
+            .unwrap_or_default();
         let parts: Vec<(u64, u64)> = (0..job.size.div_ceil(config.part_size))
             .map(|index| {
                 let start = index * config.part_size;
                 (start, (start + config.part_size).min(job.size) - 1)
             })
+            .filter(|(start, _)| !done.contains(start))
             .collect();
         stream::iter(parts)
             .map(|(start, end)| {
-                fetch_range(
-                    client, bucket, job, &file, start, end, &etag, config, events,
-                )
+                let (etag, file, progress) = (&etag, &file, &progress);
+                async move {
+                    fetch_range(client, bucket, job, file, start, end, etag, config, events)
+                        .await?;
+                    if let Some((path, progress)) = progress {
+                        // Durable before recorded: a recorded part is really on disk.
+                        file.sync_data().map_err(Failure::io)?;
+                        if let Ok(mut progress) = progress.lock() {
+                            progress.done.insert(start);
+                            progress.etag = etag.lock().ok().and_then(|etag| etag.clone());
+                            progress.save(dir, path).map_err(Failure::io)?;
+                        }
+                    }
+                    emit(
+                        events,
+                        Event::PartDone {
+                            key: job.key.clone(),
+                            start,
+                        },
+                    );
+                    Ok::<(), Failure>(())
+                }
             })
             .buffer_unordered(config.part_concurrency.max(1))
             .try_collect::<Vec<()>>()
@@ -631,12 +728,25 @@ async fn fetch_once(
         .ok()
         .and_then(|etag| etag.clone())
         .unwrap_or_default();
-    let verified = verify(client, bucket, job, &etag, &file, streamed_md5).await?;
+    let verified = match verify(client, bucket, job, &etag, &file, streamed_md5).await {
+        Ok(verified) => verified,
+        Err(failure) => {
+            // Bad bytes are not worth resuming from.
+            temporary.armed = true;
+            if let Some((path, _)) = &progress {
+                let _ = dir.remove_file(path);
+            }
+            return Err(failure);
+        }
+    };
     dir.rename(&temporary_path, dir, &job.path)
         .map_err(|error| {
             Failure::permanent(ErrorKind::Io, format!("cannot move into place: {error}"))
         })?;
     temporary.armed = false;
+    if let Some((path, _)) = &progress {
+        let _ = dir.remove_file(path);
+    }
     Ok(Outcome::Fetched {
         bytes: job.size,
         verified,

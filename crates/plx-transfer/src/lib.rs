@@ -62,6 +62,13 @@ pub enum Event {
     },
     /// Bytes arrived (or left).
     Bytes(u64),
+    /// One part of a large object is on disk (and recorded, so a rerun will not fetch it again).
+    PartDone {
+        /// The object's key.
+        key: String,
+        /// The part's first byte.
+        start: u64,
+    },
     /// An object is complete and verified.
     Done {
         /// Its key.

@@ -366,3 +366,270 @@ fn walk(root: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+fn docker(args: &[&str]) -> anyhow::Result<()> {
+    let output = std::process::Command::new("docker").args(args).output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bytes_changed_behind_the_engine_are_caught_and_never_land() -> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    anyhow::ensure!(
+        server.backend == plx_testkit::Backend::S3s,
+        "this test edits s3s-fs's files; run it with PLX_TEST_S3=s3s"
+    );
+    server.create_bucket(BUCKET).await?;
+    server
+        .seed(
+            BUCKET,
+            &[
+                ("v1/good.bin", &bytes(1, 4000)),
+                ("v1/bad.bin", &bytes(2, 4000)),
+            ],
+        )
+        .await?;
+    // Same size, other bytes: s3s-fs keeps the recorded MD5 (the ETag) in its own metadata.
+    let replacement = tempfile::NamedTempFile::new()?;
+    std::fs::write(replacement.path(), bytes(3, 4000))?;
+    // The server runs as nobody: it must be able to read the replaced file.
+    std::fs::set_permissions(
+        replacement.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    docker(&[
+        "cp",
+        replacement.path().to_str().unwrap_or_default(),
+        &format!("{}:/data/{BUCKET}/v1/bad.bin", server.container_id()),
+    ])?;
+    let destination = tempfile::tempdir()?;
+    let config = Config {
+        attempts: 2,
+        backoff: std::time::Duration::from_millis(10),
+        ..Config::default()
+    };
+    let error = plx_transfer::download(
+        &server.client,
+        &whole(""),
+        destination.path(),
+        &config,
+        &None,
+    )
+    .await
+    .expect_err("corruption is caught");
+    assert_eq!(error.failures.len(), 1, "{error}");
+    assert_eq!(error.failures[0].kind, ErrorKind::Corrupt, "{error}");
+    assert!(
+        error.failures[0]
+            .to_string()
+            .starts_with("s3://datasets/v1/bad.bin: content MD5"),
+        "{error}"
+    );
+    assert!(
+        !destination.path().join("bad.bin").exists(),
+        "a corrupt file landed"
+    );
+    assert_eq!(
+        std::fs::read(destination.path().join("good.bin"))?,
+        bytes(1, 4000)
+    );
+    assert_eq!(
+        tree(destination.path()).len(),
+        1,
+        "no temporary file is left"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_server_paused_past_the_read_timeout_is_retried_to_completion() -> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let objects: Vec<(String, Vec<u8>)> = (0..40u64)
+        .map(|index| (format!("v1/f{index:02}"), bytes(index, 20_000)))
+        .collect();
+    for (key, body) in &objects {
+        server.put(BUCKET, key, body.clone()).await?;
+    }
+    let timeouts = aws_smithy_types::timeout::TimeoutConfig::builder()
+        .read_timeout(std::time::Duration::from_millis(800))
+        .connect_timeout(std::time::Duration::from_millis(800))
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(
+        server
+            .client
+            .config()
+            .to_builder()
+            .timeout_config(timeouts)
+            .build(),
+    );
+    docker(&["pause", server.container_id()])?;
+    let id = server.container_id().to_owned();
+    let unpause = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let _ = std::process::Command::new("docker")
+            .args(["unpause", &id])
+            .output();
+    });
+    let destination = tempfile::tempdir()?;
+    let config = Config {
+        attempts: 8,
+        backoff: std::time::Duration::from_millis(300),
+        ..Config::default()
+    };
+    let summary =
+        plx_transfer::download(&client, &whole(""), destination.path(), &config, &None).await;
+    unpause.await?;
+    let summary = summary?;
+    assert_eq!(summary.objects, 40);
+    // The SDK's own retries (or the engine's) carried the transfer across the pause.
+    assert!(
+        summary.elapsed >= std::time::Duration::from_millis(1500),
+        "the pause did not happen during the transfer"
+    );
+    for (key, body) in &objects {
+        assert_eq!(
+            &std::fs::read(destination.path().join(key.trim_start_matches("v1/")))?,
+            body
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_download_leaves_no_partial_file() -> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let big = bytes(9, 6 * 1024 * 1024);
+    server.put(BUCKET, "v1/big.bin", big.clone()).await?;
+    for index in 0..30u64 {
+        server
+            .put(BUCKET, &format!("v1/small-{index}"), bytes(index, 50_000))
+            .await?;
+    }
+    let destination = tempfile::tempdir()?;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let client = server.client.clone();
+    let path = destination.path().to_path_buf();
+    let config = Config {
+        multipart_threshold: 1024 * 1024,
+        part_size: 128 * 1024,
+        part_concurrency: 2,
+        concurrency: 4,
+        ..Config::default()
+    };
+    let task = tokio::spawn(async move {
+        plx_transfer::download(&client, &whole(""), &path, &config, &Some(sender)).await
+    });
+    // Cancel once bytes are flowing.
+    while let Some(event) = receiver.recv().await {
+        if matches!(event, plx_transfer::Event::Bytes(_)) {
+            break;
+        }
+    }
+    task.abort();
+    let _ = task.await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for (name, content) in tree(destination.path()) {
+        // Only a large object's resumable part file (and its record) may stay, hidden.
+        if name.contains(".plx-part") {
+            assert!(
+                name == ".big.bin.plx-part" || name == ".big.bin.plx-parts",
+                "a temporary file was left: {name}"
+            );
+            continue;
+        }
+        let expected = if name == "big.bin" {
+            big.clone()
+        } else {
+            bytes(name.trim_start_matches("small-").parse()?, 50_000)
+        };
+        assert_eq!(content, expected, "{name} landed incomplete");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_large_download_resumes_fetching_only_the_missing_parts()
+-> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let big = bytes(42, 5 * 1024 * 1024 + 77);
+    server.put(BUCKET, "v1/big.bin", big.clone()).await?;
+    let config = Config {
+        multipart_threshold: 1024 * 1024,
+        part_size: 128 * 1024,
+        part_concurrency: 2,
+        ..Config::default()
+    };
+    let total_parts = big.len().div_ceil(128 * 1024);
+    let destination = tempfile::tempdir()?;
+
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let (client, path, first_config) = (
+        server.client.clone(),
+        destination.path().to_path_buf(),
+        config.clone(),
+    );
+    let task = tokio::spawn(async move {
+        plx_transfer::download(&client, &whole(""), &path, &first_config, &Some(sender)).await
+    });
+    let mut parts_before = 0;
+    while let Some(event) = receiver.recv().await {
+        if matches!(event, plx_transfer::Event::PartDone { .. }) {
+            parts_before += 1;
+            if parts_before == 10 {
+                break;
+            }
+        }
+    }
+    task.abort();
+    let _ = task.await;
+    assert!(
+        !destination.path().join("big.bin").exists(),
+        "nothing may look complete"
+    );
+    let progress: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        destination.path().join(".big.bin.plx-parts"),
+    )?)?;
+    let recorded = progress["done"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(
+        recorded >= 10 && recorded < total_parts,
+        "{recorded} of {total_parts} parts recorded"
+    );
+
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let summary = plx_transfer::download(
+        &server.client,
+        &whole(""),
+        destination.path(),
+        &config,
+        &Some(sender),
+    )
+    .await?;
+    let mut fetched = 0;
+    while let Ok(event) = receiver.try_recv() {
+        if matches!(event, plx_transfer::Event::PartDone { .. }) {
+            fetched += 1;
+        }
+    }
+    assert_eq!(
+        fetched,
+        total_parts - recorded,
+        "only the missing parts are fetched again"
+    );
+    assert_eq!((summary.objects, summary.unverified), (1, 0));
+    assert_eq!(std::fs::read(destination.path().join("big.bin"))?, big);
+    assert_eq!(
+        tree(destination.path()).len(),
+        1,
+        "the part file and its record are gone: {:?}",
+        tree(destination.path()).keys().collect::<Vec<_>>()
+    );
+    Ok(())
+}
