@@ -13,7 +13,7 @@ mod tls;
 
 pub use crate::{
     moto::Moto,
-    proxy::HttpProxy,
+    proxy::{HttpProxy, TcpForwarder},
     s3::{Backend, S3Server},
     tls::TlsProxy,
 };

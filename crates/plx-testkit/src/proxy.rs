@@ -97,3 +97,57 @@ async fn serve(mut client: TcpStream) {
     // HTTP/1.1 servers accept absolute-form request targets, so the bytes go on unchanged.
     let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
 }
+
+/// A plain TCP forwarder with a fixed port whose upstream can change, so a client keeps one
+/// endpoint while the server behind it restarts on another port.
+pub struct TcpForwarder {
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    upstream: Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    task: JoinHandle<()>,
+}
+
+impl TcpForwarder {
+    /// Forwards `127.0.0.1:<port>` to `upstream`.
+    pub async fn start(upstream: std::net::SocketAddr) -> anyhow::Result<TcpForwarder> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let shared = Arc::new(std::sync::Mutex::new(upstream));
+        let current = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(target) = current.lock().map(|target| *target) else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    if let Ok(mut upstream) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                    }
+                });
+            }
+        });
+        Ok(TcpForwarder {
+            port,
+            upstream: shared,
+            task,
+        })
+    }
+
+    /// Sends new connections to `upstream`.
+    pub fn set_upstream(&self, upstream: std::net::SocketAddr) {
+        if let Ok(mut target) = self.upstream.lock() {
+            *target = upstream;
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TcpForwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

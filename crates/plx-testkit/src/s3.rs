@@ -247,6 +247,34 @@ impl S3Server {
         Ok(())
     }
 
+    /// Kills the server (no grace period), keeping its data.
+    pub async fn kill(&self) -> anyhow::Result<()> {
+        self.container.stop_with_timeout(Some(0)).await?;
+        Ok(())
+    }
+
+    /// Starts a killed server again and waits until it answers; its port may have changed.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.container.start().await?;
+        let port = match self.backend {
+            Backend::Minio => 9000,
+            Backend::S3s => 8014,
+            Backend::Garage => 3900,
+        };
+        self.port = self
+            .container
+            .get_host_port_ipv4(ContainerPort::Tcp(port))
+            .await?;
+        self.endpoint = format!("http://127.0.0.1:{}", self.port);
+        self.client = client_for(
+            &self.endpoint,
+            &self.region,
+            &self.access_key,
+            &self.secret_key,
+        );
+        self.wait_ready().await
+    }
+
     /// The container's id, for `docker` commands in tests.
     pub fn container_id(&self) -> &str {
         self.container.id()

@@ -681,10 +681,13 @@ async fn fetch_once(
             .await?;
         None
     } else {
+        // With checksum mode on, the SDK checks any `x-amz-checksum-*` the server sends as the
+        // body streams, and fails the body on a mismatch.
         let response = client
             .get_object()
             .bucket(bucket)
             .key(&job.key)
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
             .send()
             .await
             .map_err(s3_failure)?;

@@ -2,10 +2,13 @@
 //! objects, verified against sizes and checksums, landed atomically, resumable, and never writing
 //! outside the destination whatever the keys say.
 //!
-//! Why not awslabs' `aws-s3-transfer-manager`: its downloads write where the caller says, with no
-//! sandbox for hostile keys, no verification of multipart ETags and no skip-on-rerun state;
-//! the parts of it that would serve (ranged GETs, part uploads) are a few dozen lines on
-//! `aws-sdk-s3`, so the engine owns them and keeps every requirement in one place.
+//! Why not awslabs' `aws-s3-transfer-manager` (0.3, read at its `download_objects` worker): it
+//! writes each object straight to its final name (`File::create`, so an interrupted run leaves a
+//! partial file that looks complete), guards keys lexically (`path_clean` then `starts_with`, so
+//! a symlink planted in the destination is followed), collapses `a////b` into `a/b`, checks no
+//! ETag, and keeps no state to skip or resume on a rerun. Its useful parts, ranged GETs and
+//! parallel part uploads, are a few dozen lines on `aws-sdk-s3`, so this engine owns them and
+//! keeps every guarantee in one place.
 
 mod download;
 mod path;

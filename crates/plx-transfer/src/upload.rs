@@ -16,7 +16,8 @@ use crate::{Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit}
 const MIN_PART: u64 = 5 * 1024 * 1024;
 
 /// Uploads `source` (a file, or every regular file under a directory; symlinks are not followed)
-/// to `prefix` in `bucket`, keys made of the relative paths with `/`.
+/// to `prefix` in `bucket`: a file as `prefix/<its name>`, a directory's files as
+/// `prefix/<relative path>` with `/` separators.
 pub async fn upload(
     client: &Client,
     bucket: &str,
@@ -28,14 +29,18 @@ pub async fn upload(
     let started = Instant::now();
     let mut files = Vec::new();
     let mut failures = Vec::new();
-    collect(source, Path::new(""), &mut files, &mut failures);
+    // A single file keeps its name under the prefix; a directory's files their relative paths.
+    let top = if source.is_file() {
+        source.file_name().map(Path::new).unwrap_or(Path::new(""))
+    } else {
+        Path::new("")
+    };
+    collect(source, top, &mut files, &mut failures);
     let prefix = prefix.trim_matches('/');
     let results: Vec<Result<u64, ObjectError>> = stream::iter(files)
         .map(|(path, relative)| {
             let key = if prefix.is_empty() {
                 relative.clone()
-            } else if relative.is_empty() {
-                prefix.to_owned()
             } else {
                 format!("{prefix}/{relative}")
             };

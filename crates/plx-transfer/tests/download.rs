@@ -379,11 +379,8 @@ fn docker(args: &[&str]) -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn bytes_changed_behind_the_engine_are_caught_and_never_land() -> anyhow::Result<()> {
-    let server = S3Server::start().await?;
-    anyhow::ensure!(
-        server.backend == plx_testkit::Backend::S3s,
-        "this test edits s3s-fs's files; run it with PLX_TEST_S3=s3s"
-    );
+    // This test edits s3s-fs's files behind the server, so it uses s3s-fs whatever PLX_TEST_S3 says.
+    let server = S3Server::start_backend(plx_testkit::Backend::S3s).await?;
     server.create_bucket(BUCKET).await?;
     server
         .seed(
@@ -631,5 +628,61 @@ async fn an_interrupted_large_download_resumes_fetching_only_the_missing_parts()
         "the part file and its record are gone: {:?}",
         tree(destination.path()).keys().collect::<Vec<_>>()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_and_restarted_mid_transfer_completes_after_retries() -> anyhow::Result<()>
+{
+    let mut server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let objects: Vec<(String, Vec<u8>)> = (0..60u64)
+        .map(|index| (format!("v1/f{index:02}"), bytes(index, 200_000)))
+        .collect();
+    for (key, body) in &objects {
+        server.put(BUCKET, key, body.clone()).await?;
+    }
+    let forwarder = plx_testkit::TcpForwarder::start(([127, 0, 0, 1], server.port).into()).await?;
+    let client = plx_testkit::s3::client_for(
+        &forwarder.endpoint(),
+        &server.region,
+        &server.access_key,
+        &server.secret_key,
+    );
+    let destination = tempfile::tempdir()?;
+    let config = Config {
+        concurrency: 2,
+        attempts: 10,
+        backoff: std::time::Duration::from_millis(300),
+        ..Config::default()
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let path = destination.path().to_path_buf();
+    let task = tokio::spawn(async move {
+        plx_transfer::download(&client, &whole(""), &path, &config, &Some(sender)).await
+    });
+    let mut done = 0;
+    while let Some(event) = receiver.recv().await {
+        if matches!(event, plx_transfer::Event::Done { .. }) {
+            done += 1;
+            if done == 5 {
+                break;
+            }
+        }
+    }
+    server.kill().await?;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.restart().await?;
+    forwarder.set_upstream(([127, 0, 0, 1], server.port).into());
+    let summary = task.await??;
+    assert_eq!(summary.objects, 60);
+    assert_eq!(summary.unverified, 0);
+    for (key, body) in &objects {
+        assert_eq!(
+            &std::fs::read(destination.path().join(key.trim_start_matches("v1/")))?,
+            body,
+            "{key}"
+        );
+    }
     Ok(())
 }
