@@ -17,7 +17,8 @@ usage: cargo xtask <task>
 tasks:
   demo                 the main job end to end, on nothing but this checkout
   test                 every test: unit, property, integration, conformance (with Polyaxon 2.18)
-  conformance [FILTER] the conformance cases, cross-checked against Polyaxon 2.18
+  conformance [FILTER] the conformance cases: the model (cross-checked against Polyaxon 2.18) and
+                       transfers (against a real S3 server)
   schemas [--check]    regenerate schemas/ from the Rust types (or fail when stale)
   images [--garage]    build the test S3 server image (s3s-fs) locally, and Garage's when asked
                        (its build is long); nothing is pulled
@@ -294,20 +295,24 @@ fn tools_venv(root: &Path) -> anyhow::Result<PathBuf> {
 
 fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
     let python = polyaxon_venv(root)?;
-    let mut command = cargo();
-    command
-        .args([
-            "test",
-            "-q",
-            "-p",
-            "plx-connections",
-            "--test",
-            "conformance",
-            "--",
-        ])
-        .env("PLX_POLYAXON_PYTHON", &python);
-    command.args(filter);
-    status(&mut command)
+    let tools = tools_venv(root)?;
+    images(root)?;
+    // The model cases (validator, JSON Schema, Polyaxon), then the transfer cases (real servers).
+    for test in [
+        ("plx-connections", "conformance"),
+        ("plx-transfer", "conformance"),
+    ] {
+        let mut command = cargo();
+        command
+            .args(["test", "-q", "-p", test.0, "--test", test.1, "--"])
+            .env("PLX_POLYAXON_PYTHON", &python)
+            .env("PLX_MOTO_SERVER", tools.join("bin/moto_server"))
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        command.args(filter);
+        status(&mut command)?;
+    }
+    remove_test_containers();
+    Ok(())
 }
 
 fn schemas(check: bool) -> anyhow::Result<()> {

@@ -281,14 +281,14 @@ fn values(sink: &mut Sink, value: &Value, path: &Ptr) -> Option<Catalog> {
     let store = parse::get(map, "artifactsStore").map(|value| (value, path.key("artifactsStore")));
     let catalog = parse::catalog(sink, connections, store);
     // Polyaxon's chart mounts `mountConnections` into its service pods: they must exist.
-    if let Some(names) = parse::string_list(sink, map, path, "mountConnections") {
-        if let Some(catalog) = &catalog {
-            let known = Known {
-                catalogs: std::slice::from_ref(catalog),
-            };
-            for (index, name) in names.iter().enumerate() {
-                known.check(sink, name, &path.key("mountConnections").index(index));
-            }
+    if let Some(names) = parse::string_list(sink, map, path, "mountConnections")
+        && let Some(catalog) = &catalog
+    {
+        let known = Known {
+            catalogs: std::slice::from_ref(catalog),
+        };
+        for (index, name) in names.iter().enumerate() {
+            known.check(sink, name, &path.key("mountConnections").index(index));
         }
     }
     catalog
@@ -379,12 +379,12 @@ fn job(sink: &mut Sink, value: &Value, path: &Ptr, known: &Known<'_>) -> Option<
     }
     // Distributed runs keep connections and init per replica (chief, worker, master, launcher, ...).
     for (key, replica) in run {
-        if let Value::Object(replica) = replica {
-            if replica.contains_key("init") || replica.contains_key("connections") {
-                match parse::job_section(sink, replica, &run_path.key(key), known) {
-                    Some(section) => sections.push(section),
-                    None => ok = false,
-                }
+        if let Value::Object(replica) = replica
+            && (replica.contains_key("init") || replica.contains_key("connections"))
+        {
+            match parse::job_section(sink, replica, &run_path.key(key), known) {
+                Some(section) => sections.push(section),
+                None => ok = false,
             }
         }
     }

@@ -92,22 +92,22 @@ pub(crate) fn connection(sink: &mut Sink, value: &Value, path: &Ptr) -> Parsed {
         "name",
         Need::Required("a connection name, e.g. `name: s3-dataset1`"),
     );
-    if let Some(name) = &name {
-        if !rules::is_dns_label(name) {
-            let hint = rules::suggest_label(name);
-            let hint = if hint.is_empty() {
-                "s3-dataset1".to_owned()
-            } else {
-                hint
-            };
-            sink.error(
+    if let Some(name) = &name
+        && !rules::is_dns_label(name)
+    {
+        let hint = rules::suggest_label(name);
+        let hint = if hint.is_empty() {
+            "s3-dataset1".to_owned()
+        } else {
+            hint
+        };
+        sink.error(
                 &parsed.name_path,
                 Code::InvalidName,
                 format!(
                     "`{name}` is not a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit): it becomes volume and container names; write `{hint}`"
                 ),
             );
-        }
     }
     parsed.name = name.clone();
 
@@ -150,16 +150,18 @@ pub(crate) fn connection(sink: &mut Sink, value: &Value, path: &Ptr) -> Parsed {
     };
     parsed.kind = kind;
 
-    if let (Some(name), Some(kind)) = (&name, kind) {
-        if kind.is_artifact() && rules::is_dns_label(name) && name.len() > INIT_NAME_MAX {
-            sink.warning(
+    if let (Some(name), Some(kind)) = (&name, kind)
+        && kind.is_artifact()
+        && rules::is_dns_label(name)
+        && name.len() > INIT_NAME_MAX
+    {
+        sink.warning(
                 &parsed.name_path,
                 Code::NameTooLongForInit,
                 format!(
                     "Polyaxon names this connection's init containers `polyaxon-init-artifacts-{name}-<10 hex>`, longer than the 63 characters Kubernetes allows; keep the name to {INIT_NAME_MAX} characters"
                 ),
             );
-        }
     }
 
     let description = string(sink, map, path, "description", Need::Optional);
@@ -208,21 +210,21 @@ pub(crate) fn connection(sink: &mut Sink, value: &Value, path: &Ptr) -> Parsed {
     }
 
     let errors_after = sink.diagnostics.iter().filter(|d| d.is_error()).count();
-    if errors_after == errors_before {
-        if let (Some(name), Some(kind)) = (name, kind) {
-            parsed.connection = Some(Connection {
-                name,
-                kind,
-                description,
-                tags,
-                schema,
-                secret,
-                config_map,
-                env,
-                annotations,
-                is_alias,
-            });
-        }
+    if errors_after == errors_before
+        && let (Some(name), Some(kind)) = (name, kind)
+    {
+        parsed.connection = Some(Connection {
+            name,
+            kind,
+            description,
+            tags,
+            schema,
+            secret,
+            config_map,
+            env,
+            annotations,
+            is_alias,
+        });
     }
     parsed
 }
@@ -286,15 +288,15 @@ fn connection_schema(
         SchemaShape::HostPath => Some("hostPath"),
         _ => None,
     };
-    if let Some((key, _, other_kinds)) = identified {
-        if own_key.is_none_or(|own| !map.contains_key(own)) {
-            sink.error(
+    if let Some((key, _, other_kinds)) = identified
+        && own_key.is_none_or(|own| !map.contains_key(own))
+    {
+        sink.error(
                 path,
                 Code::SchemaKindMismatch,
                 format!("this schema has `{key}`, so it is written for {other_kinds}, but kind is {kind}; change the kind or write {}", shape_fields(shape)),
             );
-            return None;
-        }
+        return None;
     }
     let fields = shape_field_list(shape);
     for key in map.keys() {
@@ -347,10 +349,10 @@ fn connection_schema(
                 "volumeClaim",
                 Need::Required("the PersistentVolumeClaim's name"),
             );
-            if let Some(claim) = &volume_claim {
-                if !rules::is_dns_subdomain(claim) {
-                    sink.error(&path.key("volumeClaim"), Code::InvalidName, format!("`{claim}` is not a valid PersistentVolumeClaim name (a DNS-1123 subdomain: lowercase letters, digits, `-` and `.`)"));
-                }
+            if let Some(claim) = &volume_claim
+                && !rules::is_dns_subdomain(claim)
+            {
+                sink.error(&path.key("volumeClaim"), Code::InvalidName, format!("`{claim}` is not a valid PersistentVolumeClaim name (a DNS-1123 subdomain: lowercase letters, digits, `-` and `.`)"));
             }
             let mount_path = absolute_path(
                 sink,
@@ -511,14 +513,14 @@ fn resource(sink: &mut Sink, value: &Value, path: &Ptr, what: &str) -> Option<Re
         "name",
         Need::Required(&format!("the {kube}'s name")),
     );
-    if let Some(name) = &name {
-        if !rules::is_dns_subdomain(name) {
-            sink.error(
+    if let Some(name) = &name
+        && !rules::is_dns_subdomain(name)
+    {
+        sink.error(
                 &path.key("name"),
                 Code::InvalidName,
                 format!("`{name}` is not a valid {kube} name (a DNS-1123 subdomain: lowercase letters, digits, `-` and `.`); write `{}`", rules::suggest_label(name)),
             );
-        }
     }
     let mount_path = absolute_path(sink, map, path, "mountPath", Need::Optional);
     let items = string_list(sink, map, path, "items");
@@ -815,30 +817,29 @@ pub(crate) fn catalog(
     }
     let store = artifacts_store.map(|(value, path)| {
         let store = connection(sink, value, &path);
-        if let Some(kind) = store.kind {
-            if !kind.is_artifact() {
+        if let Some(kind) = store.kind
+            && !kind.is_artifact() {
                 sink.error(
                     &store.kind_path,
                     Code::InvalidArtifactsStore,
                     format!("the artifacts store cannot be of kind {kind}; use s3, gcs, wasb, host_path or volume_claim"),
                 );
             }
-        }
         store
     });
 
     let mut names: HashMap<&str, &Ptr> = HashMap::new();
     let mut mounts: HashMap<(&str, &str), (&Option<String>, &Ptr)> = HashMap::new();
     for item in parsed.iter().chain(store.as_ref()) {
-        if let Some(name) = &item.name {
-            if let Some(first) = names.insert(name, &item.name_path) {
-                sink.error(
+        if let Some(name) = &item.name
+            && let Some(first) = names.insert(name, &item.name_path)
+        {
+            sink.error(
                     &item.name_path,
                     Code::DuplicateName,
                     format!("a connection named `{name}` is already defined at {}; names must be unique across connections and the artifacts store, rename one", first.0.trim_end_matches("/name")),
                 );
-                names.insert(name, first);
-            }
+            names.insert(name, first);
         }
         for (resource, mount_path, path, label) in &item.secret_mounts {
             match mounts.get(&(*label, resource.as_str())) {
@@ -1026,16 +1027,15 @@ pub(crate) fn init(sink: &mut Sink, value: &Value, path: &Ptr, known: &Known<'_>
         })
     });
     let paths = entries(sink, map, path, "paths");
-    if artifacts.is_some() || paths.is_some() {
-        if let (Some(name), Some(target)) = (&connection, target) {
-            if !target.kind.is_artifact() {
-                sink.error(
+    if (artifacts.is_some() || paths.is_some())
+        && let (Some(name), Some(target)) = (&connection, target)
+        && !target.kind.is_artifact()
+    {
+        sink.error(
                     &path.key("connection"),
                     Code::InitConnectionKind,
                     format!("`{name}` is a connection of kind {}, which holds no artifacts; pull artifacts from an s3, gcs, wasb, host_path or volume_claim connection", target.kind),
                 );
-            }
-        }
     }
     let git = get(map, "git").and_then(|value| {
         let git_path = path.key("git");
@@ -1044,11 +1044,10 @@ pub(crate) fn init(sink: &mut Sink, value: &Value, path: &Ptr, known: &Known<'_>
         if url.is_none() && connection.is_none() {
             sink.error(&git_path.key("url"), Code::MissingField, "a git init entry needs `git.url` or a `connection` of kind git");
         }
-        if let (Some(name), Some(target)) = (&connection, target) {
-            if !matches!(target.kind, Kind::Git | Kind::Ssh) {
+        if let (Some(name), Some(target)) = (&connection, target)
+            && !matches!(target.kind, Kind::Git | Kind::Ssh) {
                 sink.error(&path.key("connection"), Code::InitConnectionKind, format!("`{name}` is a connection of kind {}; a git init entry needs a git (or ssh) connection", target.kind));
             }
-        }
         let revision = string(sink, fields, &git_path, "revision", Need::Optional);
         let flags = string_list(sink, fields, &git_path, "flags");
         Some(InitGit { url, revision, flags })

@@ -371,17 +371,17 @@ pub async fn download(
                 if !verified {
                     summary.unverified += 1;
                 }
-                if !job.marker {
-                    if let Ok(mut state) = state.lock() {
-                        state.files.insert(
-                            job.path.display().to_string(),
-                            Landed {
-                                key: job.key.clone(),
-                                etag: job.stamp.clone(),
-                                size: job.size,
-                            },
-                        );
-                    }
+                if !job.marker
+                    && let Ok(mut state) = state.lock()
+                {
+                    state.files.insert(
+                        job.path.display().to_string(),
+                        Landed {
+                            key: job.key.clone(),
+                            etag: job.stamp.clone(),
+                            size: job.size,
+                        },
+                    );
                 }
                 emit(events, Event::Done { key: job.key });
             }
@@ -396,10 +396,10 @@ pub async fn download(
             )),
         }
     }
-    if let Ok(state) = state.lock() {
-        if let Err(error) = state.save(&dir) {
-            tracing::warn!("cannot save the transfer state (a rerun will fetch again): {error}");
-        }
+    if let Ok(state) = state.lock()
+        && let Err(error) = state.save(&dir)
+    {
+        tracing::warn!("cannot save the transfer state (a rerun will fetch again): {error}");
     }
     summary.failed = failures.len() as u64;
     summary.elapsed = started.elapsed();

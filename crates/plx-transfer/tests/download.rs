@@ -70,7 +70,7 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
     let server = S3Server::start().await?;
     server.create_bucket(BUCKET).await?;
     let source = tempfile::tempdir()?;
-    for index in 0..1500u64 {
+    for index in 0..2000u64 {
         let name = match index % 5 {
             0 => format!("train/{index:04}.bin"),
             1 => format!("train/sub dir/{index:04} with space.bin"),
@@ -85,7 +85,7 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
     let config = Config::default();
     let uploaded =
         plx_transfer::upload(&server.client, BUCKET, "v1", source.path(), &config, &None).await?;
-    assert_eq!(uploaded.objects, 1500);
+    assert_eq!(uploaded.objects, 2000);
 
     let destination = tempfile::tempdir()?;
     let summary = plx_transfer::download(
@@ -104,7 +104,7 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
             summary.retried,
             summary.unverified
         ),
-        (1500, 0, 0, 0, 0)
+        (2000, 0, 0, 0, 0)
     );
     assert_eq!(tree(&destination.path().join("data")), tree(source.path()));
 
@@ -116,7 +116,7 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
         &None,
     )
     .await?;
-    assert_eq!((again.objects, again.skipped, again.bytes), (0, 1500, 0));
+    assert_eq!((again.objects, again.skipped, again.bytes), (0, 2000, 0));
     Ok(())
 }
 
