@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 the input or the data is wrong (or unreachable), 2 usage, I/O or
 //! configuration error.
 
+mod artifacts;
 mod catalog;
 mod check;
 mod env;
@@ -40,6 +41,17 @@ enum Command {
     Check(check::Args),
     /// Write an AWS shared config and credentials profile for a connection, for boto3, the AWS CLI and other SDKs.
     Env(env::Args),
+    /// Pull a connection's files and directories into the pod; every failure is an exit 1.
+    Artifacts(artifacts::Args),
+    /// Polyaxon's initializer commands, for an init image whose command points here unchanged.
+    #[command(subcommand)]
+    Initializer(Initializer),
+}
+
+#[derive(Subcommand)]
+enum Initializer {
+    /// `polyaxon initializer path`: pull one file or directory of a connection.
+    Path(artifacts::InitializerPath),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +72,12 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(args),
         Command::Check(args) => runtime().and_then(|runtime| runtime.block_on(check::run(args))),
         Command::Env(args) => env::run(args),
+        Command::Artifacts(args) => {
+            runtime().and_then(|runtime| runtime.block_on(artifacts::run(args)))
+        }
+        Command::Initializer(Initializer::Path(args)) => {
+            runtime().and_then(|runtime| runtime.block_on(artifacts::initializer_path(args)))
+        }
     };
     match result {
         Ok(code) => code,

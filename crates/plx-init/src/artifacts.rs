@@ -1,0 +1,327 @@
+//! `plx-init artifacts` and Polyaxon's `initializer path`: pull a connection's data into the pod.
+//!
+//! Unlike Polyaxon's initializer, every failure (a missing source, `--is-file` on a prefix, an
+//! unknown connection, any download error) exits non-zero with the object named.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use plx_connections::{Connection, Init, Kind, PathEntry, PullMode};
+use plx_credentials::{Environment, S3Settings};
+use plx_transfer::{Config, Download, Entry};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The connection to pull from; the artifacts store when absent.
+    #[arg(long)]
+    connection: Option<String>,
+    /// Objects to pull: `path` or `from:to`.
+    #[arg(long = "files", value_name = "F")]
+    files: Vec<String>,
+    /// Prefixes to pull recursively: `path` or `from:to`.
+    #[arg(long = "dirs", value_name = "D")]
+    dirs: Vec<String>,
+    /// Objects or prefixes, decided when pulling: `path` or `from:to`.
+    #[arg(long = "paths", value_name = "P")]
+    paths: Vec<String>,
+    /// A custom destination root (Polyaxon's `init[].path`).
+    #[arg(long, value_name = "DEST")]
+    path: Option<String>,
+    /// Objects in flight at once (Polyaxon defines `workers` and ignores it; this uses it).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// The `init:` section of a Polyaxon operation (a YAML list, or an operation/component file).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["connection", "files", "dirs", "paths", "path", "workers"])]
+    init: Option<PathBuf>,
+    /// A catalog file (any form); by default the pod's POLYAXON_CONNECTIONS_CATALOG.
+    #[arg(long, value_name = "FILE")]
+    catalog: Option<PathBuf>,
+    /// Also write the summary as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    summary: Option<PathBuf>,
+}
+
+fn entry(text: &str) -> PathEntry {
+    match text.split_once(':') {
+        Some((from, to)) => PathEntry::Renamed(from.to_owned(), to.to_owned()),
+        None => PathEntry::Same(text.to_owned()),
+    }
+}
+
+pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    let env = Environment::from_process();
+    let catalog = crate::catalog::load(args.catalog.as_deref(), &env)?;
+    let inits: Vec<Init> = match &args.init {
+        Some(file) => read_init(file, &catalog)?,
+        None => vec![Init {
+            artifacts: (!args.files.is_empty() || !args.dirs.is_empty()).then(|| {
+                plx_connections::Artifacts {
+                    files: (!args.files.is_empty())
+                        .then(|| args.files.iter().map(|text| entry(text)).collect()),
+                    dirs: (!args.dirs.is_empty())
+                        .then(|| args.dirs.iter().map(|text| entry(text)).collect()),
+                    workers: args.workers.map(|workers| workers as u32),
+                }
+            }),
+            paths: (!args.paths.is_empty())
+                .then(|| args.paths.iter().map(|text| entry(text)).collect()),
+            connection: args.connection.clone(),
+            path: args.path.clone(),
+            ..Init::default()
+        }],
+    };
+    let context_root = env
+        .get("POLYAXON_CONTEXT_ROOT")
+        .unwrap_or(plx_connections::DEFAULT_CONTEXT_ROOT)
+        .to_owned();
+    let store = catalog
+        .artifacts_store
+        .as_ref()
+        .map(|store| store.name.clone());
+    let mut failed = false;
+    let mut summaries = Vec::new();
+    for init in &inits {
+        let connection = match &init.connection {
+            Some(name) => plx_credentials::find(&catalog, name)?,
+            None => catalog
+                .artifacts_store
+                .as_ref()
+                .context("the entry names no connection and the catalog has no artifacts store")?,
+        };
+        let pulls = init.pulls(connection, store.as_deref(), &context_root);
+        let workers = init
+            .artifacts
+            .as_ref()
+            .and_then(|artifacts| artifacts.workers)
+            .map(|workers| workers as usize)
+            .or(args.workers);
+        let root = PathBuf::from(init.destination_root(store.as_deref(), &context_root));
+        match pull(connection, &env, &root, &pulls, workers).await? {
+            Ok(summary) => {
+                println!(
+                    "{}: {} objects, {} bytes, {} skipped, {} retried into {} in {:.1} s ({:.1} MB/s)",
+                    connection.name,
+                    summary.objects,
+                    summary.bytes,
+                    summary.skipped,
+                    summary.retried,
+                    root.display(),
+                    summary.elapsed.as_secs_f64(),
+                    summary.throughput() / 1e6
+                );
+                summaries.push(serde_json::json!({"connection": connection.name, "destination": root, "ok": true, "summary": summary}));
+            }
+            Err(error) => {
+                failed = true;
+                eprintln!(
+                    "plx-init: {}: {} failed:",
+                    connection.name,
+                    error.failures.len()
+                );
+                for failure in &error.failures {
+                    eprintln!("  {failure}");
+                }
+                let failures: Vec<String> =
+                    error.failures.iter().map(ToString::to_string).collect();
+                summaries.push(serde_json::json!({"connection": connection.name, "destination": root, "ok": false, "summary": error.summary, "failures": failures}));
+            }
+        }
+    }
+    if let Some(file) = &args.summary {
+        std::fs::write(file, serde_json::to_vec_pretty(&summaries)?)
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn read_init(file: &Path, catalog: &plx_connections::Catalog) -> anyhow::Result<Vec<Init>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    // A bare `init:` list is wrapped into a job so the validator's job rules apply to it.
+    let value = plx_connections::read_value(&text)
+        .map_err(|diagnostic| anyhow::format_err!("{}: {diagnostic}", file.display()))?;
+    let job = if value.is_array() {
+        serde_json::json!({"run": {"kind": "job", "init": value}})
+    } else {
+        value
+    };
+    let report = plx_connections::validate_value(&job, std::slice::from_ref(catalog));
+    match report.content {
+        Some(plx_connections::Content::Job(sections)) => Ok(sections
+            .into_iter()
+            .flat_map(|section| section.init)
+            .collect()),
+        _ => {
+            let problems: Vec<String> = report
+                .diagnostics
+                .iter()
+                .filter(|d| d.is_error())
+                .map(ToString::to_string)
+                .collect();
+            anyhow::bail!(
+                "{} is not a valid init section:\n  {}",
+                file.display(),
+                problems.join("\n  ")
+            )
+        }
+    }
+}
+
+/// Pulls into `root`: the outer error is configuration (exit 2), the inner one data (exit 1).
+async fn pull(
+    connection: &Connection,
+    env: &Environment,
+    root: &Path,
+    pulls: &[plx_connections::Pull],
+    workers: Option<usize>,
+) -> anyhow::Result<Result<plx_transfer::Summary, plx_transfer::Error>> {
+    if connection.kind != Kind::S3 {
+        anyhow::bail!(
+            "connection `{}` is of kind {}; plx-init pulls from s3 connections (gcs, wasb, host_path and volume_claim are not supported yet)",
+            connection.name,
+            connection.kind
+        );
+    }
+    let settings = S3Settings::resolve(connection, env)?;
+    let client = plx_credentials::client(&settings).await?;
+    let store = format!("s3://{}", settings.bucket);
+    let mut entries = Vec::new();
+    for pull in pulls {
+        let key = pull
+            .source
+            .strip_prefix(&store)
+            .unwrap_or(&pull.source)
+            .trim_start_matches('/')
+            .to_owned();
+        let to = Path::new(&pull.destination)
+            .strip_prefix(root)
+            .map(|to| to.display().to_string())
+            .unwrap_or_default();
+        let mode = match pull.mode {
+            PullMode::Check => {
+                let listed = client
+                    .list_objects_v2()
+                    .bucket(&settings.bucket)
+                    .prefix(&key)
+                    .max_keys(2)
+                    .send()
+                    .await;
+                let exact = listed.as_ref().is_ok_and(|page| {
+                    page.contents()
+                        .iter()
+                        .any(|object| object.key() == Some(key.as_str()))
+                });
+                if exact { PullMode::File } else { PullMode::Dir }
+            }
+            mode => mode,
+        };
+        entries.push(match mode {
+            PullMode::File => Entry::File { from: key, to },
+            _ => Entry::Dir { from: key, to },
+        });
+    }
+    let request = Download {
+        bucket: settings.bucket.clone(),
+        prefix: String::new(),
+        entries,
+        ..Download::default()
+    };
+    let config = Config {
+        concurrency: workers.unwrap_or(Config::default().concurrency),
+        ..Config::default()
+    };
+    Ok(plx_transfer::download(&client, &request, root, &config, &None).await)
+}
+
+/// Polyaxon's `polyaxon initializer path` flags, accepted as they are.
+#[derive(clap::Args)]
+pub(crate) struct InitializerPath {
+    #[arg(long = "connection-name")]
+    connection_name: String,
+    /// Used only in the success message, as in Polyaxon.
+    #[arg(long = "connection-kind")]
+    connection_kind: Option<String>,
+    #[arg(long = "path-from")]
+    path_from: String,
+    #[arg(long = "path-to")]
+    path_to: PathBuf,
+    #[arg(long = "is-file")]
+    is_file: bool,
+    #[arg(long = "check-path")]
+    check_path: bool,
+    /// Accepted for compatibility: plx-init always fails on errors.
+    #[arg(long = "raise-errors")]
+    raise_errors: bool,
+    /// Accepted for compatibility: the file-watcher state is not written.
+    #[arg(long = "sync-fw")]
+    sync_fw: bool,
+}
+
+pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<ExitCode> {
+    let _ = (args.raise_errors, args.sync_fw);
+    let env = Environment::from_process();
+    let catalog = crate::catalog::load(None, &env)?;
+    let connection = plx_credentials::find(&catalog, &args.connection_name)?;
+    let (root, to, mode) = if args.is_file {
+        let parent = args
+            .path_to
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let name = args
+            .path_to
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (parent, name, PullMode::File)
+    } else {
+        (
+            args.path_to.clone(),
+            String::new(),
+            if args.check_path {
+                PullMode::Check
+            } else {
+                PullMode::Dir
+            },
+        )
+    };
+    let request = plx_connections::Pull {
+        source: args.path_from.trim_end_matches('/').to_owned(),
+        destination: root.join(&to).display().to_string(),
+        mode,
+    };
+    match pull(
+        connection,
+        &env,
+        &root,
+        std::slice::from_ref(&request),
+        None,
+    )
+    .await?
+    {
+        Ok(_) => {
+            let kind = args
+                .connection_kind
+                .clone()
+                .unwrap_or_else(|| connection.kind.to_string());
+            println!(
+                "{kind} path is initialized, path: `{}`",
+                args.path_to.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            for failure in &error.failures {
+                eprintln!("plx-init: {failure}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
