@@ -158,19 +158,11 @@ fn read_init(file: &Path, catalog: &plx_connections::Catalog) -> anyhow::Result<
             .into_iter()
             .flat_map(|section| section.init)
             .collect()),
-        _ => {
-            let problems: Vec<String> = report
-                .diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .map(ToString::to_string)
-                .collect();
-            anyhow::bail!(
-                "{} is not a valid init section:\n  {}",
-                file.display(),
-                problems.join("\n  ")
-            )
-        }
+        _ => anyhow::bail!(
+            "{} is not a valid init section:\n  {}",
+            file.display(),
+            crate::catalog::errors(&report)
+        ),
     }
 }
 

@@ -19,18 +19,21 @@ pub(crate) fn load(file: Option<&Path>, env: &Environment) -> anyhow::Result<Cat
         Some(Content::Job(_)) => {
             anyhow::bail!("{} is a job, not a connection catalog", file.display())
         }
-        None => {
-            let problems: Vec<String> = report
-                .diagnostics
-                .iter()
-                .filter(|d| d.is_error())
-                .map(ToString::to_string)
-                .collect();
-            anyhow::bail!(
-                "{} is not a valid catalog (run `plx-init validate` on it):\n  {}",
-                file.display(),
-                problems.join("\n  ")
-            )
-        }
+        None => anyhow::bail!(
+            "{} is not a valid catalog (run `plx-init validate` on it):\n  {}",
+            file.display(),
+            errors(&report)
+        ),
     }
+}
+
+/// The report's errors, one per line, for a message.
+pub(crate) fn errors(report: &plx_connections::Report) -> String {
+    report
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
 }
