@@ -145,106 +145,115 @@ fn remove_test_containers() {
     }
 }
 
-/// Builds the s3s-fs image: the binary and the shared libraries it links, on scratch, run as
-/// nobody. Cached: rebuilt only when the image is missing.
+/// An image of one binary from crates.io on `scratch`: the binary, the shared libraries it
+/// links, a few files, and data directories owned by nobody, who runs it.
+struct ScratchImage<'a> {
+    tag: &'a str,
+    /// `name@version`, with the `cargo install` flags it needs.
+    install: &'a [&'a str],
+    binary: &'a str,
+    files: &'a [(&'a str, &'a str)],
+    data: &'a [&'a str],
+    port: u16,
+    entrypoint: &'a [&'a str],
+    /// Said while installing: the build can be long.
+    note: &'a str,
+}
+
+/// Builds the s3s-fs image `cargo xtask test` needs. Cached: rebuilt only when missing.
 fn images(root: &Path) -> anyhow::Result<()> {
-    let present = Command::new("docker")
-        .args(["image", "inspect", S3S_IMAGE])
-        .output()
-        .is_ok_and(|output| output.status.success());
-    if present {
-        return Ok(());
-    }
-    let tools = root.join("target/plx-tools/s3s-fs");
-    let binary = tools.join("bin/s3s-fs");
-    if !binary.exists() {
-        eprintln!("xtask: building {S3S_FS} (once; cached under target/)");
-        status(
-            cargo()
-                .args([
-                    "install",
-                    "--quiet",
-                    S3S_FS,
-                    "--features",
-                    "binary",
-                    "--root",
-                ])
-                .arg(&tools),
-        )?;
-    }
-    let context = root.join("target/images/s3s-fs");
-    let _ = std::fs::remove_dir_all(&context);
-    let rootfs = context.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin"))?;
-    std::fs::copy(&binary, rootfs.join("bin/s3s-fs"))?;
-    for library in shared_libraries(&binary)? {
-        let target = rootfs.join(library.strip_prefix("/").unwrap_or(&library));
-        std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
-        std::fs::copy(&library, &target).with_context(|| format!("copy {}", library.display()))?;
-    }
-    std::fs::create_dir_all(context.join("data"))?;
-    std::fs::write(
-        context.join("Dockerfile"),
-        "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=65534:65534 data/ /data/\nUSER 65534:65534\nEXPOSE 8014\nENTRYPOINT [\"/bin/s3s-fs\"]\n",
-    )?;
-    eprintln!("xtask: building image {S3S_IMAGE}");
-    status(
-        Command::new("docker")
-            .args(["build", "--quiet", "-t", S3S_IMAGE])
-            .arg(&context)
-            .env("DOCKER_BUILDKIT", "0"),
+    build_scratch_image(
+        root,
+        &ScratchImage {
+            tag: S3S_IMAGE,
+            install: &[S3S_FS, "--features", "binary"],
+            binary: "s3s-fs",
+            files: &[],
+            data: &["data"],
+            port: 8014,
+            entrypoint: &["/bin/s3s-fs"],
+            note: "once; cached under target/",
+        },
     )
 }
 
 /// Builds Garage from crates.io (long: only when asked) into an image like s3s-fs's.
 fn garage_image(root: &Path) -> anyhow::Result<()> {
+    build_scratch_image(
+        root,
+        &ScratchImage {
+            tag: GARAGE_IMAGE,
+            install: &[
+                GARAGE,
+                "--no-default-features",
+                "--features",
+                "bundled-libs,sqlite",
+            ],
+            binary: "garage",
+            files: &[("etc/garage.toml", GARAGE_TOML)],
+            data: &["data/meta", "data/blocks"],
+            port: 3900,
+            entrypoint: &["/bin/garage", "-c", "/etc/garage.toml", "server"],
+            note: "long; cached under target/",
+        },
+    )
+}
+
+fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<()> {
     let present = Command::new("docker")
-        .args(["image", "inspect", GARAGE_IMAGE])
+        .args(["image", "inspect", image.tag])
         .output()
         .is_ok_and(|output| output.status.success());
     if present {
         return Ok(());
     }
-    let tools = root.join("target/plx-tools/garage");
-    let binary = tools.join("bin/garage");
+    let tools = root.join("target/plx-tools").join(image.binary);
+    let binary = tools.join("bin").join(image.binary);
     if !binary.exists() {
-        eprintln!("xtask: building {GARAGE} (long; cached under target/)");
+        eprintln!("xtask: building {} ({})", image.install[0], image.note);
         status(
             cargo()
-                .args([
-                    "install",
-                    "--quiet",
-                    GARAGE,
-                    "--no-default-features",
-                    "--features",
-                    "bundled-libs,sqlite",
-                    "--root",
-                ])
+                .args(["install", "--quiet"])
+                .args(image.install)
+                .arg("--root")
                 .arg(&tools),
         )?;
     }
-    let context = root.join("target/images/garage");
+    let context = root.join("target/images").join(image.binary);
     let _ = std::fs::remove_dir_all(&context);
     let rootfs = context.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin"))?;
-    std::fs::create_dir_all(rootfs.join("etc"))?;
-    std::fs::copy(&binary, rootfs.join("bin/garage"))?;
-    std::fs::write(rootfs.join("etc/garage.toml"), GARAGE_TOML)?;
+    std::fs::copy(&binary, rootfs.join("bin").join(image.binary))?;
+    for (path, text) in image.files {
+        let target = rootfs.join(path);
+        std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
+        std::fs::write(target, text)?;
+    }
     for library in shared_libraries(&binary)? {
         let target = rootfs.join(library.strip_prefix("/").unwrap_or(&library));
         std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
         std::fs::copy(&library, &target).with_context(|| format!("copy {}", library.display()))?;
     }
-    std::fs::create_dir_all(context.join("data/meta"))?;
-    std::fs::create_dir_all(context.join("data/blocks"))?;
+    for dir in image.data {
+        std::fs::create_dir_all(context.join(dir))?;
+    }
+    let entrypoint = image
+        .entrypoint
+        .iter()
+        .map(|word| format!("\"{word}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     std::fs::write(
         context.join("Dockerfile"),
-        "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=65534:65534 data/ /data/\nUSER 65534:65534\nEXPOSE 3900\nENTRYPOINT [\"/bin/garage\", \"-c\", \"/etc/garage.toml\", \"server\"]\n",
+        format!(
+            "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=65534:65534 data/ /data/\nUSER 65534:65534\nEXPOSE {}\nENTRYPOINT [{entrypoint}]\n",
+            image.port
+        ),
     )?;
-    eprintln!("xtask: building image {GARAGE_IMAGE}");
+    eprintln!("xtask: building image {}", image.tag);
     status(
         Command::new("docker")
-            .args(["build", "--quiet", "-t", GARAGE_IMAGE])
+            .args(["build", "--quiet", "-t", image.tag])
             .arg(&context)
             .env("DOCKER_BUILDKIT", "0"),
     )

@@ -249,15 +249,8 @@ async fn verify_off_accepts_an_unknown_certificate() -> anyhow::Result<()> {
 
 async fn moto_bucket(moto: &Moto) -> anyhow::Result<()> {
     let client = plx_testkit::s3::client_for(&moto.endpoint, "us-east-1", "testing", "testing");
-    client.create_bucket().bucket(BUCKET).send().await?;
-    client
-        .put_object()
-        .bucket(BUCKET)
-        .key("v1/a.csv")
-        .body(b"1".to_vec().into())
-        .send()
-        .await?;
-    Ok(())
+    plx_testkit::s3::create_bucket(&client, BUCKET).await?;
+    plx_testkit::s3::put(&client, BUCKET, "v1/a.csv", "1").await
 }
 
 #[tokio::test]

@@ -202,18 +202,7 @@ impl S3Server {
 
     /// Creates a bucket.
     pub async fn create_bucket(&self, bucket: &str) -> anyhow::Result<()> {
-        self.client
-            .create_bucket()
-            .bucket(bucket)
-            .send()
-            .await
-            .map_err(|error| {
-                anyhow::format_err!(
-                    "create bucket {bucket}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(error)
-                )
-            })?;
-        Ok(())
+        create_bucket(&self.client, bucket).await
     }
 
     /// Writes one object.
@@ -223,20 +212,7 @@ impl S3Server {
         key: &str,
         body: impl Into<Vec<u8>>,
     ) -> anyhow::Result<()> {
-        self.client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(ByteStream::from(body.into()))
-            .send()
-            .await
-            .map_err(|error| {
-                anyhow::format_err!(
-                    "put {bucket}/{key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(error)
-                )
-            })?;
-        Ok(())
+        put(&self.client, bucket, key, body).await
     }
 
     /// Writes several objects.
@@ -324,6 +300,45 @@ async fn garage_bootstrap(
             );
         }
     }
+    Ok(())
+}
+
+/// Creates a bucket with any client (moto's too).
+pub async fn create_bucket(client: &Client, bucket: &str) -> anyhow::Result<()> {
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|error| {
+            anyhow::format_err!(
+                "create bucket {bucket}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(error)
+            )
+        })?;
+    Ok(())
+}
+
+/// Writes one object with any client.
+pub async fn put(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    body: impl Into<Vec<u8>>,
+) -> anyhow::Result<()> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.into()))
+        .send()
+        .await
+        .map_err(|error| {
+            anyhow::format_err!(
+                "put {bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(error)
+            )
+        })?;
     Ok(())
 }
 

@@ -518,6 +518,29 @@ impl Progress {
     }
 }
 
+/// Opens a part file through the sandbox, with the guard that removes it when `armed`.
+fn open_part(
+    dir: &Arc<Dir>,
+    path: &Path,
+    options: &cap_std::fs::OpenOptions,
+    armed: bool,
+) -> Result<(cap_std::fs::File, Temporary), Failure> {
+    let file = dir.open_with(path, options).map_err(|error| {
+        Failure::permanent(
+            ErrorKind::HostileKey,
+            format!("cannot create a file at {}: {error}", path.display()),
+        )
+    })?;
+    Ok((
+        file,
+        Temporary {
+            dir: dir.clone(),
+            path: path.to_path_buf(),
+            armed,
+        },
+    ))
+}
+
 /// Removes the temporary file unless the download completed.
 struct Temporary {
     dir: Arc<Dir>,
@@ -578,15 +601,8 @@ async fn fetch_once(
             .read(true)
             .create(true)
             .truncate(previous.is_none());
-        let file = dir.open_with(&temporary_path, &options).map_err(|error| {
-            Failure::permanent(
-                ErrorKind::HostileKey,
-                format!(
-                    "cannot create a file at {}: {error}",
-                    temporary_path.display()
-                ),
-            )
-        })?;
+        // A resumable part file stays when the run stops; it is hidden and never looks complete.
+        let (file, temporary) = open_part(dir, &temporary_path, &options, false)?;
         let progress = previous.unwrap_or(Progress {
             stamp: job.stamp.clone(),
             size: job.size,
@@ -597,12 +613,6 @@ async fn fetch_once(
         if let (Some(seen), Ok(mut etag)) = (&progress.etag, etag.lock()) {
             *etag = Some(seen.clone());
         }
-        // A resumable part file stays when the run stops; it is hidden and never looks complete.
-        let temporary = Temporary {
-            dir: dir.clone(),
-            path: temporary_path.clone(),
-            armed: false,
-        };
         (
             temporary_path,
             Some((progress_path, Mutex::new(progress))),
@@ -620,20 +630,7 @@ async fn fetch_once(
         let temporary_path = parent_path.join(format!(".{name}.{nonce}.plx-part"));
         let mut options = cap_std::fs::OpenOptions::new();
         options.write(true).read(true).create_new(true);
-        let file = dir.open_with(&temporary_path, &options).map_err(|error| {
-            Failure::permanent(
-                ErrorKind::HostileKey,
-                format!(
-                    "cannot create a file at {}: {error}",
-                    temporary_path.display()
-                ),
-            )
-        })?;
-        let temporary = Temporary {
-            dir: dir.clone(),
-            path: temporary_path.clone(),
-            armed: true,
-        };
+        let (file, temporary) = open_part(dir, &temporary_path, &options, true)?;
         (temporary_path, None, file, temporary)
     };
     let file = Arc::new(file.into_std());

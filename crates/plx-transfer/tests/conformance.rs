@@ -109,32 +109,9 @@ async fn run() -> anyhow::Result<bool> {
 }
 
 async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyhow::Result<()> {
-    client
-        .create_bucket()
-        .bucket(bucket)
-        .send()
-        .await
-        .map_err(|error| {
-            anyhow::format_err!(
-                "create bucket: {}",
-                aws_sdk_s3::error::DisplayErrorContext(error)
-            )
-        })?;
+    plx_testkit::s3::create_bucket(client, bucket).await?;
     for (key, content) in case["objects"].as_object().into_iter().flatten() {
-        let body = content.as_str().unwrap_or_default().as_bytes().to_vec();
-        client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .body(body.into())
-            .send()
-            .await
-            .map_err(|error| {
-                anyhow::format_err!(
-                    "seed {key}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(error)
-                )
-            })?;
+        plx_testkit::s3::put(client, bucket, key, content.as_str().unwrap_or_default()).await?;
     }
     let strings = |value: &Value| {
         value

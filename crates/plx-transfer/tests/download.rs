@@ -294,7 +294,7 @@ async fn missing_data_is_an_error_naming_it() -> anyhow::Result<()> {
 async fn hostile_keys_write_nothing_outside_the_destination() -> anyhow::Result<()> {
     let moto = Moto::start().await?;
     let client = plx_testkit::s3::client_for(&moto.endpoint, "us-east-1", "testing", "testing");
-    client.create_bucket().bucket(BUCKET).send().await?;
+    plx_testkit::s3::create_bucket(&client, BUCKET).await?;
     for key in [
         "v1/../evil-1",
         "v1/a/../../evil-2",
@@ -303,13 +303,7 @@ async fn hostile_keys_write_nothing_outside_the_destination() -> anyhow::Result<
         "v1/link/planted.txt",
         "v1/back\\slash",
     ] {
-        client
-            .put_object()
-            .bucket(BUCKET)
-            .key(key)
-            .body(b"x".to_vec().into())
-            .send()
-            .await?;
+        plx_testkit::s3::put(&client, BUCKET, key, "x").await?;
     }
     let sandbox = tempfile::tempdir()?;
     let destination = sandbox.path().join("destination");
