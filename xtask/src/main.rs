@@ -15,13 +15,16 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  demo                 the main job end to end, on nothing but this checkout
-  test                 every test: unit, property, integration, conformance (with Polyaxon 2.18)
-  conformance [FILTER] the conformance cases: the model (cross-checked against Polyaxon 2.18) and
-                       transfers (against a real S3 server)
+  demo                 the main job end to end, on nothing but this checkout: an S3 server in
+                       the process, the seed page's catalog validated and fixed, a job's init
+                       section pulled by plx-init
+  test                 every test: unit, property, integration, conformance (with Polyaxon 2.18),
+                       the plx-init image in a container, and the demo
+  conformance [FILTER] the conformance cases: the model (cross-checked against Polyaxon 2.18),
+                       transfers and plx-init runs (against a real S3 server)
   schemas [--check]    regenerate schemas/ from the Rust types (or fail when stale)
-  images [--garage]    build the test S3 server image (s3s-fs) locally, and Garage's when asked
-                       (its build is long); nothing is pulled
+  images [--garage]    build the plx-init image and the test S3 server image (s3s-fs) locally,
+                       and Garage's when asked (its build is long); nothing is pulled
 ";
 
 /// The reference implementation the conformance suite is compared with.
@@ -31,6 +34,10 @@ const TOOLS: &[&str] = &["moto[server]==5.2.5", "awscli==1.46.3"];
 /// The S3 server built into a test image.
 const S3S_FS: &str = "s3s-fs@0.14.1";
 const S3S_IMAGE: &str = "plx-test/s3s-fs:0.14.1";
+/// The init container's image, built from this workspace.
+const PLX_INIT_IMAGE: &str = concat!("plx-init:", env!("CARGO_PKG_VERSION"));
+/// Debian's CA bundle, for TLS to stores from the image.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const GARAGE: &str = "garage@2.5.0";
 const GARAGE_IMAGE: &str = "plx-test/garage:2.5.0";
 /// A single-node Garage: the test fixture assigns the layout and imports the key.
@@ -122,7 +129,9 @@ fn test(root: &Path) -> anyhow::Result<()> {
             // Tests never ask a metadata service for credentials.
             .env("AWS_EC2_METADATA_DISABLED", "true"),
     )
-    .and_then(|()| status(cargo().args(["test", "--workspace", "--doc"])));
+    .and_then(|()| status(cargo().args(["test", "--workspace", "--doc"])))
+    // The demo is part of the suite: what a newcomer runs first must not rot.
+    .and_then(|()| demo(root));
     // Containers of a test that was killed outlive it; none may outlive the run.
     remove_test_containers();
     result
@@ -149,18 +158,25 @@ fn remove_test_containers() {
 /// links, a few files, and data directories owned by nobody, who runs it.
 struct ScratchImage<'a> {
     tag: &'a str,
-    /// `name@version`, with the `cargo install` flags it needs.
+    /// `name@version`, with the `cargo install` flags it needs; empty for a binary of this
+    /// workspace, built with the `image` profile and packed afresh on every run.
     install: &'a [&'a str],
     binary: &'a str,
+    /// Files written into the image, by path.
     files: &'a [(&'a str, &'a str)],
+    /// Files copied from this machine into the image, by path.
+    copies: &'a [&'a str],
+    /// Directories owned by nobody (the only writable places).
     data: &'a [&'a str],
-    port: u16,
+    env: &'a [(&'a str, &'a str)],
+    port: Option<u16>,
     entrypoint: &'a [&'a str],
     /// Said while installing: the build can be long.
     note: &'a str,
 }
 
-/// Builds the s3s-fs image `cargo xtask test` needs. Cached: rebuilt only when missing.
+/// Builds the images `cargo xtask test` needs: plx-init's (every time; cheap when nothing
+/// changed) and the s3s-fs test server's (cached: rebuilt only when missing).
 fn images(root: &Path) -> anyhow::Result<()> {
     build_scratch_image(
         root,
@@ -169,10 +185,27 @@ fn images(root: &Path) -> anyhow::Result<()> {
             install: &[S3S_FS, "--features", "binary"],
             binary: "s3s-fs",
             files: &[],
+            copies: &[],
             data: &["data"],
-            port: 8014,
+            env: &[],
+            port: Some(8014),
             entrypoint: &["/bin/s3s-fs"],
             note: "once; cached under target/",
+        },
+    )?;
+    build_scratch_image(
+        root,
+        &ScratchImage {
+            tag: PLX_INIT_IMAGE,
+            install: &[],
+            binary: "plx-init",
+            files: &[],
+            copies: &[CA_BUNDLE],
+            data: &["plx-context"],
+            env: &[("SSL_CERT_FILE", CA_BUNDLE)],
+            port: None,
+            entrypoint: &["/bin/plx-init"],
+            note: "",
         },
     )
 }
@@ -191,8 +224,10 @@ fn garage_image(root: &Path) -> anyhow::Result<()> {
             ],
             binary: "garage",
             files: &[("etc/garage.toml", GARAGE_TOML)],
+            copies: &[],
             data: &["data/meta", "data/blocks"],
-            port: 3900,
+            env: &[],
+            port: Some(3900),
             entrypoint: &["/bin/garage", "-c", "/etc/garage.toml", "server"],
             note: "long; cached under target/",
         },
@@ -200,25 +235,39 @@ fn garage_image(root: &Path) -> anyhow::Result<()> {
 }
 
 fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<()> {
+    let ours = image.install.is_empty();
     let present = Command::new("docker")
         .args(["image", "inspect", image.tag])
         .output()
         .is_ok_and(|output| output.status.success());
-    if present {
+    if present && !ours {
         return Ok(());
     }
-    let tools = root.join("target/plx-tools").join(image.binary);
-    let binary = tools.join("bin").join(image.binary);
-    if !binary.exists() {
-        eprintln!("xtask: building {} ({})", image.install[0], image.note);
-        status(
-            cargo()
-                .args(["install", "--quiet"])
-                .args(image.install)
-                .arg("--root")
-                .arg(&tools),
-        )?;
-    }
+    let binary = if ours {
+        status(cargo().args([
+            "build",
+            "--quiet",
+            "--profile",
+            "image",
+            "--bin",
+            image.binary,
+        ]))?;
+        root.join("target/image").join(image.binary)
+    } else {
+        let tools = root.join("target/plx-tools").join(image.binary);
+        let binary = tools.join("bin").join(image.binary);
+        if !binary.exists() {
+            eprintln!("xtask: building {} ({})", image.install[0], image.note);
+            status(
+                cargo()
+                    .args(["install", "--quiet"])
+                    .args(image.install)
+                    .arg("--root")
+                    .arg(&tools),
+            )?;
+        }
+        binary
+    };
     let context = root.join("target/images").join(image.binary);
     let _ = std::fs::remove_dir_all(&context);
     let rootfs = context.join("rootfs");
@@ -229,13 +278,17 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
         std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
         std::fs::write(target, text)?;
     }
-    for library in shared_libraries(&binary)? {
-        let target = rootfs.join(library.strip_prefix("/").unwrap_or(&library));
+    let libraries = shared_libraries(&binary)?;
+    let copies = image.copies.iter().map(PathBuf::from);
+    for file in libraries.into_iter().chain(copies) {
+        let target = rootfs.join(file.strip_prefix("/").unwrap_or(&file));
         std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
-        std::fs::copy(&library, &target).with_context(|| format!("copy {}", library.display()))?;
+        std::fs::copy(&file, &target).with_context(|| format!("copy {}", file.display()))?;
     }
+    let owned = context.join("owned");
+    std::fs::create_dir_all(&owned)?;
     for dir in image.data {
-        std::fs::create_dir_all(context.join(dir))?;
+        std::fs::create_dir_all(owned.join(dir))?;
     }
     let entrypoint = image
         .entrypoint
@@ -243,19 +296,26 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
         .map(|word| format!("\"{word}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    std::fs::write(
-        context.join("Dockerfile"),
-        format!(
-            "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=65534:65534 data/ /data/\nUSER 65534:65534\nEXPOSE {}\nENTRYPOINT [{entrypoint}]\n",
-            image.port
-        ),
-    )?;
-    eprintln!("xtask: building image {}", image.tag);
+    let mut dockerfile =
+        "FROM scratch\nCOPY rootfs/ /\nCOPY --chown=65534:65534 owned/ /\nUSER 65534:65534\n"
+            .to_owned();
+    for (name, value) in image.env {
+        dockerfile.push_str(&format!("ENV {name}={value}\n"));
+    }
+    if let Some(port) = image.port {
+        dockerfile.push_str(&format!("EXPOSE {port}\n"));
+    }
+    dockerfile.push_str(&format!("ENTRYPOINT [{entrypoint}]\n"));
+    std::fs::write(context.join("Dockerfile"), dockerfile)?;
+    if !ours {
+        eprintln!("xtask: building image {}", image.tag);
+    }
     status(
         Command::new("docker")
             .args(["build", "--quiet", "-t", image.tag])
             .arg(&context)
-            .env("DOCKER_BUILDKIT", "0"),
+            .env("DOCKER_BUILDKIT", "0")
+            .stdout(std::process::Stdio::null()),
     )
 }
 
@@ -306,10 +366,12 @@ fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
     let python = polyaxon_venv(root)?;
     let tools = tools_venv(root)?;
     images(root)?;
-    // The model cases (validator, JSON Schema, Polyaxon), then the transfer cases (real servers).
+    // The model cases (validator, JSON Schema, Polyaxon), then the transfer and init cases
+    // (real servers, and the real plx-init binary).
     for test in [
         ("plx-connections", "conformance"),
         ("plx-transfer", "conformance"),
+        ("plx-init", "conformance"),
     ] {
         let mut command = cargo();
         command
@@ -358,151 +420,14 @@ fn polyaxon_venv(root: &Path) -> anyhow::Result<PathBuf> {
     Ok(python)
 }
 
+/// The demo itself is an example of plx-init (it links the in-process S3 server, which xtask
+/// does not); it runs the real plx-init binary.
 fn demo(root: &Path) -> anyhow::Result<()> {
-    status(cargo().args(["build", "-q", "-p", "plx-init"]))?;
-    let plx_init = root.join("target/debug/plx-init");
-    let dir = root.join("target/demo");
-    std::fs::create_dir_all(&dir)?;
-
-    step("The seed page's second example: two connections, one name");
-    let seed = dir.join("connections-seed.yaml");
-    std::fs::write(&seed, SEED_CATALOG)?;
-    show(&seed)?;
-    let code = run_shown(Command::new(&plx_init).arg("validate").arg(&seed))?;
-    if code != 1 {
-        bail!("plx-init validate should refuse the duplicate name with exit 1, got {code}");
-    }
-
-    step("Fixed: unique names, and an artifacts store");
-    let fixed = dir.join("connections.yaml");
-    std::fs::write(&fixed, FIXED_CATALOG)?;
-    show(&fixed)?;
-    let code = run_shown(Command::new(&plx_init).arg("validate").arg(&fixed))?;
-    if code != 0 {
-        bail!("plx-init validate should accept the fixed catalog, got exit {code}");
-    }
-
-    step("A job that names the connections, checked against the catalog");
-    let job = dir.join("job.yaml");
-    std::fs::write(&job, JOB)?;
-    show(&job)?;
-    let code = run_shown(
-        Command::new(&plx_init)
-            .args(["validate", "--catalog"])
-            .arg(&fixed)
-            .arg(&job),
-    )?;
-    if code != 0 {
-        bail!("plx-init validate should accept the job, got exit {code}");
-    }
-
-    step("The same job with three mistakes: all reported at once, as JSON for tools");
-    let broken = dir.join("job-broken.yaml");
-    std::fs::write(&broken, JOB_BROKEN)?;
-    show(&broken)?;
-    let code = run_shown(
-        Command::new(&plx_init)
-            .args(["validate", "--format", "json", "--catalog"])
-            .arg(&fixed)
-            .arg(&broken),
-    )?;
-    if code != 1 {
-        bail!("plx-init validate should refuse the broken job with exit 1, got {code}");
-    }
-    step(
-        "Done. Next in the demo (issue 5): pulling the data with `plx-init artifacts` from an embedded S3 server",
-    );
-    Ok(())
+    // The whole workspace, as `cargo xtask test` builds it: one feature set, so nothing is built twice.
+    status(cargo().args(["build", "--quiet", "--workspace", "--all-targets"]))?;
+    status(
+        Command::new(root.join("target/debug/examples/demo"))
+            .arg(root.join("target/debug/plx-init"))
+            .arg(root.join("target/demo")),
+    )
 }
-
-fn step(title: &str) {
-    println!("\n== {title}");
-}
-
-fn show(path: &Path) -> anyhow::Result<()> {
-    println!(
-        "--- {}",
-        path.file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or("")
-    );
-    print!("{}", std::fs::read_to_string(path)?);
-    Ok(())
-}
-
-fn run_shown(command: &mut Command) -> anyhow::Result<i32> {
-    println!(
-        "$ plx-init {}",
-        command
-            .get_args()
-            .map(|arg| arg
-                .to_string_lossy()
-                .replace(&*project_root().to_string_lossy(), "."))
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run {command:?}"))?;
-    let code = status.code().unwrap_or(-1);
-    println!("(exit {code})");
-    Ok(code)
-}
-
-const SEED_CATALOG: &str = "\
-connections:
-- name: s3-dataset1
-  kind: s3
-  schema:
-    bucket: \"s3://bucket/path1\"
-  secret:
-    name: \"s3-secret\"
-- name: s3-dataset1
-  kind: s3
-  schema:
-    bucket: \"s3://bucket/path2\"
-  secret:
-    name: \"s3-secret\"
-";
-
-const FIXED_CATALOG: &str = "\
-artifactsStore:
-  name: plx-artifacts
-  kind: s3
-  schema: {bucket: \"s3://plx-artifacts\"}
-  secret: {name: s3-secret}
-connections:
-- name: s3-dataset1
-  kind: s3
-  schema: {bucket: \"s3://bucket/path1\"}
-  secret: {name: s3-secret}
-- name: s3-dataset2
-  kind: s3
-  schema: {bucket: \"s3://bucket/path2\"}
-  secret: {name: minio-secret, mountPath: /plx-context/secrets/minio, defaultMode: \"0400\"}
-  env: {AWS_ENDPOINT_URL: \"http://minio.storage:9000\", AWS_REGION: us-east-1}
-";
-
-const JOB: &str = "\
-version: 1.1
-kind: component
-run:
-  kind: job
-  connections: [s3-dataset1]
-  init:
-  - artifacts: {dirs: [train], files: [labels.csv, [\"v2/meta.json\", meta.json]]}
-    connection: s3-dataset2
-  container: {image: python:3.11, command: [python, train.py]}
-";
-
-const JOB_BROKEN: &str = "\
-version: 1.1
-kind: component
-run:
-  kind: job
-  connections: [s3-dataset3]
-  init:
-  - artifacts: {dirs: [train], files: [../../etc/passwd]}
-    connection: s3-dataset2
-    git: {url: \"https://github.com/org/repo\"}
-";

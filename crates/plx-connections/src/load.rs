@@ -38,6 +38,8 @@ pub enum Form {
 }
 
 /// What a document held, if it was good enough to build.
+// One value per document, so the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     /// A catalog (every form but jobs).
@@ -312,15 +314,13 @@ fn env_catalog(sink: &mut Sink, vars: &Map<String, Value>, path: &Ptr) -> Option
             .map(|value| (value, store_path.clone())),
     );
     if let Some(pod) = &pod {
-        let Some(map) = parse::object(
+        let map = parse::object(
             sink,
             pod,
             &catalog_path,
             "the connections catalog",
             &["connections"],
-        ) else {
-            return None;
-        };
+        )?;
         let pod_catalog = parse::catalog(
             sink,
             map.get("connections")

@@ -120,7 +120,7 @@ proptest! {
     #[test]
     fn catalog_round_trips_through_json_and_yaml(connections in proptest::collection::vec(connection(), 0..5)) {
         let catalog = Catalog { connections: unique(connections), artifacts_store: None };
-        for text in [serde_json::to_string(&catalog).unwrap(), serde_yaml::to_string(&catalog).unwrap()] {
+        for text in [serde_json::to_string(&catalog).expect("serialises"), serde_yaml::to_string(&catalog).expect("serialises")] {
             let report = plx_connections::validate(&text, &[]);
             let errors: Vec<String> = report.diagnostics.iter().filter(|d| d.is_error()).map(ToString::to_string).collect();
             prop_assert!(errors.is_empty(), "{errors:?}\n{text}");
@@ -130,8 +130,8 @@ proptest! {
 
     #[test]
     fn serialised_connections_pass_the_json_schema(connection in connection()) {
-        let schema = jsonschema::validator_for(&plx_connections::schema::connection()).unwrap();
-        let value = serde_json::to_value(&connection).unwrap();
+        let schema = jsonschema::validator_for(&plx_connections::schema::connection()).expect("a valid schema");
+        let value = serde_json::to_value(&connection).expect("serialises");
         prop_assert!(schema.is_valid(&value), "{}", value);
     }
 

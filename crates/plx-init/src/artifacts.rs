@@ -6,12 +6,15 @@
 use std::{
     path::{Path, PathBuf},
     process::ExitCode,
+    time::Duration,
 };
 
 use anyhow::Context;
 use plx_connections::{Connection, Init, Kind, PathEntry, PullMode};
 use plx_credentials::{Environment, S3Settings};
 use plx_transfer::{Config, Download, Entry};
+
+use crate::progress::Progress;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -42,6 +45,44 @@ pub(crate) struct Args {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
+    /// Seconds between progress log lines when not on a terminal.
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds)]
+    progress_every: Duration,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|seconds| Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| format!("`{text}` is not a number of seconds"))
+}
+
+/// The final line: on stdout for people, and as a structured log event for log pipelines.
+fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary) {
+    println!(
+        "{connection}: {} objects, {} bytes, {} skipped, {} retried into {} in {:.1} s ({:.1} MB/s)",
+        summary.objects,
+        summary.bytes,
+        summary.skipped,
+        summary.retried,
+        root.display(),
+        summary.elapsed.as_secs_f64(),
+        summary.throughput() / 1e6
+    );
+    if !crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    tracing::info!(
+        connection,
+        destination = %root.display(),
+        objects = summary.objects,
+        bytes = summary.bytes,
+        skipped = summary.skipped,
+        retried = summary.retried,
+        unverified = summary.unverified,
+        seconds = summary.elapsed.as_secs_f64(),
+        "pulled"
+    );
 }
 
 fn entry(text: &str) -> PathEntry {
@@ -99,19 +140,12 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .map(|workers| workers as usize)
             .or(args.workers);
         let root = PathBuf::from(init.destination_root(store.as_deref(), &context_root));
-        match pull(connection, &env, &root, &pulls, workers).await? {
+        let progress = Progress::start(&connection.name, args.progress_every);
+        let pulled = pull(connection, &env, &root, &pulls, workers, progress.events()).await;
+        progress.finish().await;
+        match pulled? {
             Ok(summary) => {
-                println!(
-                    "{}: {} objects, {} bytes, {} skipped, {} retried into {} in {:.1} s ({:.1} MB/s)",
-                    connection.name,
-                    summary.objects,
-                    summary.bytes,
-                    summary.skipped,
-                    summary.retried,
-                    root.display(),
-                    summary.elapsed.as_secs_f64(),
-                    summary.throughput() / 1e6
-                );
+                report(&connection.name, &root, &summary);
                 summaries.push(serde_json::json!({"connection": connection.name, "destination": root, "ok": true, "summary": summary}));
             }
             Err(error) => {
@@ -126,6 +160,9 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 }
                 let failures: Vec<String> =
                     error.failures.iter().map(ToString::to_string).collect();
+                if crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                    tracing::error!(connection = connection.name, failed = failures.len(), failures = ?failures, "pull failed");
+                }
                 summaries.push(serde_json::json!({"connection": connection.name, "destination": root, "ok": false, "summary": error.summary, "failures": failures}));
             }
         }
@@ -173,13 +210,47 @@ async fn pull(
     root: &Path,
     pulls: &[plx_connections::Pull],
     workers: Option<usize>,
+    events: &plx_transfer::Events,
 ) -> anyhow::Result<Result<plx_transfer::Summary, plx_transfer::Error>> {
-    if connection.kind != Kind::S3 {
-        anyhow::bail!(
-            "connection `{}` is of kind {}; plx-init pulls from s3 connections (gcs, wasb, host_path and volume_claim are not supported yet)",
+    let config = Config {
+        concurrency: workers.unwrap_or(Config::default().concurrency),
+        ..Config::default()
+    };
+    match connection.kind {
+        Kind::S3 => {}
+        Kind::HostPath | Kind::VolumeClaim => {
+            let source = PathBuf::from(connection.store_path().unwrap_or("/"));
+            let entries = pulls
+                .iter()
+                .map(|pull| {
+                    let from = Path::new(&pull.source)
+                        .strip_prefix(&source)
+                        .map(|from| from.display().to_string())
+                        .unwrap_or_else(|_| pull.source.clone());
+                    let to = relative_to(root, &pull.destination);
+                    let file = match pull.mode {
+                        PullMode::File => true,
+                        PullMode::Dir => false,
+                        PullMode::Check => source.join(&from).is_file(),
+                    };
+                    if file {
+                        Entry::File { from, to }
+                    } else {
+                        Entry::Dir { from, to }
+                    }
+                })
+                .collect();
+            let request = plx_transfer::Copy {
+                source,
+                entries,
+                ..plx_transfer::Copy::default()
+            };
+            return Ok(plx_transfer::copy(&request, root, &config, events).await);
+        }
+        kind => anyhow::bail!(
+            "connection `{}` is of kind {kind}; plx-init pulls from s3, host_path and volume_claim connections (gcs and wasb are not supported yet)",
             connection.name,
-            connection.kind
-        );
+        ),
     }
     let settings = S3Settings::resolve(connection, env)?;
     let client = plx_credentials::client(&settings).await?;
@@ -192,10 +263,7 @@ async fn pull(
             .unwrap_or(&pull.source)
             .trim_start_matches('/')
             .to_owned();
-        let to = Path::new(&pull.destination)
-            .strip_prefix(root)
-            .map(|to| to.display().to_string())
-            .unwrap_or_default();
+        let to = relative_to(root, &pull.destination);
         let mode = match pull.mode {
             PullMode::Check => {
                 let listed = client
@@ -225,11 +293,15 @@ async fn pull(
         entries,
         ..Download::default()
     };
-    let config = Config {
-        concurrency: workers.unwrap_or(Config::default().concurrency),
-        ..Config::default()
-    };
-    Ok(plx_transfer::download(&client, &request, root, &config, &None).await)
+    Ok(plx_transfer::download(&client, &request, root, &config, events).await)
+}
+
+/// `destination` relative to `root`, as the engine wants it.
+fn relative_to(root: &Path, destination: &str) -> String {
+    Path::new(destination)
+        .strip_prefix(root)
+        .map(|to| to.display().to_string())
+        .unwrap_or_default()
 }
 
 /// Polyaxon's `polyaxon initializer path` flags, accepted as they are.
@@ -261,43 +333,36 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
     let env = Environment::from_process();
     let catalog = crate::catalog::load(None, &env)?;
     let connection = plx_credentials::find(&catalog, &args.connection_name)?;
-    let (root, to, mode) = if args.is_file {
-        let parent = args
-            .path_to
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let name = args
-            .path_to
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (parent, name, PullMode::File)
+    // The parent is the root and the last segment the entry, for files and directories alike:
+    // `--check-path` learns which it is only when pulling.
+    let (root, to) = match (args.path_to.parent(), args.path_to.file_name()) {
+        (Some(parent), Some(name)) => (parent.to_path_buf(), name.to_string_lossy().into_owned()),
+        _ => (args.path_to.clone(), String::new()),
+    };
+    let mode = if args.is_file {
+        PullMode::File
+    } else if args.check_path {
+        PullMode::Check
     } else {
-        (
-            args.path_to.clone(),
-            String::new(),
-            if args.check_path {
-                PullMode::Check
-            } else {
-                PullMode::Dir
-            },
-        )
+        PullMode::Dir
     };
     let request = plx_connections::Pull {
         source: args.path_from.trim_end_matches('/').to_owned(),
         destination: root.join(&to).display().to_string(),
         mode,
     };
-    match pull(
+    let progress = Progress::start(&connection.name, Duration::from_secs(5));
+    let pulled = pull(
         connection,
         &env,
         &root,
         std::slice::from_ref(&request),
         None,
+        progress.events(),
     )
-    .await?
-    {
+    .await;
+    progress.finish().await;
+    match pulled? {
         Ok(_) => {
             let kind = args
                 .connection_kind

@@ -7,6 +7,7 @@ mod artifacts;
 mod catalog;
 mod check;
 mod env;
+mod progress;
 mod validate;
 
 use std::process::ExitCode;
@@ -94,9 +95,17 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Set with `--log-format json`: final summaries are then log events too, for log pipelines.
+pub(crate) static JSON_LOGS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 fn init_logging(format: LogFormat) {
+    JSON_LOGS.store(
+        matches!(format, LogFormat::Json),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plx_init=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

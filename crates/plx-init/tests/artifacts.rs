@@ -294,3 +294,74 @@ async fn the_initializer_drop_in_takes_polyaxons_flags() -> anyhow::Result<()> {
     assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_logged_as_json_lines_when_not_on_a_terminal() -> anyhow::Result<()> {
+    let server = seeded().await?;
+    server
+        .put("datasets", "v1/big/blob.bin", vec![7u8; 24 * 1024 * 1024])
+        .await?;
+    let context = tempfile::tempdir()?;
+    let run = plx_init(
+        &server,
+        context.path(),
+        &[
+            "--log-format",
+            "json",
+            "artifacts",
+            "--connection",
+            "s3-dataset1",
+            "--dirs",
+            "big",
+            "--progress-every",
+            "0.01",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let events: Vec<serde_json::Value> = run
+        .stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let pulling = events
+        .iter()
+        .filter(|event| event["fields"]["message"] == "pulling")
+        .count();
+    assert!(pulling >= 1, "{}", run.stderr);
+    let pulled = events
+        .iter()
+        .find(|event| event["fields"]["message"] == "pulled")
+        .unwrap_or_else(|| panic!("no summary event: {}", run.stderr));
+    assert_eq!(pulled["fields"]["objects"], 1);
+    assert_eq!(pulled["fields"]["bytes"], 24 * 1024 * 1024);
+    assert_eq!(pulled["fields"]["connection"], "s3-dataset1");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_gets_a_progress_bar() -> anyhow::Result<()> {
+    let server = seeded().await?;
+    let context = tempfile::tempdir()?;
+    // `script` runs plx-init on a pseudo-terminal, as a person at a shell would.
+    let command = format!(
+        "{} artifacts --connection s3-dataset1 --dirs train",
+        env!("CARGO_BIN_EXE_plx-init")
+    );
+    let output = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .env_clear()
+        .env("POLYAXON_CONNECTIONS_CATALOG", catalog(&server))
+        .env("POLYAXON_CONTEXT_ROOT", context.path())
+        .env("AWS_ACCESS_KEY_ID", &server.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("TERM", "xterm")
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    // The bar (redrawn in place, then cleared) and the final line.
+    assert!(text.contains("B/s, "), "no bar in {text:?}");
+    assert!(text.contains("\u{1b}["), "{text:?}");
+    assert!(text.contains("s3-dataset1: 2 objects, 2 bytes"), "{text}");
+    Ok(())
+}

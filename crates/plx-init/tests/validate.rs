@@ -26,7 +26,7 @@ const JOB: &str = "run: {kind: job, connections: [s3-dataset1], init: [{artifact
 
 #[test]
 fn valid_catalog_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let (code, stdout, _) = plx_init(&["validate", &write(&dir, "c.yaml", CATALOG)]);
     assert_eq!(code, 0, "{stdout}");
     assert!(stdout.contains("ok (1 connection)"), "{stdout}");
@@ -34,7 +34,7 @@ fn valid_catalog_exits_0() {
 
 #[test]
 fn errors_exit_1_in_compiler_style() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let file = write(&dir, "seed.yaml", SEED_DUPLICATE);
     let (code, stdout, _) = plx_init(&["validate", &file]);
     assert_eq!(code, 1, "{stdout}");
@@ -52,7 +52,7 @@ fn errors_exit_1_in_compiler_style() {
 
 #[test]
 fn json_format_lists_every_file_and_diagnostic() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let catalog = write(&dir, "c.yaml", CATALOG);
     let job = write(
         &dir,
@@ -81,7 +81,7 @@ fn json_format_lists_every_file_and_diagnostic() {
 
 #[test]
 fn job_checked_against_catalog_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let (code, stdout, _) = plx_init(&[
         "validate",
         "--catalog",
@@ -130,7 +130,7 @@ fn missing_file_and_bad_usage_exit_2() {
 
 #[test]
 fn a_job_given_as_catalog_is_a_usage_error() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let job = write(&dir, "j.yaml", JOB);
     let (code, _, stderr) = plx_init(&["validate", "--catalog", &job, &job]);
     assert_eq!(code, 2, "{stderr}");
@@ -150,7 +150,7 @@ fn alias_bomb_is_refused() {
             vec![format!("*{prev}"); 9].join(", ")
         ));
     }
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("a temporary directory");
     let (code, stdout, _) = plx_init(&["validate", &write(&dir, "bomb.yaml", &bomb)]);
     assert_eq!(code, 1);
     assert!(stdout.contains("error[too-large]"), "{stdout}");

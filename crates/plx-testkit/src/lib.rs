@@ -6,12 +6,14 @@
 //! them. Every container carries the label `plx-testkit=1`, is removed when its fixture is
 //! dropped, and `cargo xtask test` removes any left behind by a killed run.
 
+mod embedded;
 mod moto;
 mod proxy;
 pub mod s3;
 mod tls;
 
 pub use crate::{
+    embedded::Embedded,
     moto::Moto,
     proxy::{HttpProxy, TcpForwarder},
     s3::{Backend, S3Server},

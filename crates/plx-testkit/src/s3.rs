@@ -90,6 +90,8 @@ pub struct S3Server {
     pub endpoint: String,
     /// The port on 127.0.0.1.
     pub port: u16,
+    /// The port inside the container.
+    internal_port: u16,
     /// The region the server answers for.
     pub region: String,
     /// The access key.
@@ -174,6 +176,7 @@ impl S3Server {
             backend,
             endpoint,
             port: host_port,
+            internal_port: port,
             region,
             access_key: access_key.to_owned(),
             secret_key,
@@ -254,6 +257,29 @@ impl S3Server {
     /// The container's id, for `docker` commands in tests.
     pub fn container_id(&self) -> &str {
         self.container.id()
+    }
+
+    /// The endpoint other containers on Docker's default bridge network reach it at, as pods
+    /// reach a store by its Service address.
+    pub async fn bridge_endpoint(&self) -> anyhow::Result<String> {
+        let output = tokio::process::Command::new("docker")
+            .args([
+                "inspect",
+                "--format",
+                "{{.NetworkSettings.IPAddress}}",
+                self.container.id(),
+            ])
+            .output()
+            .await?;
+        let ip = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if !output.status.success() || ip.is_empty() {
+            bail!(
+                "no bridge address for {}: {}",
+                self.container.id(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(format!("http://{ip}:{}", self.internal_port))
     }
 }
 

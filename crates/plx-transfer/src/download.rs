@@ -84,9 +84,9 @@ enum Outcome {
     Skipped,
 }
 
-struct Failure {
-    kind: ErrorKind,
-    message: String,
+pub(crate) struct Failure {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
     transient: bool,
 }
 
@@ -147,7 +147,7 @@ fn join_key(prefix: &str, rest: &str) -> String {
     }
 }
 
-fn globs(patterns: &[String]) -> Result<Option<GlobSet>, String> {
+pub(crate) fn globs(patterns: &[String]) -> Result<Option<GlobSet>, String> {
     if patterns.is_empty() {
         return Ok(None);
     }
@@ -519,7 +519,7 @@ impl Progress {
 }
 
 /// Opens a part file through the sandbox, with the guard that removes it when `armed`.
-fn open_part(
+pub(crate) fn open_part(
     dir: &Arc<Dir>,
     path: &Path,
     options: &cap_std::fs::OpenOptions,
@@ -542,10 +542,10 @@ fn open_part(
 }
 
 /// Removes the temporary file unless the download completed.
-struct Temporary {
+pub(crate) struct Temporary {
     dir: Arc<Dir>,
     path: PathBuf,
-    armed: bool,
+    pub(crate) armed: bool,
 }
 
 impl Drop for Temporary {

@@ -10,6 +10,7 @@
 //! parallel part uploads, are a few dozen lines on `aws-sdk-s3`, so this engine owns them and
 //! keeps every guarantee in one place.
 
+mod copy;
 mod download;
 mod path;
 mod state;
@@ -18,6 +19,7 @@ mod upload;
 use std::time::Duration;
 
 pub use crate::{
+    copy::{Copy, copy},
     download::{Download, Entry, download},
     path::{KeyError, local_path},
     upload::upload,
@@ -117,8 +119,13 @@ pub struct Summary {
     pub failed: u64,
     /// Objects whose checksum could not be checked (size checked only).
     pub unverified: u64,
-    /// Wall time.
+    /// Wall time (in seconds when serialised).
+    #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,
+}
+
+fn seconds<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(elapsed.as_secs_f64())
 }
 
 impl Summary {

@@ -1,0 +1,230 @@
+//! The init conformance runner: every case under `conformance/init/` seeds a bucket (and the
+//! same files into a mounted directory), runs one `plx-init` command as a Polyaxon init
+//! container would, and must give exactly its exit code and tree, and say what it expects.
+
+use std::{collections::BTreeMap, path::Path, process::ExitCode};
+
+use plx_testkit::S3Server;
+use serde_json::Value;
+
+fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("no runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("init conformance could not run: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<bool> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("init.schema.json"))?)?;
+    let schema = jsonschema::validator_for(&schema)
+        .map_err(|error| anyhow::format_err!("init.schema.json: {error}"))?;
+    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
+    let mut files: Vec<_> = std::fs::read_dir(root.join("init"))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let name = file
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if filter
+            .as_ref()
+            .is_some_and(|filter| !name.contains(filter.as_str()))
+        {
+            continue;
+        }
+        let case: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)?;
+        if let Some(error) = schema.iter_errors(&case).next() {
+            anyhow::bail!(
+                "{name}: not a case (init.schema.json): {error} at {}",
+                error.instance_path()
+            );
+        }
+        cases.push((name, case));
+    }
+    anyhow::ensure!(!cases.is_empty(), "no init conformance case found");
+
+    let server = S3Server::start().await?;
+    let mut failed = Vec::new();
+    for (index, (name, case)) in cases.iter().enumerate() {
+        if let Err(problem) = check(&server, &format!("init-{index:03}"), case).await {
+            failed.push(format!(
+                "{name} ({}): {problem}",
+                case["description"].as_str().unwrap_or("")
+            ));
+        }
+    }
+    println!(
+        "{:<32} {:>6} {:>7} {:>7}",
+        "area", "cases", "passed", "failed"
+    );
+    println!(
+        "{:<32} {:>6} {:>7} {:>7}",
+        format!("init ({:?})", server.backend),
+        cases.len(),
+        cases.len() - failed.len(),
+        failed.len()
+    );
+    for failure in &failed {
+        println!("FAIL {failure}");
+    }
+    println!(
+        "init conformance: {} passed, {} failed",
+        cases.len() - failed.len(),
+        failed.len()
+    );
+    Ok(failed.is_empty())
+}
+
+/// The catalog every case runs against, as the converter puts it in the pod.
+fn catalog(server: &S3Server, bucket: &str, mount: &Path, wrong: &Path) -> Value {
+    let s3 = |name: &str, path: &str| {
+        serde_json::json!({
+            "name": name, "kind": "s3",
+            "schema": {"bucket": format!("s3://{bucket}{path}")},
+            "secret": {"name": "s3-secret"},
+            "env": {"AWS_ENDPOINT_URL": server.endpoint, "AWS_REGION": server.region},
+        })
+    };
+    let mut denied = s3("denied", "");
+    denied["secret"] = serde_json::json!({"name": "wrong-secret", "mountPath": wrong});
+    serde_json::json!({
+        "artifactsStore": s3("store", "/store"),
+        "connections": [
+            s3("data", ""),
+            s3("data-v1", "/v1"),
+            denied,
+            {"name": "mount", "kind": "host_path", "schema": {"hostPath": "/srv/data", "mountPath": mount}},
+            {"name": "claim", "kind": "volume_claim", "schema": {"volumeClaim": "data", "mountPath": mount}},
+            {"name": "gcs-data", "kind": "gcs", "schema": {"bucket": "gs://data"}, "secret": {"name": "gcs-secret"}},
+            {"name": "db", "kind": "postgres", "secret": {"name": "db-secret"}},
+        ],
+    })
+}
+
+async fn check(server: &S3Server, bucket: &str, case: &Value) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let (context, mount, wrong) = (
+        work.path().join("plx-context"),
+        work.path().join("mount"),
+        work.path().join("wrong-secret"),
+    );
+    for dir in [&context, &mount, &wrong] {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(wrong.join("AWS_ACCESS_KEY_ID"), "not-a-key")?;
+    std::fs::write(wrong.join("AWS_SECRET_ACCESS_KEY"), "not-a-secret")?;
+    server.create_bucket(bucket).await?;
+    for (key, content) in case["objects"].as_object().into_iter().flatten() {
+        let content = content.as_str().unwrap_or_default();
+        server.put(bucket, key, content).await?;
+        let file = mount.join(key);
+        std::fs::create_dir_all(file.parent().unwrap_or(&mount))?;
+        std::fs::write(file, content)?;
+    }
+    let fill = |text: &str| {
+        text.replace("BUCKET", bucket)
+            .replace("CONTEXT", &context.display().to_string())
+            .replace("MOUNT", &mount.display().to_string())
+    };
+    let mut args: Vec<String> = case["args"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(fill)
+        .collect();
+    if let Some(init) = case.get("init") {
+        let file = work.path().join("init.yaml");
+        std::fs::write(&file, fill(&serde_yaml::to_string(init)?))?;
+        args = vec![
+            "artifacts".to_owned(),
+            "--init".to_owned(),
+            file.display().to_string(),
+        ];
+    }
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_plx-init"))
+        .args(&args)
+        .env_clear()
+        .env(
+            "POLYAXON_CONNECTIONS_CATALOG",
+            catalog(server, bucket, &mount, &wrong).to_string(),
+        )
+        .env("POLYAXON_CONTEXT_ROOT", &context)
+        .env("AWS_ACCESS_KEY_ID", &server.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .await?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    let expect = &case["expect"];
+    let code = output.status.code().unwrap_or(-1);
+    if Some(i64::from(code)) != expect["exit"].as_i64() {
+        anyhow::bail!(
+            "exit {code}, expected {}\nstdout: {stdout}\nstderr: {stderr}",
+            expect["exit"]
+        );
+    }
+    for (stream, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for wanted in expect[stream].as_array().into_iter().flatten() {
+            let wanted = fill(wanted.as_str().unwrap_or_default());
+            if !text.contains(&wanted) {
+                anyhow::bail!("{stream} does not say `{wanted}`:\n{text}");
+            }
+        }
+    }
+    let landed = tree(&context)?;
+    let wanted: BTreeMap<String, String> = expect["tree"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(path, content)| (fill(path), content.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    if landed != wanted {
+        anyhow::bail!("tree {landed:?}, expected {wanted:?}\nstderr: {stderr}");
+    }
+    Ok(())
+}
+
+/// Every file under `root` but the engine's state file, with its content.
+fn tree(root: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type()?.is_dir() {
+                pending.push(path);
+            } else if entry.file_name() != ".plx-transfer.json" {
+                let relative = path.strip_prefix(root)?.display().to_string();
+                files.insert(relative, std::fs::read_to_string(&path)?);
+            }
+        }
+    }
+    Ok(files)
+}

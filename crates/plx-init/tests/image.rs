@@ -1,0 +1,221 @@
+//! The `plx-init` image (built by `cargo xtask images`) run as Polyaxon runs its init container:
+//! on the S3 server's Docker network, the catalog in POLYAXON_CONNECTIONS_CATALOG holding only
+//! this connection, the secret mounted as files laid out as the kubelet lays them out, a
+//! read-only root filesystem, and the context volume its only writable place.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::{Command, Output},
+};
+
+use plx_testkit::S3Server;
+
+const IMAGE: &str = concat!("plx-init:", env!("CARGO_PKG_VERSION"));
+
+/// A Secret volume as the kubelet writes it: a timestamped directory, `..data` pointing at it,
+/// and one symlink per key through `..data`.
+fn secret_volume(dir: &Path, items: &[(&str, &str)]) -> anyhow::Result<()> {
+    let stamped = dir.join("..2026_11_25_12_00_00.000000001");
+    std::fs::create_dir_all(&stamped)?;
+    for (key, value) in items {
+        std::fs::write(stamped.join(key), value)?;
+        std::os::unix::fs::symlink(format!("..data/{key}"), dir.join(key))?;
+    }
+    std::os::unix::fs::symlink("..2026_11_25_12_00_00.000000001", dir.join("..data"))?;
+    Ok(())
+}
+
+struct Pod {
+    _work: tempfile::TempDir,
+    context: std::path::PathBuf,
+    secret: std::path::PathBuf,
+    catalog: String,
+}
+
+impl Pod {
+    async fn new(server: &S3Server, secret: &[(&str, &str)]) -> anyhow::Result<Pod> {
+        let work = tempfile::tempdir()?;
+        let (context, secret_dir) = (work.path().join("context"), work.path().join("secret"));
+        std::fs::create_dir_all(&context)?;
+        std::fs::create_dir_all(&secret_dir)?;
+        // The context volume is an emptyDir the init container (user 65534) writes to.
+        std::fs::set_permissions(
+            &context,
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )?;
+        secret_volume(&secret_dir, secret)?;
+        let catalog = serde_json::json!({"connections": [{
+            "name": "s3-dataset1",
+            "kind": "s3",
+            "schema": {"bucket": "s3://datasets/v1"},
+            "secret": {"name": "s3-secret", "mountPath": "/etc/plx/s3-secret"},
+            "env": {"AWS_ENDPOINT_URL": server.bridge_endpoint().await?, "AWS_REGION": "us-east-1"},
+        }]})
+        .to_string();
+        Ok(Pod {
+            _work: work,
+            context,
+            secret: secret_dir,
+            catalog,
+        })
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new("docker")
+            .args(["run", "--rm", "--read-only", "--network", "bridge"])
+            .args(["--label", plx_testkit::LABEL])
+            .args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
+            .arg("-e")
+            .arg(format!("POLYAXON_CONNECTIONS_CATALOG={}", self.catalog))
+            .arg("-v")
+            .arg(format!("{}:/plx-context", self.context.display()))
+            .arg("-v")
+            .arg(format!("{}:/etc/plx/s3-secret:ro", self.secret.display()))
+            .arg(IMAGE)
+            .args(args)
+            .output()
+            .expect("docker runs")
+    }
+}
+
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if entry.file_name() != ".plx-transfer.json" {
+                let relative = path.strip_prefix(root).expect("under root");
+                files.insert(
+                    relative.display().to_string(),
+                    std::fs::read(&path).expect("readable"),
+                );
+            }
+        }
+    }
+    files
+}
+
+async fn seeded() -> anyhow::Result<(S3Server, BTreeMap<String, Vec<u8>>)> {
+    let server = S3Server::start().await?;
+    server.create_bucket("datasets").await?;
+    let mut objects = BTreeMap::new();
+    objects.insert("train/a.csv".to_owned(), b"a,b\n1,2\n".to_vec());
+    objects.insert("train/x/b.bin".to_owned(), (0..=255u8).collect());
+    // Large enough to be fetched in parts.
+    objects.insert(
+        "train/big.bin".to_owned(),
+        (0..20 * 1024 * 1024u32)
+            .map(|at| (at % 251) as u8)
+            .collect(),
+    );
+    objects.insert("labels.csv".to_owned(), b"cat\ndog\n".to_vec());
+    for (key, body) in &objects {
+        server
+            .put("datasets", &format!("v1/{key}"), body.clone())
+            .await?;
+    }
+    Ok((server, objects))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_pulls_into_the_context_volume_as_an_init_container() -> anyhow::Result<()> {
+    let (server, objects) = seeded().await?;
+    let pod = Pod::new(
+        &server,
+        &[
+            ("AWS_ACCESS_KEY_ID", &server.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &format!("{}\n", server.secret_key)),
+        ],
+    )
+    .await?;
+    let output = pod.run(&[
+        "artifacts",
+        "--connection",
+        "s3-dataset1",
+        "--dirs",
+        "train",
+        "--files",
+        "labels.csv",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let landed = tree(&pod.context.join("artifacts/s3-dataset1"));
+    assert_eq!(
+        landed.keys().collect::<Vec<_>>(),
+        objects.keys().collect::<Vec<_>>()
+    );
+    assert!(landed == objects, "the bytes differ");
+    // Polyaxon's generated command, unchanged, against the same image.
+    let output = pod.run(&[
+        "initializer",
+        "path",
+        "--connection-name=s3-dataset1",
+        "--connection-kind=s3",
+        "--path-from=s3://datasets/v1/labels.csv",
+        "--path-to=/plx-context/artifacts/s3-dataset1/copy/labels.csv",
+        "--is-file",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::read(pod.context.join("artifacts/s3-dataset1/copy/labels.csv"))?,
+        objects["labels.csv"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_fails_on_missing_data_and_on_wrong_keys() -> anyhow::Result<()> {
+    let (server, _) = seeded().await?;
+    let pod = Pod::new(
+        &server,
+        &[
+            ("AWS_ACCESS_KEY_ID", &server.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
+        ],
+    )
+    .await?;
+    let output = pod.run(&[
+        "artifacts",
+        "--connection",
+        "s3-dataset1",
+        "--files",
+        "nope.csv",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("s3://datasets/v1/nope.csv: does not exist"),
+        "{stderr}"
+    );
+
+    let wrong = Pod::new(
+        &server,
+        &[
+            ("AWS_ACCESS_KEY_ID", &server.access_key),
+            ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ],
+    )
+    .await?;
+    let output = wrong.run(&[
+        "artifacts",
+        "--connection",
+        "s3-dataset1",
+        "--files",
+        "labels.csv",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("s3://datasets/v1/labels.csv"), "{stderr}");
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+    assert!(tree(&wrong.context).is_empty());
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! Copies from a mounted directory (host_path, volume_claim): the same contract as downloads.
+
+use std::{os::unix::fs::symlink, path::Path};
+
+use plx_transfer::{Config, Copy, Entry, ErrorKind, copy};
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(path, text).expect("write");
+}
+
+fn dir(from: &str, to: &str) -> Entry {
+    Entry::Dir {
+        from: from.to_owned(),
+        to: to.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_rerun_skips_what_landed_and_recopies_what_changed() -> anyhow::Result<()> {
+    let (mount, destination) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    write(&mount.path().join("v1/a.csv"), "a");
+    write(&mount.path().join("v1/x/b.csv"), "b");
+    let request = Copy {
+        source: mount.path().to_path_buf(),
+        entries: vec![dir("v1", "data")],
+        ..Copy::default()
+    };
+    let first = copy(&request, destination.path(), &Config::default(), &None).await?;
+    assert_eq!((first.objects, first.bytes, first.skipped), (2, 2, 0));
+    let second = copy(&request, destination.path(), &Config::default(), &None).await?;
+    assert_eq!((second.objects, second.skipped), (0, 2));
+    // A changed source file (new size) is copied again; the other is not.
+    write(&mount.path().join("v1/a.csv"), "a2");
+    let third = copy(&request, destination.path(), &Config::default(), &None).await?;
+    assert_eq!((third.objects, third.skipped), (1, 1));
+    assert_eq!(
+        std::fs::read_to_string(destination.path().join("data/a.csv"))?,
+        "a2"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn symlinks_leaving_the_mount_are_refused_and_inner_ones_followed() -> anyhow::Result<()> {
+    let (outside, mount, destination) = (
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    );
+    write(&outside.path().join("secret.txt"), "host secret");
+    write(&mount.path().join("v1/a.csv"), "a");
+    symlink(
+        outside.path().join("secret.txt"),
+        mount.path().join("v1/leak.txt"),
+    )?;
+    symlink("a.csv", mount.path().join("v1/alias.csv"))?;
+    // A symlinked directory is not walked (no loops); one that leaves the mount is refused.
+    symlink(outside.path(), mount.path().join("v1/outside"))?;
+    let request = Copy {
+        source: mount.path().to_path_buf(),
+        entries: vec![dir("v1", "")],
+        ..Copy::default()
+    };
+    let error = copy(&request, destination.path(), &Config::default(), &None)
+        .await
+        .expect_err("the escaping symlink fails the copy");
+    let mut refused: Vec<&str> = error
+        .failures
+        .iter()
+        .filter(|failure| failure.kind == ErrorKind::HostileKey)
+        .map(|failure| failure.key.rsplit('/').next().unwrap_or_default())
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["leak.txt", "outside"], "{error}");
+    assert_eq!(error.failures.len(), 2, "{error}");
+    assert_eq!(
+        std::fs::read_to_string(destination.path().join("alias.csv"))?,
+        "a"
+    );
+    assert!(!destination.path().join("leak.txt").exists());
+    assert!(!destination.path().join("outside").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_symlink_planted_in_the_destination_carries_no_write_outside() -> anyhow::Result<()> {
+    let (outside, mount, destination) = (
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    );
+    write(&mount.path().join("v1/sub/a.csv"), "a");
+    symlink(outside.path(), destination.path().join("sub"))?;
+    let request = Copy {
+        source: mount.path().to_path_buf(),
+        entries: vec![dir("v1", "")],
+        ..Copy::default()
+    };
+    let error = copy(&request, destination.path(), &Config::default(), &None)
+        .await
+        .expect_err("the planted symlink is not followed");
+    assert_eq!(error.failures[0].kind, ErrorKind::HostileKey, "{error}");
+    assert_eq!(std::fs::read_dir(outside.path())?.count(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn missing_sources_and_wrong_entry_kinds_fail_by_name() -> anyhow::Result<()> {
+    let (mount, destination) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    write(&mount.path().join("v1/a.csv"), "a");
+    let request = Copy {
+        source: mount.path().to_path_buf(),
+        entries: vec![
+            Entry::File {
+                from: "v1/missing.csv".to_owned(),
+                to: "missing.csv".to_owned(),
+            },
+            Entry::File {
+                from: "v1".to_owned(),
+                to: "v1".to_owned(),
+            },
+            dir("v1/a.csv", "a"),
+            Entry::File {
+                from: "v1/a.csv".to_owned(),
+                to: "a.csv".to_owned(),
+            },
+        ],
+        ..Copy::default()
+    };
+    let error = copy(&request, destination.path(), &Config::default(), &None)
+        .await
+        .expect_err("three entries are wrong");
+    let messages: Vec<String> = error.failures.iter().map(ToString::to_string).collect();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert!(messages[0].ends_with("v1/missing.csv: does not exist"));
+    assert!(messages[1].contains("is a directory, not a file"));
+    assert!(messages[2].contains("is a file, not a directory"));
+    assert_eq!(error.summary.objects, 1);
+    assert_eq!(
+        std::fs::read_to_string(destination.path().join("a.csv"))?,
+        "a"
+    );
+    // The mount itself missing (volume not mounted) is a failure too.
+    let unmounted = Copy {
+        source: mount.path().join("nowhere"),
+        entries: vec![dir("", "")],
+        ..Copy::default()
+    };
+    let error = copy(&unmounted, destination.path(), &Config::default(), &None)
+        .await
+        .expect_err("no mount");
+    assert!(
+        error.to_string().contains("is the volume mounted?"),
+        "{error}"
+    );
+    Ok(())
+}
