@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::{Context, bail};
 
+mod bench;
+
 const USAGE: &str = "\
 usage: cargo xtask <task>
 
@@ -23,6 +25,8 @@ tasks:
   conformance [FILTER] the conformance cases: the model (cross-checked against Polyaxon 2.18),
                        transfers and plx-init runs (against a real S3 server)
   schemas [--check]    regenerate schemas/ from the Rust types (or fail when stale)
+  bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and
+                       64 connections, and during certificate rotation), into docs/benchmarks.md
   images [--garage]    build the plx-init image and the test S3 server image (s3s-fs) locally,
                        and Garage's when asked (its build is long); nothing is pulled
 ";
@@ -36,6 +40,8 @@ const S3S_FS: &str = "s3s-fs@0.14.1";
 const S3S_IMAGE: &str = "plx-test/s3s-fs:0.14.1";
 /// The init container's image, built from this workspace.
 const PLX_INIT_IMAGE: &str = concat!("plx-init:", env!("CARGO_PKG_VERSION"));
+/// The admission webhook's image, built from this workspace.
+const PLX_WEBHOOK_IMAGE: &str = concat!("plx-webhook:", env!("CARGO_PKG_VERSION"));
 /// Debian's CA bundle, for TLS to stores from the image.
 const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const GARAGE: &str = "garage@2.5.0";
@@ -76,6 +82,15 @@ fn run() -> anyhow::Result<()> {
         Some("conformance") => conformance(&root, args.get(1).map(String::as_str)),
         Some("schemas") => schemas(args.get(1).map(String::as_str) == Some("--check")),
         Some("demo") => demo(&root),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("webhook") => bench::webhook(
+                &root,
+                args.get(2)
+                    .and_then(|seconds| seconds.parse().ok())
+                    .unwrap_or(30),
+            ),
+            _ => bail!("usage: cargo xtask bench webhook [SECONDS]"),
+        },
         Some("images") => {
             images(&root)?;
             if args.get(1).map(String::as_str) == Some("--garage") {
@@ -105,7 +120,7 @@ fn cargo() -> Command {
     Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
-fn status(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn status(command: &mut Command) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("cannot run {command:?}"))?;
@@ -175,9 +190,9 @@ struct ScratchImage<'a> {
     note: &'a str,
 }
 
-/// Builds the images `cargo xtask test` needs: plx-init's (every time; cheap when nothing
-/// changed) and the s3s-fs test server's (cached: rebuilt only when missing).
-fn images(root: &Path) -> anyhow::Result<()> {
+/// Builds the images `cargo xtask test` needs: plx-init's and plx-webhook's (every time; cheap
+/// when nothing changed) and the s3s-fs test server's (cached: rebuilt only when missing).
+pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
     build_scratch_image(
         root,
         &ScratchImage {
@@ -205,6 +220,21 @@ fn images(root: &Path) -> anyhow::Result<()> {
             env: &[("SSL_CERT_FILE", CA_BUNDLE)],
             port: None,
             entrypoint: &["/bin/plx-init"],
+            note: "",
+        },
+    )?;
+    build_scratch_image(
+        root,
+        &ScratchImage {
+            tag: PLX_WEBHOOK_IMAGE,
+            install: &[],
+            binary: "plx-webhook",
+            files: &[],
+            copies: &[],
+            data: &[],
+            env: &[],
+            port: Some(8443),
+            entrypoint: &["/bin/plx-webhook"],
             note: "",
         },
     )
@@ -244,11 +274,14 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
         return Ok(());
     }
     let binary = if ours {
+        // `-p`: only this package's features, so the binary holds no more than it needs.
         status(cargo().args([
             "build",
             "--quiet",
             "--profile",
             "image",
+            "-p",
+            image.binary,
             "--bin",
             image.binary,
         ]))?;

@@ -17,7 +17,7 @@ pub use crate::{
     moto::Moto,
     proxy::{HttpProxy, TcpForwarder},
     s3::{Backend, S3Server},
-    tls::TlsProxy,
+    tls::{Pki, TlsProxy},
 };
 
 /// The label on every container this crate starts.

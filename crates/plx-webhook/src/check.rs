@@ -1,0 +1,325 @@
+//! What the webhook checks in an object: the catalogs it carries (with plx-connections' own
+//! rules and codes) and, through [`Keys`], whether the Secrets and ConfigMaps they name exist
+//! and hold the keys they need.
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use plx_connections::{Catalog, Connection, Diagnostic, Kind, Severity};
+use serde_json::{Map, Value, json};
+
+/// The catalog keys Polyaxon's agent reads from its ConfigMap or Secret.
+pub const AGENT_KEYS: [&str; 2] = [
+    plx_connections::AGENT_CONNECTIONS,
+    plx_connections::AGENT_ARTIFACTS_STORE,
+];
+
+/// One problem, as the API server will show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Error or warning.
+    pub severity: Severity,
+    /// A JSON Pointer into the object under review.
+    pub path: String,
+    /// The stable code (plx-connections' codes, and the cross-object ones below).
+    pub code: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl Problem {
+    fn from_diagnostic(prefix: &str, diagnostic: &Diagnostic) -> Problem {
+        Problem {
+            severity: diagnostic.severity,
+            path: format!("{prefix}{}", diagnostic.path),
+            code: diagnostic.code.to_string(),
+            message: diagnostic.message.clone(),
+        }
+    }
+}
+
+/// Which object a connection refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RefKind {
+    /// A Secret.
+    Secret,
+    /// A ConfigMap.
+    ConfigMap,
+}
+
+/// The key names of the Secrets and ConfigMaps in the cluster (never their values).
+pub trait Keys: Send + Sync {
+    /// `None` when the object does not exist.
+    fn keys(&self, kind: RefKind, namespace: &str, name: &str) -> Option<BTreeSet<String>>;
+}
+
+/// Cross-object checks, when the webhook watches the cluster.
+pub struct CrossCheck<'a> {
+    /// The cache.
+    pub keys: &'a dyn Keys,
+    /// The namespace of the object under review.
+    pub namespace: &'a str,
+    /// Errors instead of warnings.
+    pub strict: bool,
+}
+
+/// The problems of `object` (a ConfigMap, a Secret or a Pod, by `kind`); `None` when the object
+/// carries no catalog and is none of our business.
+pub fn review(kind: &str, object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
+    match kind {
+        "ConfigMap" => agent_catalog("/data", object.get("data"), cross),
+        "Secret" => secret(object, cross),
+        "Pod" => pod(object, cross),
+        _ => None,
+    }
+}
+
+fn agent_catalog(
+    at: &str,
+    data: Option<&Value>,
+    cross: Option<&CrossCheck<'_>>,
+) -> Option<Vec<Problem>> {
+    let data = data?.as_object()?;
+    if !AGENT_KEYS.iter().any(|key| data.contains_key(*key)) {
+        return None;
+    }
+    // Only the agent's keys: a ConfigMap carries other settings the validator must not judge.
+    let variables: Map<String, Value> = AGENT_KEYS
+        .iter()
+        .filter_map(|key| Some(((*key).to_owned(), data.get(*key)?.clone())))
+        .collect();
+    let report = plx_connections::validate_value(&Value::Object(variables), &[]);
+    let mut problems: Vec<Problem> = report
+        .diagnostics
+        .iter()
+        .map(|diagnostic| Problem::from_diagnostic(at, diagnostic))
+        .collect();
+    if let (Some(cross), Some(plx_connections::Content::Catalog(catalog))) =
+        (cross, &report.content)
+    {
+        problems.extend(references(catalog, cross, |connection| {
+            let key = if catalog.artifacts_store.as_ref().map(|store| &store.name)
+                == Some(&connection.name)
+            {
+                plx_connections::AGENT_ARTIFACTS_STORE
+            } else {
+                plx_connections::AGENT_CONNECTIONS
+            };
+            format!("{at}/{key}")
+        }));
+    }
+    Some(problems)
+}
+
+fn secret(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
+    let mut data = Map::new();
+    for (key, value) in object
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if !AGENT_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        let decoded = value
+            .as_str()
+            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        match decoded {
+            Some(text) => data.insert(key.clone(), Value::String(text)),
+            None => {
+                return Some(vec![Problem {
+                    severity: Severity::Error,
+                    path: format!("/data/{key}"),
+                    code: "invalid-json".to_owned(),
+                    message:
+                        "not base64-encoded UTF-8 text; Polyaxon's agent reads this key as JSON"
+                            .to_owned(),
+                }]);
+            }
+        };
+    }
+    for (key, value) in object
+        .get("stringData")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        if AGENT_KEYS.contains(&key.as_str()) {
+            data.insert(key.clone(), value.clone());
+        }
+    }
+    agent_catalog("/data", Some(&Value::Object(data)), cross)
+}
+
+fn pod(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
+    let spec = object.get("spec")?;
+    let mut problems = Vec::new();
+    let mut found = false;
+    for list in ["initContainers", "containers"] {
+        for (index, container) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let at = format!("/spec/{list}/{index}");
+            let Some((env_index, text)) = container
+                .get("env")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .find(|(_, var)| var["name"] == plx_connections::CONNECTIONS_CATALOG)
+                .and_then(|(env_index, var)| Some((env_index, var.get("value")?.as_str()?)))
+            else {
+                continue;
+            };
+            found = true;
+            let value_at = format!("{at}/env/{env_index}/value");
+            let report = plx_connections::validate_value(
+                &json!({plx_connections::CONNECTIONS_CATALOG: text}),
+                &[],
+            );
+            let prefix = format!("/{}", plx_connections::CONNECTIONS_CATALOG);
+            problems.extend(report.diagnostics.iter().map(|diagnostic| {
+                let mut problem = Problem::from_diagnostic("", diagnostic);
+                problem.path = match problem.path.strip_prefix(&prefix) {
+                    Some(rest) => format!("{value_at}{rest}"),
+                    None => value_at.clone(),
+                };
+                problem
+            }));
+            let Some(plx_connections::Content::Catalog(catalog)) = &report.content else {
+                continue;
+            };
+            for name in named_connections(container) {
+                if catalog.get(&name).is_none() {
+                    let known: Vec<&str> = catalog.all().map(|c| c.name.as_str()).collect();
+                    problems.push(Problem {
+                        severity: Severity::Error,
+                        path: format!("{at}/args"),
+                        code: "unknown-connection".to_owned(),
+                        message: format!(
+                            "the init command pulls from connection `{name}`, which this container's POLYAXON_CONNECTIONS_CATALOG lacks (it has: {}); the pull would fail",
+                            known.join(", ")
+                        ),
+                    });
+                }
+            }
+            if let Some(cross) = cross {
+                problems.extend(references(catalog, cross, |_| value_at.clone()));
+            }
+        }
+    }
+    found.then_some(problems)
+}
+
+/// The connections an init container's command names: plx-init's `--connection NAME` and
+/// Polyaxon's `--connection-name=NAME`, also inside a `sh -c` script.
+fn named_connections(container: &Value) -> BTreeSet<String> {
+    let words: Vec<String> = ["command", "args"]
+        .iter()
+        .flat_map(|field| {
+            container
+                .get(*field)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
+        .filter_map(Value::as_str)
+        .flat_map(|text| text.split(|c: char| c.is_whitespace() || c == ';'))
+        .filter(|word| !word.is_empty())
+        .map(|word| word.trim_matches(|c| c == '"' || c == '\'').to_owned())
+        .collect();
+    let mut names = BTreeSet::new();
+    for (index, word) in words.iter().enumerate() {
+        if let Some(name) = word
+            .strip_prefix("--connection-name=")
+            .or_else(|| word.strip_prefix("--connection="))
+        {
+            names.insert(name.to_owned());
+        } else if (word == "--connection" || word == "--connection-name")
+            && let Some(next) = words.get(index + 1)
+        {
+            names.insert(next.clone());
+        }
+    }
+    names
+}
+
+/// Every Secret and ConfigMap the catalog names, checked against the cluster.
+fn references(
+    catalog: &Catalog,
+    cross: &CrossCheck<'_>,
+    path: impl Fn(&Connection) -> String,
+) -> Vec<Problem> {
+    let severity = if cross.strict {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    let mut problems = Vec::new();
+    for connection in catalog.all() {
+        for (kind, resource) in [
+            (RefKind::Secret, connection.secret.as_ref()),
+            (RefKind::ConfigMap, connection.config_map.as_ref()),
+        ] {
+            let Some(resource) = resource else { continue };
+            let what = match kind {
+                RefKind::Secret => "Secret",
+                RefKind::ConfigMap => "ConfigMap",
+            };
+            let Some(keys) = cross.keys.keys(kind, cross.namespace, &resource.name) else {
+                problems.push(Problem {
+                    severity,
+                    path: path(connection),
+                    code: format!("{}-not-found", what.to_lowercase()),
+                    message: format!(
+                        "connection `{}` names {what} `{}`, which does not exist in namespace `{}`: create it before jobs use the connection",
+                        connection.name, resource.name, cross.namespace
+                    ),
+                });
+                continue;
+            };
+            let mut wanted: Vec<String> = resource.items.iter().flatten().cloned().collect();
+            // s3 keys with nowhere else to come from must be in the Secret.
+            let mounted = resource.mount_path.is_some();
+            let in_env = |key: &str| connection.env_vars().iter().any(|var| var.name == key);
+            if kind == RefKind::Secret
+                && connection.kind == Kind::S3
+                && !mounted
+                && resource.items.is_none()
+            {
+                wanted.extend(
+                    ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+                        .iter()
+                        .filter(|key| !in_env(key))
+                        .map(|key| (*key).to_owned()),
+                );
+            }
+            for key in wanted {
+                if !keys.contains(&key) {
+                    problems.push(Problem {
+                        severity,
+                        path: path(connection),
+                        code: "key-not-found".to_owned(),
+                        message: format!(
+                            "connection `{}` needs key `{key}` in {what} `{}`, which has only: {}",
+                            connection.name,
+                            resource.name,
+                            if keys.is_empty() {
+                                "no keys".to_owned()
+                            } else {
+                                keys.iter().cloned().collect::<Vec<_>>().join(", ")
+                            }
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    problems
+}

@@ -1,0 +1,288 @@
+//! `cargo xtask bench webhook`: the admission webhook under sustained load from wrk, over HTTPS,
+//! at several concurrency levels and during certificate rotation. Throughput, p50/p99 latency,
+//! failed requests (any non-200 or socket error) and the server's resident memory before and
+//! after go to `docs/benchmarks.md`.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+
+use crate::status;
+
+const ALLOWED: &str = r#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"bench-allowed","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"name":"polyaxon-polyaxon-config","namespace":"polyaxon","operation":"UPDATE","userInfo":{"username":"kubernetes-admin"},"object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"polyaxon-polyaxon-config","namespace":"polyaxon"},"data":{"POLYAXON_AGENT_CONNECTIONS":"[{\"name\":\"s3-dataset1\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://bucket/path1\"},\"secret\":{\"name\":\"s3-secret\"}},{\"name\":\"s3-dataset2\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://bucket/path2\"},\"secret\":{\"name\":\"s3-secret\",\"mountPath\":\"/plx-context/secrets/s3\"},\"env\":{\"AWS_ENDPOINT_URL\":\"http://minio.storage:9000\",\"AWS_REGION\":\"us-east-1\"}}]","POLYAXON_AGENT_ARTIFACTS_STORE":"{\"name\":\"plx-artifacts\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://plx-artifacts\"},\"secret\":{\"name\":\"s3-secret\"}}"}},"oldObject":null,"dryRun":false}}"#;
+
+struct Run {
+    label: String,
+    connections: u32,
+    requests_per_second: f64,
+    p50: String,
+    p99: String,
+    requests: u64,
+    failed: u64,
+    rss_before_kib: u64,
+    rss_after_kib: u64,
+}
+
+pub(crate) fn webhook(root: &Path, seconds: u32) -> anyhow::Result<()> {
+    let wrk = which("wrk")
+        .context("wrk is not installed: `apt-get install wrk` (Debian's package) and run again")?;
+    crate::images(root)?;
+    let binary = root.join("target/image/plx-webhook");
+    let work = root.join("target/bench/webhook");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work)?;
+    certificate(&work)?;
+    std::fs::write(work.join("review.json"), ALLOWED)?;
+    std::fs::write(
+        work.join("post.lua"),
+        format!(
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nlocal f = io.open(\"{}\", \"r\")\nwrk.body = f:read(\"*a\")\nf:close()\n",
+            work.join("review.json").display()
+        ),
+    )?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = Command::new(&binary)
+        .args(["serve", "--no-cluster", "--reload-every", "0.5"])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .arg("--cert")
+        .arg(work.join("tls.crt"))
+        .arg("--key")
+        .arg(work.join("tls.key"))
+        .env("PLX_LOG", "warn")
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    // A DNS name, not the IP: wrk sends it as SNI, and an IP there is not valid SNI.
+    let url = format!("https://localhost:{port}/validate");
+    let result = (|| -> anyhow::Result<Vec<Run>> {
+        wait_ready(port, &work)?;
+        // Warm-up, then each level; the last run rotates the certificate every second.
+        run(&wrk, &url, &work, server.id(), 16, 5, "warm-up", false)?;
+        let mut runs = Vec::new();
+        for connections in [1, 16, 64] {
+            runs.push(run(
+                &wrk,
+                &url,
+                &work,
+                server.id(),
+                connections,
+                seconds,
+                "steady",
+                false,
+            )?);
+        }
+        runs.push(run(
+            &wrk,
+            &url,
+            &work,
+            server.id(),
+            16,
+            seconds,
+            "cert rotation every 1 s",
+            true,
+        )?);
+        Ok(runs)
+    })();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.id().to_string()])
+        .status();
+    let _ = server.wait();
+    let runs = result?;
+    write_report(root, &runs, seconds)?;
+    let failed: u64 = runs.iter().map(|run| run.failed).sum();
+    if failed > 0 {
+        bail!("{failed} requests failed under load");
+    }
+    Ok(())
+}
+
+fn which(program: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|path| path.is_file())
+    })
+}
+
+fn certificate(dir: &Path) -> anyhow::Result<()> {
+    status(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-days", "2", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(dir.join("tls.key"))
+            .arg("-out")
+            .arg(dir.join("tls.crt"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+}
+
+fn wait_ready(port: u16, work: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = Command::new("curl")
+            .args(["-sf", "--cacert"])
+            .arg(work.join("tls.crt"))
+            .arg(format!("https://127.0.0.1:{port}/readyz"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("plx-webhook did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    wrk: &Path,
+    url: &str,
+    work: &Path,
+    pid: u32,
+    connections: u32,
+    seconds: u32,
+    label: &str,
+    rotate: bool,
+) -> anyhow::Result<Run> {
+    let rss_before_kib = rss_kib(pid);
+    let child = Command::new(wrk)
+        // wrk needs at least one connection per thread.
+        .args(["--latency", "-t", &connections.min(2).to_string()])
+        .args(["-c", &connections.to_string()])
+        .args(["-d", &format!("{seconds}s"), "-s"])
+        .arg(work.join("post.lua"))
+        .arg(url)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    if rotate {
+        let end = Instant::now() + Duration::from_secs(u64::from(seconds));
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_secs(1));
+            certificate(work)?;
+        }
+    }
+    let output = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("{label}, {connections} connections:\n{text}");
+    let number = |prefix: &str| -> Option<String> {
+        text.lines()
+            .map(str::trim)
+            .find(|line| line.starts_with(prefix))
+            .map(|line| line[prefix.len()..].trim().to_owned())
+    };
+    let requests = text
+        .lines()
+        .find(|line| line.contains("requests in"))
+        .and_then(|line| line.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let non_2xx: u64 = number("Non-2xx or 3xx responses:")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(0);
+    let socket_errors: u64 = number("Socket errors:")
+        .map(|errors| {
+            errors
+                .split(',')
+                .filter_map(|part| part.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum()
+        })
+        .unwrap_or(0);
+    Ok(Run {
+        label: label.to_owned(),
+        connections,
+        requests_per_second: number("Requests/sec:")
+            .and_then(|rate| rate.parse().ok())
+            .unwrap_or(0.0),
+        p50: number("50%").unwrap_or_default(),
+        p99: number("99%").unwrap_or_default(),
+        requests,
+        failed: non_2xx + socket_errors,
+        rss_before_kib,
+        rss_after_kib: rss_kib(pid),
+    })
+}
+
+fn write_report(root: &Path, runs: &[Run], seconds: u32) -> anyhow::Result<()> {
+    let path = root.join("docs/benchmarks.md");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    let start = existing.find("## plx-webhook under load");
+    let end = start.and_then(|start| {
+        existing[start + 1..]
+            .find("\n## ")
+            .map(|offset| start + 1 + offset + 1)
+    });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("model name"))
+                .map(|line| line.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let date = String::from_utf8_lossy(&Command::new("date").arg("+%Y-%m-%d").output()?.stdout)
+        .trim()
+        .to_owned();
+    let mut section = format!(
+        "## plx-webhook under load\n\n\
+         `cargo xtask bench webhook`, {date}: the release binary (`--no-cluster`) on 127.0.0.1 over TLS 1.3, \
+         wrk 4 (2 threads, keep-alive) posting a ConfigMap review with a two-connection catalog and an artifacts store \
+         (allowed), {seconds} s per run after a 5 s warm-up, on {cores} cores ({cpu}) shared by wrk and the webhook. \
+         A failed request is any non-200 answer or socket error.\n\n\
+         | run | connections | requests/s | p50 | p99 | requests | failed | RSS before → after |\n\
+         |---|---:|---:|---:|---:|---:|---:|---|\n"
+    );
+    for run in runs {
+        section.push_str(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {:.1} → {:.1} MiB |\n",
+            run.label,
+            run.connections,
+            run.requests_per_second,
+            run.p50,
+            run.p99,
+            run.requests,
+            run.failed,
+            run.rss_before_kib as f64 / 1024.0,
+            run.rss_after_kib as f64 / 1024.0
+        ));
+    }
+    section.push('\n');
+    let text = match (start, end) {
+        (Some(start), Some(end)) => format!("{}{section}{}", &existing[..start], &existing[end..]),
+        (Some(start), None) => format!("{}{section}", &existing[..start]),
+        _ if existing.is_empty() => format!("# Benchmarks\n\n{section}"),
+        _ => format!("{existing}\n{section}"),
+    };
+    std::fs::write(&path, text)?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
