@@ -3,6 +3,9 @@
 //! Every task sets up what it needs on a fresh machine (a Python venv with Polyaxon under
 //! `target/`, and later Docker images) and caches it there.
 
+// The values schema is one large `json!`.
+#![recursion_limit = "256"]
+
 use std::{
     env,
     path::{Path, PathBuf},
@@ -12,6 +15,7 @@ use std::{
 use anyhow::{Context, bail};
 
 mod bench;
+mod chart;
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
@@ -24,7 +28,11 @@ tasks:
                        the plx-init image in a container, and the demo
   conformance [FILTER] the conformance cases: the model (cross-checked against Polyaxon 2.18),
                        transfers and plx-init runs (against a real S3 server)
-  schemas [--check]    regenerate schemas/ from the Rust types (or fail when stale)
+  schemas [--check]    regenerate schemas/ from the Rust types, and the chart's
+                       values.schema.json from them (or fail when stale)
+  chart                the Helm chart through real Helm v4 code: lint, render every ci/
+                       scenario into typed objects, the values schema against the conformance
+                       cases, the rendered webhook and helm-test pods run for real
   bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and
                        64 connections, and during certificate rotation), into docs/benchmarks.md
   images [--garage]    build the plx-init image and the test S3 server image (s3s-fs) locally,
@@ -33,8 +41,13 @@ tasks:
 
 /// The reference implementation the conformance suite is compared with.
 const POLYAXON: &str = "polyaxon==2.18.0";
-/// The peers tests talk to: moto (S3 and STS) and the AWS CLI.
-const TOOLS: &[&str] = &["moto[server]==5.2.5", "awscli==1.46.3"];
+/// The peers tests talk to: moto (S3 and STS), the AWS CLI, and Helm v4's Go code (no helm
+/// binary can be had here; a `helm` on PATH is used instead when there is one).
+const TOOLS: &[&str] = &[
+    "moto[server]==5.2.5",
+    "awscli==1.46.3",
+    "helm-python-sdk==0.2.2",
+];
 /// The S3 server built into a test image.
 const S3S_FS: &str = "s3s-fs@0.14.1";
 const S3S_IMAGE: &str = "plx-test/s3s-fs:0.14.1";
@@ -80,7 +93,8 @@ fn run() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
         Some("conformance") => conformance(&root, args.get(1).map(String::as_str)),
-        Some("schemas") => schemas(args.get(1).map(String::as_str) == Some("--check")),
+        Some("schemas") => schemas(&root, args.get(1).map(String::as_str) == Some("--check")),
+        Some("chart") => chart_tests(&root),
         Some("demo") => demo(&root),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("webhook") => bench::webhook(
@@ -133,6 +147,7 @@ pub(crate) fn status(command: &mut Command) -> anyhow::Result<()> {
 fn test(root: &Path) -> anyhow::Result<()> {
     let python = polyaxon_venv(root)?;
     let tools = tools_venv(root)?;
+    chart::values_schema(root, true)?;
     images(root)?;
     remove_test_containers();
     let result = status(
@@ -141,6 +156,7 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .env("PLX_POLYAXON_PYTHON", &python)
             .env("PLX_MOTO_SERVER", tools.join("bin/moto_server"))
             .env("PLX_AWS_CLI", tools.join("bin/aws"))
+            .env("PLX_HELM_PYTHON", tools.join("bin/python"))
             // Tests never ask a metadata service for credentials.
             .env("AWS_EC2_METADATA_DISABLED", "true"),
     )
@@ -419,14 +435,29 @@ fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn schemas(check: bool) -> anyhow::Result<()> {
+fn schemas(root: &Path, check: bool) -> anyhow::Result<()> {
     // The test in plx-connections owns the comparison; this only asks it to rewrite.
     let mut command = cargo();
     command.args(["test", "-q", "-p", "plx-connections", "--test", "schemas"]);
     if !check {
         command.env("PLX_UPDATE_SCHEMAS", "1");
     }
-    status(&mut command)
+    status(&mut command)?;
+    chart::values_schema(root, check)
+}
+
+/// The chart's tests (they are in `cargo xtask test` too), with what they need installed.
+fn chart_tests(root: &Path) -> anyhow::Result<()> {
+    let tools = tools_venv(root)?;
+    chart::values_schema(root, true)?;
+    images(root)?;
+    let result = status(
+        cargo()
+            .args(["test", "-p", "plx-webhook", "--test", "chart"])
+            .env("PLX_HELM_PYTHON", tools.join("bin/python")),
+    );
+    remove_test_containers();
+    result
 }
 
 /// A venv under `target/` with Polyaxon, made once and reused.

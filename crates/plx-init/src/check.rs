@@ -1,8 +1,10 @@
-//! `plx-init check NAME`: tests a connection for real and says why it fails.
+//! `plx-init check NAME`: tests a connection for real and says why it fails: an s3 connection
+//! with HeadBucket and one listing, a host_path or volume_claim connection by reading its mount.
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use plx_connections::{Connection, Kind};
 use plx_credentials::{Environment, S3Settings};
 
 #[derive(clap::Args)]
@@ -21,6 +23,14 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
     let catalog = crate::catalog::load(args.catalog.as_deref(), &env)?;
     let connection = plx_credentials::find(&catalog, &args.name)?;
+    match connection.kind {
+        Kind::S3 => {}
+        Kind::HostPath | Kind::VolumeClaim => return Ok(mount(connection)),
+        other => anyhow::bail!(
+            "plx-init checks s3, host_path and volume_claim connections; `{}` is of kind {other}",
+            connection.name
+        ),
+    }
     let settings = S3Settings::resolve(connection, &env)?;
     print!("{}", settings.report());
     let client = plx_credentials::client(&settings).await?;
@@ -75,6 +85,60 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         Err(line) => {
             println!("failed: {line}");
             Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// A mounted connection works when its mount path is a readable directory in this pod.
+fn mount(connection: &Connection) -> ExitCode {
+    let Some(path) = connection.store_path() else {
+        println!(
+            "failed: connection `{}` has no schema.mountPath",
+            connection.name
+        );
+        return ExitCode::from(1);
+    };
+    let source = match connection.schema.as_ref() {
+        Some(plx_connections::ConnectionSchema::Claim(schema)) => {
+            format!("volume claim `{}`", schema.volume_claim)
+        }
+        Some(plx_connections::ConnectionSchema::HostPath(schema)) => {
+            format!("host path {}", schema.host_path)
+        }
+        _ => "its volume".to_owned(),
+    };
+    println!(
+        "connection `{}` ({}): {source} at {path}",
+        connection.name, connection.kind
+    );
+    let verdict = match std::fs::read_dir(path) {
+        Ok(entries) => {
+            // Count a few entries, not the whole volume: it may hold millions.
+            let count = entries.take(1000).count();
+            match count {
+                0 => Ok(format!("ok: {path} is mounted and empty")),
+                1000 => Ok(format!(
+                    "ok: {path} is mounted and holds 1000 or more entries"
+                )),
+                count => Ok(format!("ok: {path} is mounted and holds {count} entries")),
+            }
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "nothing is mounted at {path}: the pod needs {source} mounted there (as Polyaxon mounts it in jobs)"
+        )),
+        Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => Err(format!(
+            "{path} is mounted but this user may not read it: check the volume's permissions"
+        )),
+        Err(error) => Err(format!("cannot read {path}: {error}")),
+    };
+    match verdict {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(line) => {
+            println!("failed: {line}");
+            ExitCode::from(1)
         }
     }
 }

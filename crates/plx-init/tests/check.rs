@@ -350,3 +350,64 @@ async fn env_profile_is_used_by_the_aws_cli() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn check_reads_the_mount_of_host_path_and_volume_claim_connections() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("train"))?;
+    std::fs::write(data.join("labels.csv"), "x\n")?;
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty)?;
+    let path = dir.path().join("catalog.json");
+    let catalog = serde_json::json!({"connections": [
+        {"name": "claim", "kind": "volume_claim", "schema": {"volumeClaim": "shared", "mountPath": data}},
+        {"name": "node", "kind": "host_path", "schema": {"hostPath": "/var/cache", "mountPath": empty}},
+        {"name": "unmounted", "kind": "volume_claim", "schema": {"volumeClaim": "gone", "mountPath": dir.path().join("missing")}},
+        {"name": "gcs-data", "kind": "gcs", "schema": {"bucket": "gs://bucket"}},
+    ]});
+    std::fs::write(&path, catalog.to_string())?;
+    let catalog = path.to_str().unwrap_or_default();
+    let run = plx_init(&["check", "claim", "--catalog", catalog], &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("volume claim `shared` at"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("is mounted and holds 2 entries"),
+        "{}",
+        run.stdout
+    );
+    let run = plx_init(&["check", "node", "--catalog", catalog], &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("host path /var/cache"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("is mounted and empty"),
+        "{}",
+        run.stdout
+    );
+    // A volume the pod does not have is a data failure, not a shrug.
+    let run = plx_init(&["check", "unmounted", "--catalog", catalog], &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("failed: nothing is mounted at")
+            && run.stdout.contains("volume claim `gone`"),
+        "{}",
+        run.stdout
+    );
+    let run = plx_init(&["check", "gcs-data", "--catalog", catalog], &[]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr
+            .contains("plx-init checks s3, host_path and volume_claim connections"),
+        "{}",
+        run.stderr
+    );
+    Ok(())
+}

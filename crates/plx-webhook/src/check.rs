@@ -51,6 +51,12 @@ pub enum RefKind {
 pub trait Keys: Send + Sync {
     /// `None` when the object does not exist.
     fn keys(&self, kind: RefKind, namespace: &str, name: &str) -> Option<BTreeSet<String>>;
+
+    /// Whether objects in `namespace` are known at all: a webhook that watches only some
+    /// namespaces cannot tell "missing" from "not watched" elsewhere, so it says nothing there.
+    fn watches(&self, _namespace: &str) -> bool {
+        true
+    }
 }
 
 /// Cross-object checks, when the webhook watches the cluster.
@@ -262,6 +268,9 @@ fn references(
         Severity::Warning
     };
     let mut problems = Vec::new();
+    if !cross.keys.watches(cross.namespace) {
+        return problems;
+    }
     for connection in catalog.all() {
         for (kind, resource) in [
             (RefKind::Secret, connection.secret.as_ref()),

@@ -64,9 +64,10 @@ struct Serve {
     /// Do not watch Secrets and ConfigMaps (no cross-object checks; ready at once).
     #[arg(long)]
     no_cluster: bool,
-    /// Watch only this namespace (the default: all, which needs a ClusterRole).
-    #[arg(long)]
-    namespace: Option<String>,
+    /// Watch only this namespace (repeat for several; a Role in each). The default: all, which
+    /// needs a ClusterRole. Reviews in namespaces not watched skip the cross-object checks.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    namespaces: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -127,12 +128,8 @@ async fn serve(args: Serve) -> anyhow::Result<ExitCode> {
         let client = kube::Client::try_default()
             .await
             .context("no Kubernetes API to watch Secrets and ConfigMaps (use --no-cluster to skip cross-object checks)")?;
-        let cache = Arc::new(Cache::default());
-        tokio::spawn(
-            cache
-                .clone()
-                .run(client, args.namespace.clone(), ready.clone()),
-        );
+        let cache = Arc::new(Cache::new(args.namespaces.clone()));
+        tokio::spawn(cache.clone().run(client, ready.clone()));
         Some(cache)
     };
     let settings = server::Settings {

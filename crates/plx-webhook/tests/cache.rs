@@ -85,13 +85,9 @@ async fn the_cache_follows_list_and_watch_and_keeps_only_key_names() -> anyhow::
     let url: http::Uri = format!("http://{}", listener.local_addr()?).parse()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     let client = kube::Client::try_from(kube::Config::new(url))?;
-    let cache = Arc::new(Cache::default());
+    let cache = Arc::new(Cache::new(vec!["polyaxon".to_owned()]));
     let ready = Arc::new(AtomicBool::new(false));
-    tokio::spawn(
-        cache
-            .clone()
-            .run(client, Some("polyaxon".to_owned()), ready.clone()),
-    );
+    tokio::spawn(cache.clone().run(client, ready.clone()));
     let names = |keys: &[&str]| {
         keys.iter()
             .map(|key| (*key).to_owned())
@@ -126,5 +122,34 @@ async fn the_cache_follows_list_and_watch_and_keeps_only_key_names() -> anyhow::
         Some(names(&["TOKEN"]))
     );
     assert_eq!(cache.keys(RefKind::Secret, "other", "s3-secret"), None);
+    // Reviews in a namespace the webhook does not watch skip the cross-object checks rather
+    // than call every Secret missing; in a watched one, a missing Secret is a warning.
+    assert!(cache.watches("polyaxon") && !cache.watches("other"));
+    let catalog = r#"[{"name":"data","kind":"s3","schema":{"bucket":"s3://bucket/p"},"secret":{"name":"absent-secret"}}]"#;
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "agent-config"}, "data": {"POLYAXON_AGENT_CONNECTIONS": catalog}});
+    for (namespace, warned) in [("polyaxon", true), ("other", false)] {
+        let mut body = json!({"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", "request": {
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
+            "namespace": namespace, "operation": "CREATE", "userInfo": {"username": "admin"},
+            "object": object, "dryRun": false}});
+        body["request"]["name"] = json!("agent-config");
+        let (review, allowed) = plx_webhook::answer(
+            body.to_string().as_bytes(),
+            plx_webhook::Policy {
+                keys: Some(cache.as_ref()),
+                strict: false,
+            },
+        )?;
+        let review = serde_json::to_value(&review)?;
+        assert!(allowed, "{review}");
+        assert_eq!(
+            review["response"]["warnings"]
+                .to_string()
+                .contains("absent-secret"),
+            warned,
+            "{namespace}: {review}"
+        );
+    }
     Ok(())
 }

@@ -1,0 +1,59 @@
+"""Real Helm v4 code (helm-python-sdk, the C ABI over Helm's Go SDK) for the chart tests.
+
+Reads a JSON list of requests on stdin and writes a JSON list of answers on stdout, so one
+process serves a whole test:
+
+  {"op": "lint", "chart": DIR, "values": {...}}        -> {"messages": [...], "errors": [...]}
+  {"op": "render", "chart": DIR, "values": {...},
+   "name": NAME, "namespace": NS}                       -> {"manifests": {template: text}}
+  {"op": "validate", "chart": DIR, "values": {...}}     -> {}  (values.schema.json)
+  {"op": "version"}                                     -> {"helm": "..."}
+
+A failure is {"error": "..."} in place of the answer.
+"""
+
+import json
+import sys
+
+import helm_python as helm
+
+
+def answer(request, charts):
+    op = request["op"]
+    if op == "version":
+        return {"helm": helm.helm_sdk_version()}
+    path = request["chart"]
+    if op == "lint":
+        report = helm.lint(path, request.get("values"), strict=True, namespace=request.get("namespace"))
+        return {"messages": report.get("messages") or [], "errors": report.get("errors") or []}
+    chart = charts.get(path)
+    if chart is None:
+        chart = charts[path] = helm.Chart.load(path)
+    if op == "validate":
+        chart.validate_schema(chart.merge_values(request.get("values")))
+        return {}
+    if op == "render":
+        return {
+            "manifests": chart.render(
+                request.get("values"),
+                name=request.get("name", "release"),
+                namespace=request.get("namespace", "default"),
+                is_install=True,
+            )
+        }
+    raise ValueError(f"unknown op {op!r}")
+
+
+def main():
+    charts = {}
+    answers = []
+    for request in json.load(sys.stdin):
+        try:
+            answers.append(answer(request, charts))
+        except helm.HelmError as error:
+            answers.append({"error": str(error)})
+    json.dump(answers, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
