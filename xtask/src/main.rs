@@ -199,6 +199,10 @@ struct ScratchImage<'a> {
     copies: &'a [&'a str],
     /// Directories owned by nobody (the only writable places).
     data: &'a [&'a str],
+    /// Symbolic links, by path, to a target.
+    links: &'a [(&'a str, &'a str)],
+    /// Debian's static busybox at /bin/busybox.
+    busybox: bool,
     env: &'a [(&'a str, &'a str)],
     port: Option<u16>,
     entrypoint: &'a [&'a str],
@@ -218,6 +222,8 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
             files: &[],
             copies: &[],
             data: &["data"],
+            links: &[],
+            busybox: false,
             env: &[],
             port: Some(8014),
             entrypoint: &["/bin/s3s-fs"],
@@ -233,7 +239,20 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
             files: &[],
             copies: &[CA_BUNDLE],
             data: &["plx-context"],
-            env: &[("SSL_CERT_FILE", CA_BUNDLE)],
+            // Polyaxon's init containers run a generated script with `/bin/sh -c`: mkdir, cp,
+            // ls and `[` from busybox, `polyaxon initializer path` from plx-init, and sh is
+            // plx-init too, which runs busybox's shell with -e (see its main.rs).
+            links: &[
+                ("bin/sh", "plx-init"),
+                ("bin/polyaxon", "plx-init"),
+                ("bin/mkdir", "busybox"),
+                ("bin/cp", "busybox"),
+                ("bin/ls", "busybox"),
+                ("bin/[", "busybox"),
+                ("bin/test", "busybox"),
+            ],
+            busybox: true,
+            env: &[("SSL_CERT_FILE", CA_BUNDLE), ("PATH", "/bin")],
             port: None,
             entrypoint: &["/bin/plx-init"],
             note: "",
@@ -248,6 +267,8 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
             files: &[],
             copies: &[],
             data: &[],
+            links: &[],
+            busybox: false,
             env: &[],
             port: Some(8443),
             entrypoint: &["/bin/plx-webhook"],
@@ -272,6 +293,8 @@ fn garage_image(root: &Path) -> anyhow::Result<()> {
             files: &[("etc/garage.toml", GARAGE_TOML)],
             copies: &[],
             data: &["data/meta", "data/blocks"],
+            links: &[],
+            busybox: false,
             env: &[],
             port: Some(3900),
             entrypoint: &["/bin/garage", "-c", "/etc/garage.toml", "server"],
@@ -334,6 +357,12 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
         std::fs::create_dir_all(target.parent().unwrap_or(&rootfs))?;
         std::fs::copy(&file, &target).with_context(|| format!("copy {}", file.display()))?;
     }
+    if image.busybox {
+        std::fs::copy(busybox(root)?, rootfs.join("bin/busybox"))?;
+    }
+    for (path, target) in image.links {
+        std::os::unix::fs::symlink(target, rootfs.join(path))?;
+    }
     let owned = context.join("owned");
     std::fs::create_dir_all(&owned)?;
     for dir in image.data {
@@ -366,6 +395,43 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
             .env("DOCKER_BUILDKIT", "0")
             .stdout(std::process::Stdio::null()),
     )
+}
+
+/// Debian's static busybox, fetched once (`apt-get download`) and cached under `target/`.
+fn busybox(root: &Path) -> anyhow::Result<PathBuf> {
+    let dir = root.join("target/plx-tools/busybox");
+    let binary = dir.join("root/bin/busybox");
+    if binary.exists() {
+        return Ok(binary);
+    }
+    eprintln!("xtask: fetching Debian's busybox-static");
+    std::fs::create_dir_all(&dir)?;
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "-q", "busybox-static"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    // A fresh machine may not have the package lists yet.
+    if !download() {
+        status(Command::new("apt-get").args(["update", "-q"]))?;
+        if !download() {
+            bail!("apt-get download busybox-static failed");
+        }
+    }
+    let deb = std::fs::read_dir(&dir)?
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.extension().is_some_and(|e| e == "deb"))
+        .context("no busybox-static package downloaded")?;
+    status(
+        Command::new("dpkg-deb")
+            .arg("-x")
+            .arg(&deb)
+            .arg(dir.join("root")),
+    )?;
+    Ok(binary)
 }
 
 /// The shared libraries `binary` loads, as `ldd` resolves them.

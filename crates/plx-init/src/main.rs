@@ -56,6 +56,9 @@ enum Initializer {
 }
 
 fn main() -> ExitCode {
+    if let Some(code) = shell() {
+        return code;
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -87,6 +90,27 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The shell of the image, where /bin/sh is this binary. Polyaxon runs its generated init script
+/// with `/bin/sh -c`, and a plain shell exits with the status of the script's last step only: a
+/// pull that failed earlier would start the job without its data. So, called as `sh`, this runs
+/// busybox's shell with `-e`, and the first failing step fails the script with its exit code.
+fn shell() -> Option<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    const BUSYBOX: &str = "/bin/busybox";
+    let mut args = std::env::args_os();
+    let argv0 = args.next()?;
+    if std::path::Path::new(&argv0).file_name()? != "sh" {
+        return None;
+    }
+    let error = std::process::Command::new(BUSYBOX)
+        .arg0("sh")
+        .arg("-e")
+        .args(args)
+        .exec();
+    eprintln!("plx-init: cannot run {BUSYBOX} as the shell: {error}");
+    Some(ExitCode::from(2))
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

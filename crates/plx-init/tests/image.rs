@@ -62,7 +62,20 @@ impl Pod {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("docker")
+        self.docker(&[]).args(args).output().expect("docker runs")
+    }
+
+    /// `script` through the image's `/bin/sh -c`, as Polyaxon's init container runs it.
+    fn shell(&self, script: &str) -> Output {
+        self.docker(&["--entrypoint", "/bin/sh"])
+            .args(["-c", script])
+            .output()
+            .expect("docker runs")
+    }
+
+    fn docker(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new("docker");
+        command
             .args(["run", "--rm", "--read-only", "--network", "bridge"])
             .args(["--label", plx_testkit::LABEL])
             .args(["--cap-drop", "ALL", "--security-opt", "no-new-privileges"])
@@ -72,10 +85,9 @@ impl Pod {
             .arg(format!("{}:/plx-context", self.context.display()))
             .arg("-v")
             .arg(format!("{}:/etc/plx/s3-secret:ro", self.secret.display()))
-            .arg(IMAGE)
-            .args(args)
-            .output()
-            .expect("docker runs")
+            .args(extra)
+            .arg(IMAGE);
+        command
     }
 }
 
@@ -217,5 +229,89 @@ async fn the_image_fails_on_missing_data_and_on_wrong_keys() -> anyhow::Result<(
     assert!(stderr.contains("s3://datasets/v1/labels.csv"), "{stderr}");
     assert!(!stderr.contains("not-the-secret"), "{stderr}");
     assert!(tree(&wrong.context).is_empty());
+    Ok(())
+}
+
+/// The init script Polyaxon 2.18's converter generates for this connection and entries (its own
+/// `get_volume_args`), as the container's `/bin/sh -c` argument.
+fn polyaxon_script(catalog: &str, files: &[&str], dirs: &[&str]) -> String {
+    let python = std::env::var_os("PLX_POLYAXON_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| plx_testkit::workspace_root().join("target/plx-venv/bin/python"));
+    let program = r#"
+import json, sys
+from polyaxon._connections import V1Connection
+from polyaxon._runner.converter.init.store import get_volume_args
+from polyaxon._schemas.types import V1ArtifactsType
+connection = V1Connection.from_dict(json.loads(sys.argv[1])["connections"][0])
+artifacts = V1ArtifactsType(files=json.loads(sys.argv[2]), dirs=json.loads(sys.argv[3]))
+print(get_volume_args(connection, "/plx-context/artifacts/" + connection.name, artifacts, None))
+"#;
+    let output = Command::new(&python)
+        .args(["-c", program, catalog])
+        .arg(serde_json::to_string(files).expect("json"))
+        .arg(serde_json::to_string(dirs).expect("json"))
+        .output()
+        .unwrap_or_else(|error| {
+            panic!(
+                "{}: {error}; run the tests with `cargo xtask test`, which installs Polyaxon",
+                python.display()
+            )
+        });
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polyaxons_generated_init_script_runs_unchanged_and_fails_truthfully() -> anyhow::Result<()>
+{
+    let (server, objects) = seeded().await?;
+    let pod = Pod::new(
+        &server,
+        &[
+            ("AWS_ACCESS_KEY_ID", &server.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
+        ],
+    )
+    .await?;
+    // The container Polyaxon builds: command ["/bin/sh", "-c"], the generated script as args.
+    let script = polyaxon_script(&pod.catalog, &["labels.csv"], &["train"]);
+    assert!(
+        script.contains("polyaxon initializer path --connection-name=s3-dataset1"),
+        "{script}"
+    );
+    let output = pod.shell(&script);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{script}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(tree(&pod.context.join("artifacts/s3-dataset1")) == objects);
+    // A missing file early in the script: Polyaxon's own image goes on and exits with the last
+    // step's status (0); this one stops at the failing step, with its exit code.
+    let fresh = Pod::new(
+        &server,
+        &[
+            ("AWS_ACCESS_KEY_ID", &server.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
+        ],
+    )
+    .await?;
+    let script = polyaxon_script(&fresh.catalog, &["nope.csv", "labels.csv"], &[]);
+    let output = fresh.shell(&script);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{script}\n{stderr}");
+    assert!(stderr.contains("s3://datasets/v1/nope.csv"), "{stderr}");
+    assert!(
+        !fresh
+            .context
+            .join("artifacts/s3-dataset1/labels.csv")
+            .exists()
+    );
     Ok(())
 }
