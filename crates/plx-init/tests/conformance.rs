@@ -8,63 +8,11 @@ use plx_testkit::S3Server;
 use serde_json::Value;
 
 fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("no runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run()) {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("init conformance could not run: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    plx_testkit::run_cases("init", run())
 }
 
 async fn run() -> anyhow::Result<bool> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance");
-    let schema: Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("init.schema.json"))?)?;
-    let schema = jsonschema::validator_for(&schema)
-        .map_err(|error| anyhow::format_err!("init.schema.json: {error}"))?;
-    let filter = std::env::args().skip(1).find(|arg| !arg.starts_with('-'));
-    let mut files: Vec<_> = std::fs::read_dir(root.join("init"))?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
-    files.sort();
-    let mut cases = Vec::new();
-    for file in files {
-        let name = file
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if filter
-            .as_ref()
-            .is_some_and(|filter| !name.contains(filter.as_str()))
-        {
-            continue;
-        }
-        let case: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)?;
-        if let Some(error) = schema.iter_errors(&case).next() {
-            anyhow::bail!(
-                "{name}: not a case (init.schema.json): {error} at {}",
-                error.instance_path()
-            );
-        }
-        cases.push((name, case));
-    }
-    anyhow::ensure!(!cases.is_empty(), "no init conformance case found");
-
+    let cases = plx_testkit::cases("init")?;
     let server = S3Server::start().await?;
     let mut failed = Vec::new();
     for (index, (name, case)) in cases.iter().enumerate() {

@@ -6,6 +6,7 @@
 //! them. Every container carries the label `plx-testkit=1`, is removed when its fixture is
 //! dropped, and `cargo xtask test` removes any left behind by a killed run.
 
+mod cases;
 mod embedded;
 mod moto;
 mod proxy;
@@ -13,6 +14,7 @@ pub mod s3;
 mod tls;
 
 pub use crate::{
+    cases::{cases, run_cases},
     embedded::Embedded,
     moto::Moto,
     proxy::{HttpProxy, TcpForwarder},

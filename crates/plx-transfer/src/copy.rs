@@ -122,13 +122,7 @@ pub async fn copy(
             Err(failure) => failures.push(failure),
         }
     }
-    summary.failed = failures.len() as u64;
-    summary.elapsed = started.elapsed();
-    if failures.is_empty() {
-        Ok(summary)
-    } else {
-        Err(Error { failures, summary })
-    }
+    summary.finish(failures, started)
 }
 
 fn object(kind: ErrorKind, key: &str, message: String) -> ObjectError {

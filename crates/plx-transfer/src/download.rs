@@ -401,13 +401,7 @@ pub async fn download(
     {
         tracing::warn!("cannot save the transfer state (a rerun will fetch again): {error}");
     }
-    summary.failed = failures.len() as u64;
-    summary.elapsed = started.elapsed();
-    if failures.is_empty() {
-        Ok(summary)
-    } else {
-        fail(failures, summary)
-    }
+    summary.finish(failures, started)
 }
 
 async fn has_objects(client: &Client, bucket: &str, prefix: &str) -> bool {

@@ -129,6 +129,24 @@ fn seconds<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S:
 }
 
 impl Summary {
+    /// Ends a transfer: its time, and an error naming every failure when there was one.
+    pub(crate) fn finish(
+        mut self,
+        failures: Vec<ObjectError>,
+        started: std::time::Instant,
+    ) -> Result<Summary, Error> {
+        self.failed = failures.len() as u64;
+        self.elapsed = started.elapsed();
+        if failures.is_empty() {
+            Ok(self)
+        } else {
+            Err(Error {
+                failures,
+                summary: self,
+            })
+        }
+    }
+
     /// Bytes per second.
     pub fn throughput(&self) -> f64 {
         let seconds = self.elapsed.as_secs_f64();

@@ -67,13 +67,7 @@ pub async fn upload(
             Err(error) => failures.push(error),
         }
     }
-    summary.failed = failures.len() as u64;
-    summary.elapsed = started.elapsed();
-    if failures.is_empty() {
-        Ok(summary)
-    } else {
-        Err(Error { failures, summary })
-    }
+    summary.finish(failures, started)
 }
 
 fn collect(
