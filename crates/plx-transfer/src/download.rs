@@ -2,6 +2,7 @@
 //! in its final directory, verified, then renamed.
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
@@ -20,8 +21,46 @@ use md5::{Digest, Md5};
 use crate::{
     Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
     path::{local_path, under},
-    state::{Landed, State},
+    state::{Journal, Landed, State},
 };
+
+/// Removes the temporaries a killed run left beside this run's files (`.name.<nonce>.plx-part`;
+/// a large object's resumable `.name.plx-part` has no nonce and stays). Every fetch of this run
+/// has ended, so none of them is being written.
+fn sweep<'a>(dir: &Dir, jobs: impl Iterator<Item = &'a Job>) {
+    let mut names: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
+    for job in jobs.filter(|job| !job.marker) {
+        let parent = job.path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(name) = job.path.file_name() {
+            names
+                .entry(parent)
+                .or_default()
+                .insert(name.to_string_lossy().into_owned());
+        }
+    }
+    for (parent, files) in names {
+        let listing = if parent.as_os_str().is_empty() {
+            dir.entries()
+        } else {
+            dir.read_dir(&parent)
+        };
+        for entry in listing.into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = name
+                .strip_prefix('.')
+                .and_then(|rest| rest.strip_suffix(".plx-part"))
+                .and_then(|rest| rest.rsplit_once('.'))
+                .is_some_and(|(file, nonce)| {
+                    files.contains(file)
+                        && nonce.len() >= 12
+                        && nonce.chars().all(|c| c.is_ascii_hexdigit())
+                });
+            if stale {
+                let _ = dir.remove_file(parent.join(&name));
+            }
+        }
+    }
+}
 
 /// One thing to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,16 +381,34 @@ pub async fn download(
     }
 
     let state = Arc::new(Mutex::new(State::load(&dir)));
+    let journal = Arc::new(Journal::open(&dir));
     let summary = Arc::new(Mutex::new(Summary::default()));
     let outcomes: Vec<(Job, Result<Outcome, Failure>)> = stream::iter(jobs)
         .map(|job| {
             let (dir, state, summary) = (dir.clone(), state.clone(), summary.clone());
+            let journal = journal.clone();
             let bucket = request.bucket.clone();
             async move {
                 let outcome = fetch(
                     client, &bucket, &job, &dir, &state, &summary, config, events,
                 )
                 .await;
+                // Recorded as soon as it lands, not when the run ends: a kill must not
+                // forget what was already verified.
+                if let Ok(Outcome::Fetched { .. }) = outcome
+                    && !job.marker
+                {
+                    let path = job.path.display().to_string();
+                    let landed = Landed {
+                        key: job.key.clone(),
+                        etag: job.stamp.clone(),
+                        size: job.size,
+                    };
+                    journal.record(&path, &landed);
+                    if let Ok(mut state) = state.lock() {
+                        state.files.insert(path, landed);
+                    }
+                }
                 (job, outcome)
             }
         })
@@ -359,6 +416,7 @@ pub async fn download(
         .collect()
         .await;
 
+    sweep(&dir, outcomes.iter().map(|(job, _)| job));
     let mut summary = summary
         .lock()
         .map(|summary| summary.clone())
@@ -370,18 +428,6 @@ pub async fn download(
                 summary.bytes += bytes;
                 if !verified {
                     summary.unverified += 1;
-                }
-                if !job.marker
-                    && let Ok(mut state) = state.lock()
-                {
-                    state.files.insert(
-                        job.path.display().to_string(),
-                        Landed {
-                            key: job.key.clone(),
-                            etag: job.stamp.clone(),
-                            size: job.size,
-                        },
-                    );
                 }
                 emit(events, Event::Done { key: job.key });
             }
@@ -396,6 +442,7 @@ pub async fn download(
             )),
         }
     }
+    drop(journal);
     if let Ok(state) = state.lock()
         && let Err(error) = state.save(&dir)
     {

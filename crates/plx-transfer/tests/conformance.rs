@@ -96,6 +96,11 @@ async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyho
         exclude: strings(&case["exclude"]),
     };
     let destination = tempfile::tempdir()?;
+    for (path, content) in case["before"].as_object().into_iter().flatten() {
+        let path = destination.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap_or(destination.path()))?;
+        std::fs::write(path, content.as_str().unwrap_or_default())?;
+    }
     let result = plx_transfer::download(
         client,
         &request,
@@ -186,7 +191,8 @@ fn kind_name(name: &str) -> &'static str {
     .unwrap_or("unknown")
 }
 
-/// Files with their content and empty directories (`dir/`: None), without the state file.
+/// Files with their content and empty directories (`dir/`: None), without the state file and
+/// its journal (temporaries are listed: none may be left).
 fn local_tree(root: &Path, dir: &Path) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
