@@ -8,6 +8,7 @@
 
 mod cases;
 mod embedded;
+mod faults;
 mod moto;
 mod proxy;
 pub mod s3;
@@ -16,6 +17,7 @@ mod tls;
 pub use crate::{
     cases::{cases, run_cases},
     embedded::Embedded,
+    faults::{Fault, FaultProxy},
     moto::Moto,
     proxy::{HttpProxy, TcpForwarder},
     s3::{Backend, S3Server},

@@ -265,14 +265,7 @@ pub async fn download(
                     }
                 };
                 // Listing, not HEAD: some servers (s3s-fs) answer 500 to a HEAD on a prefix.
-                match client
-                    .list_objects_v2()
-                    .bucket(&request.bucket)
-                    .prefix(&key)
-                    .max_keys(2)
-                    .send()
-                    .await
-                {
+                match list_page(client, &request.bucket, &key, Some(2), None, config).await {
                     Ok(page) => match page
                         .contents()
                         .iter()
@@ -299,8 +292,7 @@ pub async fn download(
                             ));
                         }
                     },
-                    Err(error) => {
-                        let failure = s3_failure(error);
+                    Err(failure) => {
                         failures.push(one(
                             failure.kind,
                             &format!("s3://{}/{key}", request.bucket),
@@ -316,18 +308,20 @@ pub async fn download(
                 } else {
                     format!("{}/", base.trim_end_matches('/'))
                 };
-                let mut pages = client
-                    .list_objects_v2()
-                    .bucket(&request.bucket)
-                    .prefix(&list_prefix)
-                    .into_paginator()
-                    .send();
                 let mut listed = 0usize;
+                let mut token = None;
                 loop {
-                    match pages.next().await {
-                        None => break,
-                        Some(Err(error)) => {
-                            let failure = s3_failure(error);
+                    match list_page(
+                        client,
+                        &request.bucket,
+                        &list_prefix,
+                        None,
+                        token.take(),
+                        config,
+                    )
+                    .await
+                    {
+                        Err(failure) => {
                             failures.push(one(
                                 failure.kind,
                                 &format!("s3://{}/{list_prefix}", request.bucket),
@@ -335,7 +329,11 @@ pub async fn download(
                             ));
                             break;
                         }
-                        Some(Ok(page)) => {
+                        Ok(page) => {
+                            token = page
+                                .next_continuation_token()
+                                .filter(|_| page.is_truncated() == Some(true))
+                                .map(str::to_owned);
                             for object in page.contents() {
                                 let Some(key) = object.key() else { continue };
                                 listed += 1;
@@ -361,6 +359,9 @@ pub async fn download(
                                     }),
                                     Err(error) => failures.push(one(ErrorKind::HostileKey, key, format!("refused: the key {error}, so it could land outside the destination"))),
                                 }
+                            }
+                            if token.is_none() {
+                                break;
                             }
                         }
                     }
@@ -449,6 +450,40 @@ pub async fn download(
         tracing::warn!("cannot save the transfer state (a rerun will fetch again): {error}");
     }
     summary.finish(failures, started)
+}
+
+/// One ListObjectsV2 page, retried on transient failures as an object is: a listing that gives
+/// up after the SDK's own few attempts would fail a whole pull for one dropped connection.
+async fn list_page(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+    max_keys: Option<i32>,
+    token: Option<String>,
+    config: &Config,
+) -> Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output, Failure> {
+    let mut attempt = 1;
+    loop {
+        let result = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_max_keys(max_keys)
+            .set_continuation_token(token.clone())
+            .send()
+            .await;
+        match result {
+            Ok(page) => return Ok(page),
+            Err(error) => {
+                let failure = s3_failure(error);
+                if !failure.transient || attempt >= config.attempts {
+                    return Err(failure);
+                }
+                tokio::time::sleep(backoff(config, attempt, prefix)).await;
+                attempt += 1;
+            }
+        }
+    }
 }
 
 async fn has_objects(client: &Client, bucket: &str, prefix: &str) -> bool {
