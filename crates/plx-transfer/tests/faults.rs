@@ -115,7 +115,7 @@ async fn seeded() -> anyhow::Result<(S3Server, BTreeMap<String, Vec<u8>>)> {
 /// Every other run breaks most connections, so that some objects fail for good and the rerun
 /// has something to finish; the others break 30%, which retries should carry.
 fn rate(run: u64) -> f64 {
-    if run % 2 == 0 { 0.3 } else { 0.85 }
+    if run.is_multiple_of(2) { 0.3 } else { 0.85 }
 }
 
 async fn proxy(server: &S3Server, fault: Fault, run: u64, seed: u64) -> anyhow::Result<FaultProxy> {
