@@ -35,6 +35,10 @@ tasks:
                        cases, the rendered webhook and helm-test pods run for real
   bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and
                        64 connections, and during certificate rotation), into docs/benchmarks.md
+  soak [RUNS]          the fault classes RUNS times each (downloads and uploads through the
+                       fault proxy; default 20) and the SIGKILL test 5 times
+  fuzz [SECONDS]       each fuzz target (catalog, review, key_path) for SECONDS (default 60)
+                       with cargo-fuzz; the corpus is kept under fuzz/corpus
   images [--garage]    build the plx-init image and the test S3 server image (s3s-fs) locally,
                        and Garage's when asked (its build is long); nothing is pulled
 ";
@@ -105,6 +109,16 @@ fn run() -> anyhow::Result<()> {
             ),
             _ => bail!("usage: cargo xtask bench webhook [SECONDS]"),
         },
+        Some("soak") => soak(
+            &root,
+            args.get(1).and_then(|runs| runs.parse().ok()).unwrap_or(20),
+        ),
+        Some("fuzz") => fuzz(
+            &root,
+            args.get(1)
+                .and_then(|seconds| seconds.parse().ok())
+                .unwrap_or(60),
+        ),
         Some("images") => {
             images(&root)?;
             if args.get(1).map(String::as_str) == Some("--garage") {
@@ -510,6 +524,77 @@ fn schemas(root: &Path, check: bool) -> anyhow::Result<()> {
     }
     status(&mut command)?;
     chart::values_schema(root, check)
+}
+
+/// The long fault runs (`cargo xtask test` runs 2 per class).
+fn soak(root: &Path, runs: u32) -> anyhow::Result<()> {
+    images(root)?;
+    let result = status(
+        cargo()
+            .args(["test", "-p", "plx-transfer", "--test", "faults", "--"])
+            .args(["--nocapture", "--test-threads", "1"])
+            .env("PLX_FAULT_RUNS", runs.to_string()),
+    )
+    .and_then(|()| {
+        (0..5).try_for_each(|_| {
+            status(cargo().args(["test", "-q", "-p", "plx-init", "--test", "kill"]))
+        })
+    });
+    remove_test_containers();
+    result
+}
+
+/// The fuzz targets under `fuzz/`, each for `seconds`, with cargo-fuzz (installed under
+/// `target/` when missing) on the stable toolchain: `RUSTC_BOOTSTRAP=1` lets it pass its
+/// nightly flags, and without a sanitizer (safe Rust) it needs no nightly runtime.
+fn fuzz(root: &Path, seconds: u32) -> anyhow::Result<()> {
+    let tools = root.join("target/plx-tools/cargo-fuzz");
+    let installed = tools.join("bin/cargo-fuzz");
+    let on_path = Command::new("cargo-fuzz")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    let program = if on_path {
+        PathBuf::from("cargo-fuzz")
+    } else {
+        if !installed.exists() {
+            status(
+                cargo()
+                    .args([
+                        "install",
+                        "--quiet",
+                        "--locked",
+                        "cargo-fuzz@0.13.2",
+                        "--root",
+                    ])
+                    .arg(&tools),
+            )?;
+        }
+        installed
+    };
+    let dir = root.join("fuzz");
+    for target in ["catalog", "review", "key_path"] {
+        let corpus = dir.join("corpus").join(target);
+        std::fs::create_dir_all(&corpus)?;
+        eprintln!("xtask: fuzzing {target} for {seconds} s");
+        status(
+            Command::new(&program)
+                .args(["fuzz", "run", "-s", "none", target])
+                .arg(&corpus)
+                .arg(dir.join("regressions").join(target))
+                .arg("--")
+                .arg(format!("-max_total_time={seconds}"))
+                // Bounded memory and no hangs are part of the verdict.
+                .args(["-rss_limit_mb=1024", "-timeout=10"])
+                .current_dir(&dir)
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_DIR", root.join("target/fuzz")),
+        )
+        .with_context(|| {
+            format!("{target}: a crash is saved under fuzz/artifacts/{target}; add it to fuzz/regressions/{target}")
+        })?;
+    }
+    Ok(())
 }
 
 /// The chart's tests (they are in `cargo xtask test` too), with what they need installed.

@@ -74,3 +74,23 @@ where
         }
     }
 }
+
+/// The inputs a fuzz target keeps (`fuzz/corpus/<target>`) and the crashes turned into
+/// regressions (`fuzz/regressions/<target>`), for tests that replay them without libFuzzer.
+pub fn fuzz_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
+    let root = crate::workspace_root().join("fuzz");
+    let mut inputs = Vec::new();
+    for kind in ["regressions", "corpus"] {
+        for entry in std::fs::read_dir(root.join(kind).join(target))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(bytes) = std::fs::read(entry.path()) {
+                inputs.push((format!("{kind}/{target}/{}", name_of(&entry.path())), bytes));
+            }
+        }
+    }
+    inputs.sort();
+    inputs
+}

@@ -15,7 +15,7 @@ pub mod s3;
 mod tls;
 
 pub use crate::{
-    cases::{cases, run_cases},
+    cases::{cases, fuzz_inputs, run_cases},
     embedded::Embedded,
     faults::{Fault, FaultProxy},
     moto::Moto,

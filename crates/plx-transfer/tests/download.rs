@@ -680,3 +680,37 @@ async fn a_server_killed_and_restarted_mid_transfer_completes_after_retries() ->
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_hardlink_planted_in_the_destination_does_not_carry_a_write_outside() -> anyhow::Result<()>
+{
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    server
+        .put(BUCKET, "v1/labels.csv", b"from the bucket".to_vec())
+        .await?;
+    let sandbox = tempfile::tempdir()?;
+    let (destination, outside) = (
+        sandbox.path().join("destination"),
+        sandbox.path().join("secret.txt"),
+    );
+    std::fs::create_dir_all(&destination)?;
+    std::fs::write(&outside, "outside, must not change")?;
+    // Where the object lands, a hard link to a file outside: writing through it would change it.
+    std::fs::hard_link(&outside, destination.join("labels.csv"))?;
+    plx_transfer::download(
+        &server.client,
+        &whole(""),
+        &destination,
+        &Config::default(),
+        &None,
+    )
+    .await?;
+    // The bytes went to a new file renamed over the link, never through it.
+    assert_eq!(
+        std::fs::read(destination.join("labels.csv"))?,
+        b"from the bucket"
+    );
+    assert_eq!(std::fs::read(&outside)?, b"outside, must not change");
+    Ok(())
+}
