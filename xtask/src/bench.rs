@@ -24,12 +24,17 @@ struct Run {
     requests: u64,
     failed: u64,
     rss_before_kib: u64,
+    /// The highest of the samples taken every second through the run.
+    rss_peak_kib: u64,
     rss_after_kib: u64,
 }
 
 pub(crate) fn webhook(root: &Path, seconds: u32) -> anyhow::Result<()> {
-    let wrk = which("wrk")
-        .context("wrk is not installed: `apt-get install wrk` (Debian's package) and run again")?;
+    if which("wrk").is_none() {
+        eprintln!("xtask: installing Debian's wrk");
+        crate::status(Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))?;
+    }
+    let wrk = which("wrk").context("wrk is not installed: `apt-get install wrk`")?;
     crate::images(root)?;
     let binary = root.join("target/image/plx-webhook");
     let work = root.join("target/bench/webhook");
@@ -184,10 +189,15 @@ fn run(
         .arg(url)
         .stdout(Stdio::piped())
         .spawn()?;
-    if rotate {
-        let end = Instant::now() + Duration::from_secs(u64::from(seconds));
-        while Instant::now() < end {
-            std::thread::sleep(Duration::from_secs(1));
+    // Memory sampled every second through the run (flat, or it leaks), and the certificate
+    // rewritten every second when rotating.
+    let mut child = child;
+    let mut rss_peak_kib = rss_before_kib;
+    let end = Instant::now() + Duration::from_secs(u64::from(seconds));
+    while Instant::now() < end && child.try_wait()?.is_none() {
+        std::thread::sleep(Duration::from_secs(1));
+        rss_peak_kib = rss_peak_kib.max(rss_kib(pid));
+        if rotate {
             certificate(work)?;
         }
     }
@@ -227,6 +237,7 @@ fn run(
         requests,
         failed: non_2xx + socket_errors,
         rss_before_kib,
+        rss_peak_kib,
         rss_after_kib: rss_kib(pid),
     })
 }
@@ -258,12 +269,12 @@ fn write_report(root: &Path, runs: &[Run], seconds: u32) -> anyhow::Result<()> {
          wrk 4 (2 threads, keep-alive) posting a ConfigMap review with a two-connection catalog and an artifacts store \
          (allowed), {seconds} s per run after a 5 s warm-up, on {cores} cores ({cpu}) shared by wrk and the webhook. \
          A failed request is any non-200 answer or socket error.\n\n\
-         | run | connections | requests/s | p50 | p99 | requests | failed | RSS before → after |\n\
+         | run | connections | requests/s | p50 | p99 | requests | failed | RSS before → peak → after |\n\
          |---|---:|---:|---:|---:|---:|---:|---|\n"
     );
     for run in runs {
         section.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} | {} | {:.1} → {:.1} MiB |\n",
+            "| {} | {} | {:.0} | {} | {} | {} | {} | {:.1} → {:.1} → {:.1} MiB |\n",
             run.label,
             run.connections,
             run.requests_per_second,
@@ -272,6 +283,7 @@ fn write_report(root: &Path, runs: &[Run], seconds: u32) -> anyhow::Result<()> {
             run.requests,
             run.failed,
             run.rss_before_kib as f64 / 1024.0,
+            run.rss_peak_kib as f64 / 1024.0,
             run.rss_after_kib as f64 / 1024.0
         ));
     }

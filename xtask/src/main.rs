@@ -34,9 +34,11 @@ tasks:
                        scenario into typed objects, the values schema against the conformance
                        cases, the rendered webhook and helm-test pods run for real
   bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and
-                       64 connections, and during certificate rotation), into docs/benchmarks.md
+                       64 connections, and during certificate rotation; 60 s each), memory
+                       sampled every second, into docs/benchmarks.md
   soak [RUNS]          the fault classes RUNS times each (downloads and uploads through the
-                       fault proxy; default 20) and the SIGKILL test 5 times
+                       fault proxy; default 20), the SIGKILL test 5 times, and 100,000 objects
+                       under a 64-file RLIMIT_NOFILE
   fuzz [SECONDS]       each fuzz target (catalog, review, key_path) for SECONDS (default 60)
                        with cargo-fuzz; the corpus is kept under fuzz/corpus
   images [--garage]    build the plx-init image and the test S3 server image (s3s-fs) locally,
@@ -105,7 +107,7 @@ fn run() -> anyhow::Result<()> {
                 &root,
                 args.get(2)
                     .and_then(|seconds| seconds.parse().ok())
-                    .unwrap_or(30),
+                    .unwrap_or(60),
             ),
             _ => bail!("usage: cargo xtask bench webhook [SECONDS]"),
         },
@@ -539,6 +541,22 @@ fn soak(root: &Path, runs: u32) -> anyhow::Result<()> {
         (0..5).try_for_each(|_| {
             status(cargo().args(["test", "-q", "-p", "plx-init", "--test", "kill"]))
         })
+    })
+    .and_then(|()| {
+        status(
+            cargo()
+                .args([
+                    "test",
+                    "-q",
+                    "-p",
+                    "plx-init",
+                    "--test",
+                    "many",
+                    "--",
+                    "--nocapture",
+                ])
+                .env("PLX_MANY_OBJECTS", "100000"),
+        )
     });
     remove_test_containers();
     result

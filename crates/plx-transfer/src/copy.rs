@@ -54,6 +54,7 @@ pub async fn copy(
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
+    let config = &*crate::fitted(config);
     let (request, destination, events_out) =
         (request.clone(), destination.to_path_buf(), events.clone());
     let planned = tokio::task::spawn_blocking(move || plan(&request, &destination))

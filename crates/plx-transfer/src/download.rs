@@ -208,6 +208,7 @@ pub async fn download(
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
+    let config = &*crate::fitted(config);
     let fail = |failures: Vec<ObjectError>, summary: Summary| Err(Error { failures, summary });
     let one = |kind: ErrorKind, key: &str, message: String| ObjectError {
         kind,

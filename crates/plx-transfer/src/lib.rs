@@ -55,6 +55,62 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// Open files and sockets this configuration may hold at once: per object in flight a file
+    /// and a connection, and for a large one a connection per part in flight; plus some slack
+    /// for the runtime and the state.
+    pub fn open_files(&self) -> u64 {
+        self.concurrency as u64 * (2 + self.part_concurrency as u64) + 16
+    }
+
+    /// This configuration with fewer objects (and, if need be, parts) in flight, so that it
+    /// fits under `limit` open files.
+    pub fn within(mut self, limit: u64) -> Config {
+        while self.open_files() > limit && (self.concurrency > 1 || self.part_concurrency > 1) {
+            if self.concurrency > 1 {
+                self.concurrency -= 1;
+            } else {
+                self.part_concurrency -= 1;
+            }
+        }
+        self
+    }
+}
+
+/// This process's soft limit on open files (`RLIMIT_NOFILE`), as `/proc/self/limits` says; None
+/// where it is unlimited or unknown.
+pub fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
+    line.trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// `config`, or a smaller one under the process's open-file limit, said in a warning: running out
+/// of file descriptors half-way would fail objects for no fault of theirs.
+pub(crate) fn fitted(config: &Config) -> std::borrow::Cow<'_, Config> {
+    match open_file_limit() {
+        Some(limit) if config.open_files() > limit => {
+            let fitted = config.clone().within(limit);
+            tracing::warn!(
+                limit,
+                "the open-file limit (RLIMIT_NOFILE) is {limit}: {} objects and {} parts in flight instead of {} and {}",
+                fitted.concurrency,
+                fitted.part_concurrency,
+                config.concurrency,
+                config.part_concurrency
+            );
+            std::borrow::Cow::Owned(fitted)
+        }
+        _ => std::borrow::Cow::Borrowed(config),
+    }
+}
+
 /// What happens, as it happens, for progress bars and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {

@@ -714,3 +714,41 @@ async fn a_hardlink_planted_in_the_destination_does_not_carry_a_write_outside() 
     assert_eq!(std::fs::read(&outside)?, b"outside, must not change");
     Ok(())
 }
+
+#[tokio::test]
+async fn unicode_look_alikes_are_plain_names_inside_the_destination() -> anyhow::Result<()> {
+    // Fullwidth dots, a division slash, a right-to-left override and a combining mark look like
+    // `..`, `/` or another name to a reader, but are ordinary characters to the file system.
+    let keys = [
+        "v1/\u{FF0E}\u{FF0E}/up.txt",
+        "v1/a\u{2215}b.txt",
+        "v1/\u{202E}txt.exe",
+        "v1/e\u{0301}.txt",
+    ];
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    for key in keys {
+        server.put(BUCKET, key, key.as_bytes().to_vec()).await?;
+    }
+    let sandbox = tempfile::tempdir()?;
+    let destination = sandbox.path().join("destination");
+    plx_transfer::download(
+        &server.client,
+        &whole(""),
+        &destination,
+        &Config::default(),
+        &None,
+    )
+    .await?;
+    for key in keys {
+        let path = destination.join(key.trim_start_matches("v1/"));
+        assert_eq!(std::fs::read(&path)?, key.as_bytes(), "{}", path.display());
+    }
+    // Nothing beside the destination.
+    let names: Vec<_> = std::fs::read_dir(sandbox.path())?
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert_eq!(names, ["destination"]);
+    Ok(())
+}

@@ -338,3 +338,56 @@ async fn stored_matches(
 ) -> anyhow::Result<bool> {
     Ok(&stored(server, prefix).await? == objects)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_survives_the_server_killed_and_restarted_mid_transfer() -> anyhow::Result<()> {
+    let mut server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let source = tempfile::tempdir()?;
+    let mut files = BTreeMap::new();
+    for index in 0..60u64 {
+        let body = bytes(300 + index, 200_000);
+        std::fs::write(source.path().join(format!("f{index:02}")), &body)?;
+        files.insert(format!("f{index:02}"), body);
+    }
+    let forwarder = plx_testkit::TcpForwarder::start(([127, 0, 0, 1], server.port).into()).await?;
+    let client = plx_testkit::s3::client_for(
+        &forwarder.endpoint(),
+        &server.region,
+        &server.access_key,
+        &server.secret_key,
+    );
+    let config = Config {
+        concurrency: 2,
+        attempts: 10,
+        backoff: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let path = source.path().to_path_buf();
+    let task = tokio::spawn(async move {
+        plx_transfer::upload(&client, BUCKET, "up", &path, &config, &Some(sender)).await
+    });
+    // Kill the server once a few files are up, restart it (the data volume is kept) on another
+    // port behind the same forwarder.
+    let mut sent = 0;
+    while let Some(event) = receiver.recv().await {
+        if matches!(event, plx_transfer::Event::Done { .. }) {
+            sent += 1;
+            if sent == 5 {
+                break;
+            }
+        }
+    }
+    server.kill().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart().await?;
+    forwarder.set_upstream(([127, 0, 0, 1], server.port).into());
+    let summary = task.await??;
+    assert_eq!(summary.objects, 60);
+    assert!(
+        stored_matches(&server, "up", &files).await?,
+        "the bucket differs"
+    );
+    Ok(())
+}
