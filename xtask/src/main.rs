@@ -38,7 +38,7 @@ tasks:
                        sampled every second, into docs/benchmarks.md
   soak [RUNS]          the fault classes RUNS times each (downloads and uploads through the
                        fault proxy; default 20), the SIGKILL test 5 times, and 100,000 objects
-                       under a 64-file RLIMIT_NOFILE
+                       under a 256-file RLIMIT_NOFILE
   fuzz [SECONDS]       each fuzz target (catalog, review, key_path) for SECONDS (default 60)
                        with cargo-fuzz; the corpus is kept under fuzz/corpus
   images [--garage]    build the plx-init image and the test S3 server image (s3s-fs) locally,
