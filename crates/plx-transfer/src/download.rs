@@ -126,7 +126,7 @@ enum Outcome {
 pub(crate) struct Failure {
     pub(crate) kind: ErrorKind,
     pub(crate) message: String,
-    transient: bool,
+    pub(crate) transient: bool,
 }
 
 impl Failure {
@@ -146,12 +146,12 @@ impl Failure {
         }
     }
 
-    fn io(error: std::io::Error) -> Failure {
+    pub(crate) fn io(error: std::io::Error) -> Failure {
         Failure::permanent(ErrorKind::Io, error.to_string())
     }
 }
 
-fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
+pub(crate) fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Failure {
     match &error {
@@ -562,7 +562,7 @@ async fn fetch(
 
 /// Exponential backoff with jitter derived from the key and attempt (no RNG needed, and
 /// different objects still spread out).
-fn backoff(config: &Config, attempt: u32, key: &str) -> std::time::Duration {
+pub(crate) fn backoff(config: &Config, attempt: u32, key: &str) -> std::time::Duration {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (key, attempt, std::time::SystemTime::now()).hash(&mut hasher);

@@ -4,13 +4,16 @@ use std::{path::Path, time::Instant};
 
 use aws_sdk_s3::{
     Client,
-    error::DisplayErrorContext,
     primitives::ByteStream,
     types::{CompletedMultipartUpload, CompletedPart},
 };
 use futures::{StreamExt, TryStreamExt, stream};
 
-use crate::{Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit};
+use crate::{
+    Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
+    download::{Failure, backoff, s3_failure},
+    emit,
+};
 
 /// The smallest part S3 takes.
 const MIN_PART: u64 = 5 * 1024 * 1024;
@@ -38,7 +41,7 @@ pub async fn upload(
     };
     collect(source, top, &mut files, &mut failures);
     let prefix = prefix.trim_matches('/');
-    let results: Vec<Result<u64, ObjectError>> = stream::iter(files)
+    let results: Vec<Result<(u64, u32), ObjectError>> = stream::iter(files)
         .map(|(path, relative)| {
             let key = if prefix.is_empty() {
                 relative.clone()
@@ -46,13 +49,33 @@ pub async fn upload(
                 format!("{prefix}/{relative}")
             };
             async move {
-                upload_one(client, bucket, &key, &path, config, events)
-                    .await
-                    .map_err(|message| ObjectError {
-                        kind: ErrorKind::Transport,
-                        key: format!("s3://{bucket}/{key}"),
-                        message,
-                    })
+                // A whole object again on a transient failure (a reset, a 5xx, a server
+                // restarting): the SDK's own few quick attempts do not outlast a restart.
+                let mut attempt = 1;
+                loop {
+                    match upload_one(client, bucket, &key, &path, config, events).await {
+                        Ok(bytes) => return Ok((bytes, attempt - 1)),
+                        Err(failure) if failure.transient && attempt < config.attempts => {
+                            emit(
+                                events,
+                                Event::Retry {
+                                    key: key.clone(),
+                                    attempt,
+                                    cause: failure.message.clone(),
+                                },
+                            );
+                            tokio::time::sleep(backoff(config, attempt, &key)).await;
+                            attempt += 1;
+                        }
+                        Err(failure) => {
+                            return Err(ObjectError {
+                                kind: failure.kind,
+                                key: format!("s3://{bucket}/{key}"),
+                                message: failure.message,
+                            });
+                        }
+                    }
+                }
             }
         })
         .buffer_unordered(config.concurrency.max(1))
@@ -61,9 +84,10 @@ pub async fn upload(
     let mut summary = Summary::default();
     for result in results {
         match result {
-            Ok(bytes) => {
+            Ok((bytes, retries)) => {
                 summary.objects += 1;
                 summary.bytes += bytes;
+                summary.retried += u64::from(retries);
             }
             Err(error) => failures.push(error),
         }
@@ -117,10 +141,8 @@ async fn upload_one(
     path: &Path,
     config: &Config,
     events: &Events,
-) -> Result<u64, String> {
-    let size = std::fs::metadata(path)
-        .map_err(|error| error.to_string())?
-        .len();
+) -> Result<u64, Failure> {
+    let size = std::fs::metadata(path).map_err(Failure::io)?.len();
     // S3 refuses parts under 5 MiB (but the last).
     let part_size = config.part_size.max(MIN_PART);
     emit(
@@ -133,7 +155,7 @@ async fn upload_one(
     if size < config.multipart_threshold {
         let body = ByteStream::from_path(path)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(|error| Failure::io(std::io::Error::other(error)))?;
         client
             .put_object()
             .bucket(bucket)
@@ -141,7 +163,7 @@ async fn upload_one(
             .body(body)
             .send()
             .await
-            .map_err(|error| DisplayErrorContext(error).to_string())?;
+            .map_err(s3_failure)?;
     } else {
         let created = client
             .create_multipart_upload()
@@ -149,7 +171,7 @@ async fn upload_one(
             .key(key)
             .send()
             .await
-            .map_err(|error| DisplayErrorContext(error).to_string())?;
+            .map_err(s3_failure)?;
         let upload_id = created.upload_id().unwrap_or_default().to_owned();
         let parts: Vec<(i32, u64, u64)> = (0..size.div_ceil(part_size))
             .map(|index| {
@@ -160,7 +182,7 @@ async fn upload_one(
                 )
             })
             .collect();
-        let uploaded: Result<Vec<CompletedPart>, String> = stream::iter(parts)
+        let uploaded: Result<Vec<CompletedPart>, Failure> = stream::iter(parts)
             .map(|(number, offset, length)| {
                 let upload_id = upload_id.clone();
                 async move {
@@ -170,7 +192,7 @@ async fn upload_one(
                         .length(aws_smithy_types::byte_stream::Length::Exact(length))
                         .build()
                         .await
-                        .map_err(|error| error.to_string())?;
+                        .map_err(|error| Failure::io(std::io::Error::other(error)))?;
                     let part = client
                         .upload_part()
                         .bucket(bucket)
@@ -180,7 +202,7 @@ async fn upload_one(
                         .body(body)
                         .send()
                         .await
-                        .map_err(|error| DisplayErrorContext(error).to_string())?;
+                        .map_err(s3_failure)?;
                     emit(events, Event::Bytes(length));
                     Ok(CompletedPart::builder()
                         .part_number(number)
@@ -205,7 +227,7 @@ async fn upload_one(
                     )
                     .send()
                     .await
-                    .map_err(|error| DisplayErrorContext(error).to_string())?;
+                    .map_err(s3_failure)?;
             }
             Err(error) => {
                 // Parts of an abandoned upload cost storage until aborted.
