@@ -4,30 +4,9 @@
 
 use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
 
-use plx_testkit::S3Server;
+use plx_testkit::{S3Server, visible_files as visible};
 
 const OBJECTS: usize = 1500;
-
-/// Visible files (not the engine's hidden state and temporaries) and their bytes.
-fn visible(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                let relative = path.strip_prefix(root).unwrap_or(&path);
-                files.insert(relative.display().to_string(), bytes);
-            }
-        }
-    }
-    files
-}
 
 fn hidden(root: &Path) -> Vec<String> {
     let mut names = Vec::new();

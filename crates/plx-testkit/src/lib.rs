@@ -9,6 +9,7 @@
 mod cases;
 mod embedded;
 mod faults;
+mod files;
 mod moto;
 mod proxy;
 pub mod s3;
@@ -18,6 +19,7 @@ pub use crate::{
     cases::{cases, fuzz_inputs, run_cases},
     embedded::Embedded,
     faults::{Fault, FaultProxy},
+    files::{bytes, visible_files},
     moto::Moto,
     proxy::{HttpProxy, TcpForwarder},
     s3::{Backend, S3Server},

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use plx_testkit::{Moto, S3Server};
+use plx_testkit::{Moto, S3Server, bytes};
 use plx_transfer::{Config, Download, Entry, ErrorKind};
 
 const BUCKET: &str = "datasets";
@@ -31,18 +31,6 @@ fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
     out
-}
-
-fn bytes(seed: u64, size: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 fn whole(to: &str) -> Download {

@@ -6,9 +6,9 @@
 //!
 //! `PLX_FAULT_RUNS` sets the runs per class (2 here; `cargo xtask soak` runs many more).
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
-use plx_testkit::{Fault, FaultProxy, S3Server};
+use plx_testkit::{Fault, FaultProxy, S3Server, bytes, visible_files as visible};
 use plx_transfer::{Config, Download, Entry};
 
 const BUCKET: &str = "datasets";
@@ -18,18 +18,6 @@ fn runs() -> u64 {
         .ok()
         .and_then(|runs| runs.parse().ok())
         .unwrap_or(2)
-}
-
-fn bytes(seed: u64, size: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..size)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
 }
 
 /// Small files in a few directories and two objects large enough to go in ranged parts.
@@ -45,27 +33,6 @@ fn mixed() -> BTreeMap<String, Vec<u8>> {
     objects.insert("large/a.bin".to_owned(), bytes(100, 3 * 1024 * 1024 + 17));
     objects.insert("large/b.bin".to_owned(), bytes(101, 2 * 1024 * 1024));
     objects
-}
-
-/// Visible files (not the engine's hidden state and temporaries) and their bytes.
-fn visible(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(bytes) = std::fs::read(&path) {
-                let relative = path.strip_prefix(root).unwrap_or(&path);
-                files.insert(relative.display().to_string(), bytes);
-            }
-        }
-    }
-    files
 }
 
 /// A client of the server through `endpoint`, with timeouts short enough for a stall to count.
