@@ -126,7 +126,7 @@ enum Outcome {
 pub(crate) struct Failure {
     pub(crate) kind: ErrorKind,
     pub(crate) message: String,
-    pub(crate) transient: bool,
+    transient: bool,
 }
 
 impl Failure {
@@ -463,28 +463,20 @@ async fn list_page(
     token: Option<String>,
     config: &Config,
 ) -> Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output, Failure> {
-    let mut attempt = 1;
-    loop {
-        let result = client
+    // No events: a listing is not an object a progress bar counts.
+    let (page, _) = retrying(config, prefix, &None, || async {
+        client
             .list_objects_v2()
             .bucket(bucket)
             .prefix(prefix)
             .set_max_keys(max_keys)
             .set_continuation_token(token.clone())
             .send()
-            .await;
-        match result {
-            Ok(page) => return Ok(page),
-            Err(error) => {
-                let failure = s3_failure(error);
-                if !failure.transient || attempt >= config.attempts {
-                    return Err(failure);
-                }
-                tokio::time::sleep(backoff(config, attempt, prefix)).await;
-                attempt += 1;
-            }
-        }
-    }
+            .await
+            .map_err(s3_failure)
+    })
+    .await;
+    page
 }
 
 async fn has_objects(client: &Client, bucket: &str, prefix: &str) -> bool {
@@ -536,33 +528,53 @@ async fn fetch(
             size: job.size,
         },
     );
+    let (result, retries) = retrying(config, &job.key, events, || {
+        fetch_once(client, bucket, job, dir, config, events)
+    })
+    .await;
+    if let Ok(mut summary) = summary.lock() {
+        summary.retried += u64::from(retries);
+    }
+    result
+}
+
+/// Runs `run` until it succeeds, fails for good, or `config.attempts` are spent, waiting the
+/// backoff between tries and saying each retry in an event; also how many retries it took. One
+/// loop for objects, parts, listings and uploads, so none of them gives up after the SDK's own
+/// few quick attempts.
+pub(crate) async fn retrying<T, F, Fut>(
+    config: &Config,
+    key: &str,
+    events: &Events,
+    mut run: F,
+) -> (Result<T, Failure>, u32)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Failure>>,
+{
     let mut attempt = 1;
     loop {
-        match fetch_once(client, bucket, job, dir, config, events).await {
-            Ok(outcome) => return Ok(outcome),
+        match run().await {
             Err(failure) if failure.transient && attempt < config.attempts => {
                 emit(
                     events,
                     Event::Retry {
-                        key: job.key.clone(),
+                        key: key.to_owned(),
                         attempt,
                         cause: failure.message.clone(),
                     },
                 );
-                if let Ok(mut summary) = summary.lock() {
-                    summary.retried += 1;
-                }
-                tokio::time::sleep(backoff(config, attempt, &job.key)).await;
+                tokio::time::sleep(backoff(config, attempt, key)).await;
                 attempt += 1;
             }
-            Err(failure) => return Err(failure),
+            result => return (result, attempt - 1),
         }
     }
 }
 
 /// Exponential backoff with jitter derived from the key and attempt (no RNG needed, and
 /// different objects still spread out).
-pub(crate) fn backoff(config: &Config, attempt: u32, key: &str) -> std::time::Duration {
+fn backoff(config: &Config, attempt: u32, key: &str) -> std::time::Duration {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (key, attempt, std::time::SystemTime::now()).hash(&mut hasher);
@@ -842,78 +854,59 @@ async fn fetch_range(
     config: &Config,
     events: &Events,
 ) -> Result<(), Failure> {
-    let mut attempt = 1;
-    loop {
-        let result = async {
-            let response = client
-                .get_object()
-                .bucket(bucket)
-                .key(&job.key)
-                .range(format!("bytes={start}-{end}"))
-                .send()
-                .await
-                .map_err(s3_failure)?;
-            let part_etag = response
-                .e_tag()
-                .map(|etag| etag.trim_matches('"').to_owned());
-            if let Ok(mut etag) = etag.lock() {
-                match (etag.as_ref(), part_etag) {
-                    // The object changed between parts: the bytes would be a mix of two versions.
-                    (Some(seen), Some(part)) if *seen != part => {
-                        return Err(Failure::transient(
-                            ErrorKind::Corrupt,
-                            format!(
-                                "the object changed during the download (ETag {seen} then {part})"
-                            ),
-                        ));
-                    }
-                    (None, part) => *etag = part,
-                    _ => {}
-                }
-            }
-            let mut body = response.body;
-            let mut offset = start;
-            while let Some(chunk) = body.try_next().await.map_err(|error| {
-                Failure::transient(
-                    ErrorKind::Transport,
-                    format!("part {start}-{end} broke off: {error}"),
-                )
-            })? {
-                if offset + chunk.len() as u64 > end + 1 {
+    let (result, _) = retrying(config, &job.key, events, || async {
+        let response = client
+            .get_object()
+            .bucket(bucket)
+            .key(&job.key)
+            .range(format!("bytes={start}-{end}"))
+            .send()
+            .await
+            .map_err(s3_failure)?;
+        let part_etag = response
+            .e_tag()
+            .map(|etag| etag.trim_matches('"').to_owned());
+        if let Ok(mut etag) = etag.lock() {
+            match (etag.as_ref(), part_etag) {
+                // The object changed between parts: the bytes would be a mix of two versions.
+                (Some(seen), Some(part)) if *seen != part => {
                     return Err(Failure::transient(
                         ErrorKind::Corrupt,
-                        format!("part {start}-{end} is longer than asked"),
+                        format!("the object changed during the download (ETag {seen} then {part})"),
                     ));
                 }
-                file.write_all_at(&chunk, offset).map_err(Failure::io)?;
-                offset += chunk.len() as u64;
-                emit(events, Event::Bytes(chunk.len() as u64));
+                (None, part) => *etag = part,
+                _ => {}
             }
-            if offset != end + 1 {
+        }
+        let mut body = response.body;
+        let mut offset = start;
+        while let Some(chunk) = body.try_next().await.map_err(|error| {
+            Failure::transient(
+                ErrorKind::Transport,
+                format!("part {start}-{end} broke off: {error}"),
+            )
+        })? {
+            if offset + chunk.len() as u64 > end + 1 {
                 return Err(Failure::transient(
                     ErrorKind::Corrupt,
-                    format!("part {start}-{end} ended after {} bytes", offset - start),
+                    format!("part {start}-{end} is longer than asked"),
                 ));
             }
-            Ok(())
+            file.write_all_at(&chunk, offset).map_err(Failure::io)?;
+            offset += chunk.len() as u64;
+            emit(events, Event::Bytes(chunk.len() as u64));
         }
-        .await;
-        match result {
-            Err(failure) if failure.transient && attempt < config.attempts => {
-                emit(
-                    events,
-                    Event::Retry {
-                        key: job.key.clone(),
-                        attempt,
-                        cause: failure.message.clone(),
-                    },
-                );
-                tokio::time::sleep(backoff(config, attempt, &job.key)).await;
-                attempt += 1;
-            }
-            other => return other,
+        if offset != end + 1 {
+            return Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!("part {start}-{end} ended after {} bytes", offset - start),
+            ));
         }
-    }
+        Ok(())
+    })
+    .await;
+    result
 }
 
 /// Checks the landed bytes against the ETag: the MD5 for single-part objects, the MD5 of the parts'

@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
     Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
-    download::{Failure, backoff, s3_failure},
+    download::{Failure, retrying, s3_failure},
     emit,
 };
 
@@ -51,31 +51,17 @@ pub async fn upload(
             async move {
                 // A whole object again on a transient failure (a reset, a 5xx, a server
                 // restarting): the SDK's own few quick attempts do not outlast a restart.
-                let mut attempt = 1;
-                loop {
-                    match upload_one(client, bucket, &key, &path, config, events).await {
-                        Ok(bytes) => return Ok((bytes, attempt - 1)),
-                        Err(failure) if failure.transient && attempt < config.attempts => {
-                            emit(
-                                events,
-                                Event::Retry {
-                                    key: key.clone(),
-                                    attempt,
-                                    cause: failure.message.clone(),
-                                },
-                            );
-                            tokio::time::sleep(backoff(config, attempt, &key)).await;
-                            attempt += 1;
-                        }
-                        Err(failure) => {
-                            return Err(ObjectError {
-                                kind: failure.kind,
-                                key: format!("s3://{bucket}/{key}"),
-                                message: failure.message,
-                            });
-                        }
-                    }
-                }
+                let (result, retries) = retrying(config, &key, events, || {
+                    upload_one(client, bucket, &key, &path, config, events)
+                })
+                .await;
+                result
+                    .map(|bytes| (bytes, retries))
+                    .map_err(|failure| ObjectError {
+                        kind: failure.kind,
+                        key: format!("s3://{bucket}/{key}"),
+                        message: failure.message,
+                    })
             }
         })
         .buffer_unordered(config.concurrency.max(1))
