@@ -23,26 +23,12 @@ async fn run() -> anyhow::Result<bool> {
             ));
         }
     }
-    println!(
-        "{:<32} {:>6} {:>7} {:>7}",
-        "area", "cases", "passed", "failed"
-    );
-    println!(
-        "{:<32} {:>6} {:>7} {:>7}",
-        format!("init ({:?})", server.backend),
+    Ok(plx_testkit::report(
+        "init",
+        &format!("{:?}", server.backend),
         cases.len(),
-        cases.len() - failed.len(),
-        failed.len()
-    );
-    for failure in &failed {
-        println!("FAIL {failure}");
-    }
-    println!(
-        "init conformance: {} passed, {} failed",
-        cases.len() - failed.len(),
-        failed.len()
-    );
-    Ok(failed.is_empty())
+        &failed,
+    ))
 }
 
 /// The catalog every case runs against, as the converter puts it in the pod.

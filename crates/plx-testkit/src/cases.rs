@@ -94,3 +94,28 @@ pub fn fuzz_inputs(target: &str) -> Vec<(String, Vec<u8>)> {
     inputs.sort();
     inputs
 }
+
+/// Prints a runner's table row, each failure, and the closing `N passed, N failed` line;
+/// whether every case passed.
+pub fn report(area: &str, backend: &str, total: usize, failed: &[String]) -> bool {
+    println!(
+        "{:<32} {:>6} {:>7} {:>7}",
+        "area", "cases", "passed", "failed"
+    );
+    println!(
+        "{:<32} {:>6} {:>7} {:>7}",
+        format!("{area} ({backend})"),
+        total,
+        total - failed.len(),
+        failed.len()
+    );
+    for failure in failed {
+        println!("FAIL {failure}");
+    }
+    println!(
+        "{area} conformance: {} passed, {} failed",
+        total - failed.len(),
+        failed.len()
+    );
+    failed.is_empty()
+}

@@ -16,7 +16,7 @@ pub mod s3;
 mod tls;
 
 pub use crate::{
-    cases::{cases, fuzz_inputs, run_cases},
+    cases::{cases, fuzz_inputs, report, run_cases},
     embedded::Embedded,
     faults::{Fault, FaultProxy},
     files::{bytes, visible_files},

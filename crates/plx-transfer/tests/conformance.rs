@@ -34,26 +34,12 @@ async fn run() -> anyhow::Result<bool> {
             ));
         }
     }
-    println!(
-        "{:<32} {:>6} {:>7} {:>7}",
-        "area", "cases", "passed", "failed"
-    );
-    println!(
-        "{:<32} {:>6} {:>7} {:>7}",
-        format!("transfer ({:?})", server.backend),
+    Ok(plx_testkit::report(
+        "transfer",
+        &format!("{:?}", server.backend),
         cases.len(),
-        cases.len() - failed.len(),
-        failed.len()
-    );
-    for failure in &failed {
-        println!("FAIL {failure}");
-    }
-    println!(
-        "transfer conformance: {} passed, {} failed",
-        cases.len() - failed.len(),
-        failed.len()
-    );
-    Ok(failed.is_empty())
+        &failed,
+    ))
 }
 
 async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyhow::Result<()> {
