@@ -97,7 +97,7 @@ async fn sigterm_finishes_the_requests_in_flight() -> anyhow::Result<()> {
         &[("POLYAXON_AGENT_CONNECTIONS", CATALOG)],
     );
     let body = admission_review("inflight", &configmap, "CREATE", false).to_string();
-    let mut tls = tls_connect(&pki.ca_pem, port).await?;
+    let mut tls = support::tls_connect(pki.ca_pem.as_bytes(), port, "localhost").await?;
     let head = format!(
         "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -127,28 +127,4 @@ async fn sigterm_finishes_the_requests_in_flight() -> anyhow::Result<()> {
     let status = tokio::time::timeout(Duration::from_secs(10), server.wait()).await??;
     assert!(status.success(), "{status}");
     Ok(())
-}
-
-async fn tls_connect(
-    ca_pem: &str,
-    port: u16,
-) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(cert?)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    Ok(connector
-        .connect(
-            rustls::pki_types::ServerName::try_from("localhost")?.to_owned(),
-            stream,
-        )
-        .await?)
 }

@@ -984,24 +984,7 @@ async fn post_as_the_api_server(
     body: &str,
 ) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
-        roots.add(cert?)?;
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    let mut tls = connector
-        .connect(
-            rustls::pki_types::ServerName::try_from(server_name.to_owned())?,
-            tcp,
-        )
-        .await?;
+    let mut tls = support::tls_connect(ca_pem, port, server_name).await?;
     let request = format!(
         "POST /validate?timeout=5s HTTP/1.1\r\nHost: {server_name}:443\r\nContent-Type: application/json\r\nAccept: application/json, */*\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()

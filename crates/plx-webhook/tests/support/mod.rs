@@ -128,18 +128,39 @@ pub struct Https {
     >,
 }
 
-pub fn https(ca_pem: &str) -> Https {
+/// A TLS client configuration trusting only the certificates in `ca_pem`.
+pub fn trusting(ca_pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut ca_pem.as_bytes()).flatten() {
-        roots.add(cert).expect("a CA certificate");
+    for cert in rustls_pemfile::certs(&mut &ca_pem[..]) {
+        roots.add(cert?)?;
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .expect("TLS versions")
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
-    .with_no_client_auth();
+    .with_no_client_auth())
+}
+
+/// A TLS connection to 127.0.0.1:`port` trusting only `ca_pem`, checking the certificate
+/// against `server_name`.
+pub async fn tls_connect(
+    ca_pem: &[u8],
+    port: u16,
+    server_name: &str,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(trusting(ca_pem)?));
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    Ok(connector
+        .connect(
+            rustls::pki_types::ServerName::try_from(server_name.to_owned())?,
+            stream,
+        )
+        .await?)
+}
+
+pub fn https(ca_pem: &str) -> Https {
+    let config = trusting(ca_pem.as_bytes()).expect("a CA certificate");
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(config)
         .https_only()
