@@ -8,6 +8,7 @@ mod catalog;
 mod check;
 mod env;
 mod progress;
+mod upload;
 mod validate;
 
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Env(env::Args),
     /// Pull a connection's files and directories into the pod; every failure is an exit 1.
     Artifacts(artifacts::Args),
+    /// Send a local file or directory to a connection (a job's outputs); every failure is an exit 1.
+    Upload(upload::Args),
     /// Polyaxon's initializer commands, for an init image whose command points here unchanged.
     #[command(subcommand)]
     Initializer(Initializer),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Artifacts(args) => {
             runtime().and_then(|runtime| runtime.block_on(artifacts::run(args)))
         }
+        Command::Upload(args) => runtime().and_then(|runtime| runtime.block_on(upload::run(args))),
         Command::Initializer(Initializer::Path(args)) => {
             runtime().and_then(|runtime| runtime.block_on(artifacts::initializer_path(args)))
         }

@@ -1,6 +1,7 @@
 //! The init conformance runner: every case under `conformance/init/` seeds a bucket (and the
 //! same files into a mounted directory), runs one `plx-init` command as a Polyaxon init
-//! container would, and must give exactly its exit code and tree, and say what it expects.
+//! container would, and must give exactly its exit code and tree (and, where the case says,
+//! the bucket's objects), and say what it expects.
 
 use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
@@ -141,7 +142,41 @@ async fn check(server: &S3Server, bucket: &str, case: &Value) -> anyhow::Result<
     if landed != wanted {
         anyhow::bail!("tree {landed:?}, expected {wanted:?}\nstderr: {stderr}");
     }
+    if let Some(expected) = expect.get("bucket") {
+        let stored = bucket_contents(server, bucket).await?;
+        let wanted: BTreeMap<String, String> = expected
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, content)| (key.clone(), content.as_str().unwrap_or_default().to_owned()))
+            .collect();
+        if stored != wanted {
+            anyhow::bail!("bucket {stored:?}, expected {wanted:?}\nstderr: {stderr}");
+        }
+    }
     Ok(())
+}
+
+/// Every object in `bucket` with its content.
+async fn bucket_contents(server: &S3Server, bucket: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut objects = BTreeMap::new();
+    let listed = server.client.list_objects_v2().bucket(bucket).send().await?;
+    for object in listed.contents() {
+        let key = object.key().unwrap_or_default().to_owned();
+        let body = server
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(&key)
+            .send()
+            .await?
+            .body
+            .collect()
+            .await?
+            .into_bytes();
+        objects.insert(key, String::from_utf8_lossy(&body).into_owned());
+    }
+    Ok(objects)
 }
 
 /// Every file under `root` but the engine's state file, with its content.
