@@ -36,6 +36,10 @@ pub(crate) struct Args {
     /// Objects in flight at once (Polyaxon defines `workers` and ignores it; this uses it).
     #[arg(long)]
     workers: Option<usize>,
+    /// Check sizes only, not each object's bytes against its ETag (MD5): for data another
+    /// check covers, where the hashing's CPU (about 1.6 s per GiB) matters more.
+    #[arg(long)]
+    no_verify: bool,
     /// The `init:` section of a Polyaxon operation (a YAML list, or an operation/component file).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["connection", "files", "dirs", "paths", "path", "workers"])]
     init: Option<PathBuf>,
@@ -141,7 +145,16 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .or(args.workers);
         let root = PathBuf::from(init.destination_root(store.as_deref(), &context_root));
         let progress = Progress::start(&connection.name, args.progress_every);
-        let pulled = pull(connection, &env, &root, &pulls, workers, progress.events()).await;
+        let pulled = pull(
+            connection,
+            &env,
+            &root,
+            &pulls,
+            workers,
+            !args.no_verify,
+            progress.events(),
+        )
+        .await;
         progress.finish().await;
         match pulled? {
             Ok(summary) => {
@@ -210,10 +223,12 @@ async fn pull(
     root: &Path,
     pulls: &[plx_connections::Pull],
     workers: Option<usize>,
+    verify: bool,
     events: &plx_transfer::Events,
 ) -> anyhow::Result<Result<plx_transfer::Summary, plx_transfer::Error>> {
     let config = Config {
         concurrency: workers.unwrap_or(Config::default().concurrency),
+        verify,
         ..Config::default()
     };
     match connection.kind {
@@ -358,6 +373,7 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
         &root,
         std::slice::from_ref(&request),
         None,
+        true,
         progress.events(),
     )
     .await;

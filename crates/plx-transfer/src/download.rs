@@ -724,6 +724,9 @@ async fn fetch_once(
     };
     let file = Arc::new(file.into_std());
 
+    // Each part's MD5, taken as its bytes stream in: a multipart ETag is checked from these
+    // when the uploader's part size is ours, without reading the file again.
+    let part_md5s: Mutex<BTreeMap<u64, [u8; 16]>> = Mutex::default();
     let streamed_md5 = if ranged {
         file.set_len(job.size).map_err(Failure::io)?;
         let done = progress
@@ -739,10 +742,14 @@ async fn fetch_once(
             .collect();
         stream::iter(parts)
             .map(|(start, end)| {
-                let (etag, file, progress) = (&etag, &file, &progress);
+                let (etag, file, progress, part_md5s) = (&etag, &file, &progress, &part_md5s);
                 async move {
-                    fetch_range(client, bucket, job, file, start, end, etag, config, events)
-                        .await?;
+                    let md5 =
+                        fetch_range(client, bucket, job, file, start, end, etag, config, events)
+                            .await?;
+                    if let Ok(mut part_md5s) = part_md5s.lock() {
+                        part_md5s.insert(start, md5);
+                    }
                     if let Some((path, progress)) = progress {
                         // Durable before recorded: a recorded part is really on disk.
                         file.sync_data().map_err(Failure::io)?;
@@ -792,7 +799,9 @@ async fn fetch_once(
             )
         })? {
             file.write_all_at(&chunk, written).map_err(Failure::io)?;
-            digest.update(&chunk);
+            if config.verify {
+                digest.update(&chunk);
+            }
             written += chunk.len() as u64;
             emit(events, Event::Bytes(chunk.len() as u64));
         }
@@ -817,7 +826,16 @@ async fn fetch_once(
         .ok()
         .and_then(|etag| etag.clone())
         .unwrap_or_default();
-    let verified = match verify(client, bucket, job, &etag, &file, streamed_md5).await {
+    let part_md5s = Parts {
+        size: config.part_size,
+        md5s: part_md5s.into_inner().unwrap_or_default(),
+    };
+    let checked = if config.verify {
+        verify(client, bucket, job, &etag, &file, streamed_md5, &part_md5s).await
+    } else {
+        Ok(false)
+    };
+    let verified = match checked {
         Ok(verified) => verified,
         Err(failure) => {
             // Bad bytes are not worth resuming from.
@@ -853,7 +871,7 @@ async fn fetch_range(
     etag: &Mutex<Option<String>>,
     config: &Config,
     events: &Events,
-) -> Result<(), Failure> {
+) -> Result<[u8; 16], Failure> {
     let (result, _) = retrying(config, &job.key, events, || async {
         let response = client
             .get_object()
@@ -881,6 +899,7 @@ async fn fetch_range(
         }
         let mut body = response.body;
         let mut offset = start;
+        let mut digest = Md5::new();
         while let Some(chunk) = body.try_next().await.map_err(|error| {
             Failure::transient(
                 ErrorKind::Transport,
@@ -894,6 +913,9 @@ async fn fetch_range(
                 ));
             }
             file.write_all_at(&chunk, offset).map_err(Failure::io)?;
+            if config.verify {
+                digest.update(&chunk);
+            }
             offset += chunk.len() as u64;
             emit(events, Event::Bytes(chunk.len() as u64));
         }
@@ -903,10 +925,16 @@ async fn fetch_range(
                 format!("part {start}-{end} ended after {} bytes", offset - start),
             ));
         }
-        Ok(())
+        Ok(digest.finalize().into())
     })
     .await;
     result
+}
+
+/// The MD5 of each ranged part this run fetched, by offset.
+struct Parts {
+    size: u64,
+    md5s: BTreeMap<u64, [u8; 16]>,
 }
 
 /// Checks the landed bytes against the ETag: the MD5 for single-part objects, the MD5 of the parts'
@@ -919,6 +947,7 @@ async fn verify(
     etag: &str,
     file: &std::fs::File,
     streamed_md5: Option<String>,
+    parts_seen: &Parts,
 ) -> Result<bool, Failure> {
     let etag = etag.to_ascii_lowercase();
     let is_md5 = |text: &str| text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
@@ -976,8 +1005,17 @@ async fn verify(
         let mut offset = 0;
         while offset < job.size {
             let length = part_size.min(job.size - offset);
-            let part = file_md5(file, offset, length).map_err(Failure::io)?;
-            combined.update(hex::decode(part).unwrap_or_default());
+            // A part fetched by this run was hashed as it came; one a killed run left is read.
+            let streamed = (part_size == parts_seen.size)
+                .then(|| parts_seen.md5s.get(&offset))
+                .flatten();
+            match streamed {
+                Some(md5) => combined.update(md5),
+                None => combined.update(
+                    hex::decode(file_md5(file, offset, length).map_err(Failure::io)?)
+                        .unwrap_or_default(),
+                ),
+            }
             offset += length;
         }
         if hex::encode(combined.finalize()) == md5 {

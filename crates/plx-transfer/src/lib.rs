@@ -40,6 +40,10 @@ pub struct Config {
     pub attempts: u32,
     /// The first retry's delay; each later one doubles, with jitter.
     pub backoff: Duration,
+    /// Downloads: check each object's bytes against its ETag (its MD5, or the MD5 of its parts'
+    /// MD5s). Off, only sizes are checked: hashing costs about 1.6 CPU-seconds per GiB here,
+    /// more than the rest of a download (docs/benchmarks.md).
+    pub verify: bool,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             part_concurrency: 8,
             attempts: 4,
             backoff: Duration::from_millis(200),
+            verify: true,
         }
     }
 }

@@ -64,6 +64,7 @@ fn config() -> Config {
         part_concurrency: 4,
         attempts: 4,
         backoff: Duration::from_millis(20),
+        ..Config::default()
     }
 }
 
