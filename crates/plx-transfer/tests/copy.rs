@@ -156,3 +156,37 @@ async fn missing_sources_and_wrong_entry_kinds_fail_by_name() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn unicode_look_alikes_are_plain_names_inside_the_destination() -> anyhow::Result<()> {
+    // Fullwidth dots, a division slash, a right-to-left override and a combining mark look like
+    // `..`, `/` or another name to a reader; copied, they stay the names they are.
+    let names = [
+        "\u{FF0E}\u{FF0E}/up.txt",
+        "a\u{2215}b.txt",
+        "\u{202E}txt.exe",
+        "e\u{0301}.txt",
+    ];
+    let (mount, sandbox) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    for name in names {
+        write(&mount.path().join("v1").join(name), name);
+    }
+    let destination = sandbox.path().join("destination");
+    let request = Copy {
+        source: mount.path().to_path_buf(),
+        entries: vec![dir("v1", "data")],
+        ..Copy::default()
+    };
+    let summary = copy(&request, &destination, &Config::default(), &None).await?;
+    assert_eq!(summary.objects, names.len() as u64);
+    for name in names {
+        let path = destination.join("data").join(name);
+        assert_eq!(std::fs::read_to_string(&path)?, name, "{}", path.display());
+    }
+    let beside: Vec<_> = std::fs::read_dir(sandbox.path())?
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert_eq!(beside, ["destination"]);
+    Ok(())
+}

@@ -740,3 +740,48 @@ async fn unicode_look_alikes_are_plain_names_inside_the_destination() -> anyhow:
     assert_eq!(names, ["destination"]);
     Ok(())
 }
+
+#[tokio::test]
+async fn unicode_look_alike_file_names_upload_as_exactly_their_own_keys() -> anyhow::Result<()> {
+    // The same look-alikes as file names: each becomes the key it spells, under the prefix, and
+    // none turns into a real `..` or `/` segment.
+    let names = [
+        "\u{FF0E}\u{FF0E}/up.txt",
+        "a\u{2215}b.txt",
+        "\u{202E}txt.exe",
+        "e\u{0301}.txt",
+    ];
+    let source = tempfile::tempdir()?;
+    for name in names {
+        let path = source.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap_or(source.path()))?;
+        std::fs::write(&path, name)?;
+    }
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let summary = plx_transfer::upload(
+        &server.client,
+        BUCKET,
+        "out",
+        source.path(),
+        &Config::default(),
+        &None,
+    )
+    .await?;
+    assert_eq!(summary.objects, names.len() as u64);
+    let listed = server.client.list_objects_v2().bucket(BUCKET).send().await?;
+    let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    keys.sort_unstable();
+    let mut wanted: Vec<String> = names.iter().map(|name| format!("out/{name}")).collect();
+    wanted.sort_unstable();
+    assert_eq!(keys, wanted);
+    for key in &keys {
+        assert!(!key.split('/').any(|segment| segment == ".." || segment.is_empty()));
+        let body = server.client.get_object().bucket(BUCKET).key(*key).send().await?;
+        assert_eq!(
+            body.body.collect().await?.into_bytes().as_ref(),
+            key.trim_start_matches("out/").as_bytes()
+        );
+    }
+    Ok(())
+}
