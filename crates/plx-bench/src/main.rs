@@ -1,0 +1,530 @@
+//! `plx-bench`: plx-init side by side with the S3 tools users would otherwise pick, on one S3
+//! server, in one run. `cargo xtask bench` installs the peers and runs it; see
+//! `docs/benchmarks.md` for the results and how to read them.
+
+mod measure;
+mod peers;
+mod report;
+#[cfg(feature = "tm")]
+mod tm;
+mod workload;
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use plx_testkit::{Backend, S3Server};
+
+use crate::{
+    measure::Measured,
+    peers::{Peer, Tool},
+    workload::Workload,
+};
+
+#[derive(Parser)]
+#[command(name = "plx-bench", about = "plx-init side by side with other S3 tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Seed the workloads once, run every tool on each in rotated order, check every run.
+    Run(RunArgs),
+    /// The aws-s3-transfer-manager peer, for one spec file.
+    Tm { spec: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Small W1, W3 and W5 against s3s, one round, correctness only.
+    #[arg(long)]
+    quick: bool,
+    /// The S3 server: s3s or garage.
+    #[arg(long, default_value = "garage")]
+    server: String,
+    /// Only these workloads (W1 … W5).
+    #[arg(long = "workload")]
+    workloads: Vec<String>,
+    /// Only these tools (by name, as in the table: plx-init, s5cmd, rclone, …).
+    #[arg(long = "tool")]
+    tools: Vec<String>,
+    /// Measured rounds per workload, after a warm-up.
+    #[arg(long, default_value = "3")]
+    rounds: usize,
+    /// Scratch space on disk: the server's data and the workloads' local copies.
+    #[arg(long)]
+    work: PathBuf,
+    /// Where downloads land (tmpfs by default, to measure client and server, not the disk).
+    #[arg(long, default_value = "/dev/shm/plx-bench")]
+    landing: PathBuf,
+    /// The Markdown report to update (its transfer section) and the chart beside it.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    #[arg(long)]
+    plx_init: PathBuf,
+    #[arg(long)]
+    venv: PathBuf,
+    #[arg(long)]
+    polyaxon: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(&args),
+        Command::Tm { spec } => tm(&spec),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("plx-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(feature = "tm")]
+fn tm(spec: &Path) -> anyhow::Result<()> {
+    let spec: peers::Spec = serde_json::from_slice(&std::fs::read(spec)?)?;
+    tokio::runtime::Runtime::new()?.block_on(tm::run(&spec))
+}
+
+#[cfg(not(feature = "tm"))]
+fn tm(_: &Path) -> anyhow::Result<()> {
+    bail!("built without the transfer-manager peer (feature `tm`)")
+}
+
+/// One measured run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    pub workload: &'static str,
+    pub peer: String,
+    pub round: usize,
+    #[serde(flatten)]
+    pub measured: Measured,
+}
+
+fn run(args: &RunArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    // The server's container is removed when dropped, which needs the runtime.
+    let _entered = runtime.enter();
+    let backend = match args.server.as_str() {
+        "s3s" => Backend::S3s,
+        "garage" => Backend::Garage,
+        other => bail!("--server {other}: use s3s or garage"),
+    };
+    let mut workloads = workload::all(args.quick);
+    if !args.workloads.is_empty() {
+        workloads.retain(|workload| {
+            args.workloads
+                .iter()
+                .any(|name| name.eq_ignore_ascii_case(workload.name))
+        });
+    }
+    let mut rows = Peer::all();
+    if !args.tools.is_empty() {
+        rows.retain(|peer| {
+            peer.tool == Tool::PlxInit || args.tools.iter().any(|name| peer.tool.name().starts_with(name.as_str()))
+        });
+    }
+    if args.quick {
+        rows.retain(|peer| !peer.tuned);
+    }
+    let server_dir = args.work.join("server");
+    let _ = std::fs::remove_dir_all(&server_dir);
+    // Apart for --quick: its workloads are smaller versions under the same prefixes.
+    let source = args.work.join(if args.quick { "source-quick" } else { "source" });
+    let scratch = args.work.join("scratch");
+    std::fs::create_dir_all(&scratch)?;
+    std::fs::create_dir_all(&source)?;
+
+    eprintln!("plx-bench: starting {backend:?}");
+    let server = runtime.block_on(S3Server::start_with(backend, Some(&server_dir)))?;
+    let pid = container_pid(server.container_id())?;
+    let bucket = "bench";
+    runtime.block_on(server.create_bucket(bucket))?;
+    let ctx = peers::Context {
+        endpoint: server.endpoint.clone(),
+        bucket: bucket.to_owned(),
+        region: server.region.clone(),
+        access_key: server.access_key.clone(),
+        secret_key: server.secret_key.clone(),
+        plx_init: args.plx_init.clone(),
+        venv: args.venv.clone(),
+        polyaxon: args.polyaxon.clone(),
+        bench: std::env::current_exe()?,
+        scripts: Path::new(env!("CARGO_MANIFEST_DIR")).join("peers"),
+        tm: cfg!(feature = "tm"),
+        s3s: backend == Backend::S3s,
+    };
+    let timeout = Duration::from_secs(if args.quick { 120 } else { 900 });
+    let mut samples = Vec::new();
+    let mut skipped = Vec::new();
+    for workload in &workloads {
+        eprintln!("plx-bench: {}: {}", workload.name, workload.about);
+        let manifest = workload::materialize(workload, &source)?;
+        if !workload.upload {
+            let seeded = runtime.block_on(plx_transfer::upload(
+                &server.client,
+                bucket,
+                workload.prefix().trim_end_matches('/'),
+                &source.join(workload.prefix()),
+                &plx_transfer::Config::default(),
+                &None,
+            ));
+            seeded.map_err(|error| anyhow::format_err!("seeding {}: {error}", workload.name))?;
+        }
+        let upload_prefix = |peer: Peer| format!("up/{}/", peer.slug());
+        // A warm-up run of plx-init, not counted: the server's caches start the same for all.
+        let warm_up = if args.quick { 0 } else { 1 };
+        let rounds = if args.quick { 1 } else { args.rounds };
+        for round in 0..warm_up + rounds {
+            let order: Vec<Peer> = if round < warm_up {
+                vec![rows[0]]
+            } else {
+                let shift = (round - warm_up) % rows.len();
+                rows[shift..].iter().chain(&rows[..shift]).copied().collect()
+            };
+            for peer in order {
+                let destination = args.landing.join("dst");
+                let _ = std::fs::remove_dir_all(&args.landing);
+                std::fs::create_dir_all(&destination)?;
+                let prefix = upload_prefix(peer);
+                let presigned = if peer.tool == Tool::Curl {
+                    runtime.block_on(presign(&server.client, bucket, workload, &prefix))?
+                } else {
+                    Vec::new()
+                };
+                let run = peers::Run {
+                    workload,
+                    destination: &destination,
+                    source: &source,
+                    upload_prefix: &prefix,
+                    scratch: &scratch,
+                    presigned: &presigned,
+                };
+                let _ = std::fs::remove_file(scratch.join("summary.json"));
+                let Some(command) = peers::command(&ctx, peer, &run)? else {
+                    if round == warm_up {
+                        skipped.push((workload.name, peer));
+                    }
+                    continue;
+                };
+                let (mut measured, output) = measure::run(command, pid, timeout, &scratch)?;
+                if measured.invalid.is_none() {
+                    let checked = if workload.upload {
+                        runtime.block_on(check_upload(&server.client, bucket, workload, &prefix))
+                    } else {
+                        workload::check_tree(workload, &manifest, &destination)
+                    };
+                    if let Err(problem) = checked {
+                        measured.invalid = Some(format!("{problem} (the tool said: {})", measure::tail(&output)));
+                    }
+                }
+                if measured.invalid.is_none()
+                    && matches!(peer.tool, Tool::PlxInit | Tool::PlxInitSizes)
+                    && let Some(retried) = retried(&scratch.join("summary.json"))
+                    && retried > 0
+                {
+                    measured.invalid = Some(format!("{retried} retries"));
+                }
+                if workload.upload {
+                    runtime.block_on(delete_prefix(&server.client, bucket, &prefix))?;
+                }
+                eprintln!(
+                    "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{}",
+                    peer.label(),
+                    measured.wall,
+                    measured.client_cpu,
+                    measured.server_cpu,
+                    measured.rss_kib / 1024,
+                    measured
+                        .invalid
+                        .as_ref()
+                        .map(|why| format!("  INVALID: {why}"))
+                        .unwrap_or_default()
+                );
+                if round >= warm_up {
+                    samples.push(Sample {
+                        workload: workload.name,
+                        peer: peer.label(),
+                        round: round - warm_up,
+                        measured,
+                    });
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&args.landing);
+    let lines: Vec<String> = samples
+        .iter()
+        .map(|sample| serde_json::to_string(sample).unwrap_or_default())
+        .collect();
+    std::fs::write(args.work.join("samples.jsonl"), lines.join("\n") + "\n")?;
+    let invalid: Vec<&Sample> = samples
+        .iter()
+        .filter(|sample| sample.measured.invalid.is_some())
+        .collect();
+    if let Some(path) = &args.report {
+        let versions = versions(&ctx);
+        report::write(
+            path,
+            &report::Context {
+                server: format!("{backend:?}"),
+                rounds: args.rounds,
+                versions,
+                landing: args.landing.display().to_string(),
+            },
+            &workloads,
+            &rows,
+            &samples,
+            &skipped,
+        )?;
+        eprintln!("plx-bench: wrote {}", path.display());
+    }
+    if args.quick && !invalid.is_empty() {
+        for sample in &invalid {
+            eprintln!(
+                "plx-bench: {} {}: {}",
+                sample.workload,
+                sample.peer,
+                sample.measured.invalid.as_deref().unwrap_or("")
+            );
+        }
+        bail!("{} runs were invalid", invalid.len());
+    }
+    Ok(())
+}
+
+fn retried(summary: &Path) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).ok()?).ok()?;
+    Some(
+        value
+            .as_array()?
+            .iter()
+            .filter_map(|entry| entry["summary"]["retried"].as_u64())
+            .sum(),
+    )
+}
+
+fn container_pid(id: &str) -> anyhow::Result<u32> {
+    let output = std::process::Command::new("docker")
+        .args(["inspect", "--format", "{{.State.Pid}}", id])
+        .output()?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .context("no pid for the server's container")
+}
+
+/// Presigned URLs for the curl floor: GETs of the wanted keys, or PUTs under `prefix`.
+async fn presign(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    workload: &Workload,
+    prefix: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let config =
+        aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))?;
+    let mut urls = Vec::new();
+    for (key, _) in workload.wanted() {
+        let (key, request) = if workload.upload {
+            let key = format!("{prefix}{}", &key[workload.prefix().len()..]);
+            let request = client
+                .put_object()
+                .bucket(bucket)
+                .key(&key)
+                .presigned(config.clone())
+                .await?;
+            (key, request)
+        } else {
+            let request = client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(config.clone())
+                .await?;
+            (key.to_owned(), request)
+        };
+        urls.push((key, request.uri().to_owned()));
+    }
+    Ok(urls)
+}
+
+/// Every object of an upload run is on the server with its size; single-part objects have the
+/// MD5 of their bytes as ETag; each multipart object has 16 ranges read back and compared.
+async fn check_upload(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    workload: &Workload,
+    prefix: &str,
+) -> Result<(), String> {
+    use md5::Digest as _;
+    let mut found = std::collections::BTreeMap::new();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket(bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|error| format!("listing: {error}"))?;
+        for object in page.contents() {
+            let key = object.key().unwrap_or_default();
+            found.insert(
+                format!("{}{}", workload.prefix(), &key[prefix.len()..]),
+                (
+                    key.to_owned(),
+                    object.size().unwrap_or(-1) as u64,
+                    object.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                ),
+            );
+        }
+    }
+    let mut problems = Vec::new();
+    for object in &workload.objects {
+        let Some((key, size, etag)) = found.remove(&object.key) else {
+            problems.push(format!("{} missing", object.key));
+            continue;
+        };
+        if size != object.size {
+            problems.push(format!("{key}: {size} bytes, not {}", object.size));
+        } else if etag.is_empty() {
+            // Some servers (s3s-fs) list no ETags: read the object back instead.
+            let mut want = vec![0; object.size as usize];
+            workload::fill(&object.key, 0, &mut want);
+            let got = match client.get_object().bucket(bucket).key(&key).send().await {
+                Ok(response) => response.body.collect().await.map(|b| b.to_vec()).ok(),
+                Err(_) => None,
+            };
+            if got.as_deref() != Some(&want[..]) {
+                problems.push(format!("{key}: wrong content"));
+            }
+        } else if !etag.contains('-') {
+            let mut bytes = vec![0; object.size as usize];
+            workload::fill(&object.key, 0, &mut bytes);
+            let md5 = hex::encode(md5::Md5::digest(&bytes));
+            if md5 != etag {
+                problems.push(format!("{key}: ETag {etag}, the bytes' MD5 is {md5}"));
+            }
+        } else {
+            for i in 0..16u64 {
+                let start = (object.size / 16) * i;
+                let end = (start + (1 << 20)).min(object.size) - 1;
+                let got = match client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&key)
+                    .range(format!("bytes={start}-{end}"))
+                    .send()
+                    .await
+                {
+                    Ok(response) => response.body.collect().await.map(|b| b.to_vec()).ok(),
+                    Err(_) => None,
+                };
+                let mut want = vec![0; (end - start + 1) as usize];
+                workload::fill(&object.key, start, &mut want);
+                if got.as_deref() != Some(&want[..]) {
+                    problems.push(format!("{key}: wrong content at {start}"));
+                    break;
+                }
+            }
+        }
+    }
+    problems.extend(found.keys().map(|key| format!("unexpected object {key}")));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.truncate(5);
+        Err(problems.join("; "))
+    }
+}
+
+async fn delete_prefix(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .send()
+            .await?;
+        let objects: Vec<ObjectIdentifier> = page
+            .contents()
+            .iter()
+            .filter_map(|object| ObjectIdentifier::builder().key(object.key()?).build().ok())
+            .collect();
+        if objects.is_empty() {
+            return Ok(());
+        }
+        client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(Delete::builder().set_objects(Some(objects)).build()?)
+            .send()
+            .await?;
+    }
+}
+
+/// Each tool's version, as it says it.
+fn versions(ctx: &peers::Context) -> Vec<(String, String)> {
+    let bin = ctx.venv.join("bin");
+    let say = |program: &Path, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .ok()
+            .map(|output| {
+                let text = String::from_utf8_lossy(&output.stdout).to_string()
+                    + &String::from_utf8_lossy(&output.stderr);
+                text.lines().next().unwrap_or("").trim().to_owned()
+            })
+            .unwrap_or_default()
+    };
+    let python = |venv: &Path, module: &str| {
+        say(
+            &venv.join("bin/python"),
+            &[
+                "-c",
+                &format!("import importlib.metadata as m; print(m.version('{module}'))"),
+            ],
+        )
+    };
+    vec![
+        ("plx-init".into(), say(&ctx.plx_init, &["--version"])),
+        ("s5cmd".into(), say(&bin.join("s5cmd"), &["version"])),
+        ("rclone".into(), say(&bin.join("rclone"), &["version"])),
+        ("aws cli".into(), say(&bin.join("aws"), &["--version"])),
+        (
+            "boto3 / s3transfer".into(),
+            format!(
+                "{} / {}",
+                python(&ctx.venv, "boto3"),
+                python(&ctx.venv, "s3transfer")
+            ),
+        ),
+        (
+            "polyaxon / s3fs".into(),
+            format!(
+                "{} / {}",
+                python(&ctx.polyaxon, "polyaxon"),
+                python(&ctx.polyaxon, "s3fs")
+            ),
+        ),
+        (
+            "aws-s3-transfer-manager".into(),
+            if ctx.tm { "0.3.1".into() } else { "not built".into() },
+        ),
+        ("curl".into(), say(Path::new("curl"), &["--version"])),
+    ]
+}

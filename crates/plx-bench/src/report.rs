@@ -1,0 +1,254 @@
+//! The results as Markdown tables (median [min–max], ratios to plx-init) in the transfer
+//! section of `docs/benchmarks.md`, and a chart of the wall-time ratios beside it.
+
+use std::{fmt::Write as _, path::Path};
+
+use plotters::prelude::*;
+
+use crate::{Sample, peers::Peer, workload::Workload};
+
+pub struct Context {
+    pub server: String,
+    pub rounds: usize,
+    pub versions: Vec<(String, String)>,
+    pub landing: String,
+}
+
+const BEGIN: &str = "<!-- transfer:begin (written by `cargo xtask bench`) -->";
+const END: &str = "<!-- transfer:end -->";
+
+struct Row {
+    label: String,
+    wall: Stats,
+    cpu: Stats,
+    server: f64,
+    rss_mib: f64,
+    invalid: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+fn stats(values: &[f64]) -> Option<Stats> {
+    let mut sorted: Vec<f64> = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    (n > 0).then(|| Stats {
+        median: if n % 2 == 1 {
+            sorted[n / 2]
+        } else {
+            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+        },
+        min: sorted[0],
+        max: sorted[n - 1],
+    })
+}
+
+fn rows(workload: &Workload, peers: &[Peer], samples: &[Sample]) -> Vec<Row> {
+    peers
+        .iter()
+        .filter_map(|peer| {
+            let label = peer.label();
+            let mine: Vec<&Sample> = samples
+                .iter()
+                .filter(|sample| sample.workload == workload.name && sample.peer == label)
+                .collect();
+            let valid: Vec<&&Sample> = mine
+                .iter()
+                .filter(|sample| sample.measured.invalid.is_none())
+                .collect();
+            let pick = |f: fn(&Sample) -> f64| valid.iter().map(|s| f(s)).collect::<Vec<_>>();
+            Some(Row {
+                label,
+                wall: stats(&pick(|s| s.measured.wall))?,
+                cpu: stats(&pick(|s| s.measured.client_cpu))?,
+                server: stats(&pick(|s| s.measured.server_cpu))?.median,
+                rss_mib: stats(&pick(|s| s.measured.rss_kib as f64))?.max / 1024.0,
+                invalid: mine.len() - valid.len(),
+            })
+            .or_else(|| {
+                // Every run invalid: still a row, so the failure shows.
+                (!mine.is_empty()).then(|| Row {
+                    label: peer.label(),
+                    wall: Stats {
+                        median: f64::NAN,
+                        min: f64::NAN,
+                        max: f64::NAN,
+                    },
+                    cpu: Stats {
+                        median: f64::NAN,
+                        min: f64::NAN,
+                        max: f64::NAN,
+                    },
+                    server: f64::NAN,
+                    rss_mib: f64::NAN,
+                    invalid: mine.len(),
+                })
+            })
+        })
+        .collect()
+}
+
+pub fn write(
+    path: &Path,
+    context: &Context,
+    workloads: &[Workload],
+    peers: &[Peer],
+    samples: &[Sample],
+    skipped: &[(&str, Peer)],
+) -> anyhow::Result<()> {
+    let chart = path.with_file_name("benchmarks-transfer.svg");
+    let mut md = String::new();
+    writeln!(md, "{BEGIN}")?;
+    writeln!(
+        md,
+        "Measured {} on this machine (2 vCPU, 24 GiB; client and server share both cores) against one {} server, downloads landing on {} (tmpfs). Median of {} rounds [min–max] after a warm-up, tools in rotated order; every run checked (downloads: the whole tree against a sha256 manifest, nothing extra; uploads: every object's size, the MD5 of every single-part object, 16 ranges of each multipart one). Ratios are the peer's median over plx-init's: above 1 means plx-init is faster or cheaper. CPU is the client's user+system seconds, children included.\n",
+        date(),
+        context.server,
+        context.landing,
+        context.rounds
+    )?;
+    writeln!(md, "![wall time, relative to plx-init](benchmarks-transfer.svg)\n")?;
+    writeln!(md, "| tool | version |\n|---|---|")?;
+    for (tool, version) in &context.versions {
+        writeln!(md, "| {tool} | {version} |")?;
+    }
+    writeln!(md)?;
+    let mut panels = Vec::new();
+    for workload in workloads {
+        let rows = rows(workload, peers, samples);
+        let objects = workload.wanted().len() as f64;
+        let gib = workload.bytes() as f64 / (1u64 << 30) as f64;
+        let mb = workload.bytes() as f64 / 1e6;
+        let small = objects / gib.max(1e-9) > 1000.0;
+        writeln!(md, "### {}: {}\n", workload.name, workload.about)?;
+        writeln!(
+            md,
+            "| tool | wall s | objects/s | MB/s | client CPU s | CPU {} | server CPU s | peak RSS MiB | wall ÷ plx-init | CPU ÷ plx-init |",
+            if small { "s per 1,000 objects" } else { "s per GiB" }
+        )?;
+        writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
+        let ours = rows.iter().find(|row| row.label == "plx-init").map(|row| (row.wall.median, row.cpu.median));
+        for row in &rows {
+            let per = if small {
+                row.cpu.median / objects * 1000.0
+            } else {
+                row.cpu.median / gib
+            };
+            let (wall_ratio, cpu_ratio) = match ours {
+                Some((wall, cpu)) => (row.wall.median / wall, row.cpu.median / cpu),
+                None => (f64::NAN, f64::NAN),
+            };
+            let spread = if row.wall.max > row.wall.min * 1.15 { " ⚠" } else { "" };
+            writeln!(
+                md,
+                "| {}{} | {:.2} [{:.2}–{:.2}]{spread} | {:.0} | {:.0} | {:.2} [{:.2}–{:.2}] | {:.3} | {:.2} | {:.0} | {:.2} | {:.2} |",
+                row.label,
+                if row.invalid > 0 { format!(" ({} invalid)", row.invalid) } else { String::new() },
+                row.wall.median,
+                row.wall.min,
+                row.wall.max,
+                objects / row.wall.median,
+                mb / row.wall.median,
+                row.cpu.median,
+                row.cpu.min,
+                row.cpu.max,
+                per,
+                row.server,
+                row.rss_mib,
+                wall_ratio,
+                cpu_ratio,
+            )?;
+        }
+        let missing: Vec<String> = skipped
+            .iter()
+            .filter(|(name, _)| *name == workload.name)
+            .map(|(_, peer)| peer.label())
+            .collect();
+        if !missing.is_empty() {
+            writeln!(md, "\nNot run: {} (see below).", missing.join(", "))?;
+        }
+        writeln!(md)?;
+        panels.push((
+            workload.name,
+            rows.iter()
+                .filter_map(|row| {
+                    let ours = ours?.0;
+                    (row.wall.median.is_finite()).then(|| (row.label.clone(), row.wall.median / ours))
+                })
+                .collect::<Vec<_>>(),
+        ));
+    }
+    writeln!(md, "{END}")?;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (text.find(BEGIN), text.find(END)) {
+        (Some(begin), Some(end)) if begin < end => {
+            format!("{}{}{}", &text[..begin], md.trim_end(), &text[end + END.len()..])
+        }
+        _ => format!("{text}\n## Transfers\n\n{md}"),
+    };
+    std::fs::write(path, updated)?;
+    draw(&chart, &panels)
+}
+
+/// One panel per workload: each tool's median wall time over plx-init's, on a log scale.
+fn draw(path: &Path, panels: &[(&str, Vec<(String, f64)>)]) -> anyhow::Result<()> {
+    let tools: Vec<String> = panels
+        .first()
+        .map(|(_, rows)| rows.iter().map(|(label, _)| label.clone()).collect())
+        .unwrap_or_default();
+    let height = 60 + panels.len() as u32 * (tools.len() as u32 * 18 + 50);
+    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let areas = root.split_evenly((panels.len().max(1), 1));
+    for ((name, rows), area) in panels.iter().zip(areas) {
+        let max = rows
+            .iter()
+            .map(|(_, ratio)| *ratio)
+            .fold(2.0f64, f64::max)
+            .min(1000.0);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(
+                format!("{name}: wall time ÷ plx-init's (log scale; 1 = as fast)"),
+                ("sans-serif", 14),
+            )
+            .margin(6)
+            .x_label_area_size(20)
+            .y_label_area_size(230)
+            .build_cartesian_2d((0.5f64..max * 1.2).log_scale(), 0..rows.len() as i32)?;
+        let labels: Vec<String> = rows.iter().map(|(label, _)| label.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(rows.len() + 1)
+            .y_label_formatter(&|index| {
+                labels
+                    .get(*index as usize)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .x_label_formatter(&|value| format!("{value:.1}"))
+            .draw()?;
+        chart.draw_series(rows.iter().enumerate().map(|(index, (label, ratio))| {
+            let color = if label == "plx-init" { RED.to_rgba() } else { BLUE.mix(0.6) };
+            Rectangle::new(
+                [(0.5, index as i32), (ratio.max(0.5), index as i32 + 1)],
+                color.filled(),
+            )
+        }))?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
