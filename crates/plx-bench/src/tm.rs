@@ -1,9 +1,6 @@
 //! The aws-s3-transfer-manager peer (awslabs' Rust transfer manager), as its README uses it:
 //! `download_objects` per prefix, `download().write_to_file` per key, `upload_objects`.
 
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
 use aws_sdk_s3_transfer_manager::{
     Client,
     io::walk::FsWalker,
@@ -13,23 +10,14 @@ use aws_sdk_s3_transfer_manager::{
 use crate::peers::Spec;
 
 pub async fn run(spec: &Spec) -> anyhow::Result<()> {
-    let s3 = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(spec.region.clone()))
-        .endpoint_url(&spec.endpoint)
-        .force_path_style(true)
-        .credentials_provider(Credentials::new(
-            std::env::var("AWS_ACCESS_KEY_ID")?,
-            std::env::var("AWS_SECRET_ACCESS_KEY")?,
-            None,
-            None,
-            "bench",
-        ))
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-        .build();
-    let mut config = aws_sdk_s3_transfer_manager::Config::builder()
-        .client(aws_sdk_s3::Client::from_conf(s3));
+    // The testkit's client: path-style, checksums only where required, as for every peer.
+    let s3 = plx_testkit::s3::client_for(
+        &spec.endpoint,
+        &spec.region,
+        &std::env::var("AWS_ACCESS_KEY_ID")?,
+        &std::env::var("AWS_SECRET_ACCESS_KEY")?,
+    );
+    let mut config = aws_sdk_s3_transfer_manager::Config::builder().client(s3);
     if spec.tuned {
         config = config
             .concurrency(ConcurrencyMode::Explicit(

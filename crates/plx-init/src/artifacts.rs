@@ -129,13 +129,11 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut summaries = Vec::new();
     for init in &inits {
-        let connection = match &init.connection {
-            Some(name) => plx_credentials::find(&catalog, name)?,
-            None => catalog
-                .artifacts_store
-                .as_ref()
-                .context("the entry names no connection and the catalog has no artifacts store")?,
-        };
+        let connection = crate::catalog::connection(
+            &catalog,
+            init.connection.as_deref(),
+            "the entry names no connection and the catalog has no artifacts store",
+        )?;
         let pulls = init.pulls(connection, store.as_deref(), &context_root);
         let workers = init
             .artifacts

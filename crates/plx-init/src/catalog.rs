@@ -28,6 +28,19 @@ pub(crate) fn load(file: Option<&Path>, env: &Environment) -> anyhow::Result<Cat
 }
 
 /// The report's errors, one per line, for a message.
+/// The connection `name` names, or the artifacts store when there is no name; `unnamed` says
+/// why a name was expected when the catalog has no store.
+pub(crate) fn connection<'a>(
+    catalog: &'a Catalog,
+    name: Option<&str>,
+    unnamed: &'static str,
+) -> anyhow::Result<&'a plx_connections::Connection> {
+    match name {
+        Some(name) => Ok(plx_credentials::find(catalog, name)?),
+        None => catalog.artifacts_store.as_ref().context(unnamed),
+    }
+}
+
 pub(crate) fn errors(report: &plx_connections::Report) -> String {
     report
         .diagnostics

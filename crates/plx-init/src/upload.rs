@@ -32,13 +32,11 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
     let catalog = crate::catalog::load(args.catalog.as_deref(), &env)?;
-    let connection = match &args.connection {
-        Some(name) => plx_credentials::find(&catalog, name)?,
-        None => catalog
-            .artifacts_store
-            .as_ref()
-            .context("no --connection and the catalog has no artifacts store")?,
-    };
+    let connection = crate::catalog::connection(
+        &catalog,
+        args.connection.as_deref(),
+        "no --connection and the catalog has no artifacts store",
+    )?;
     if connection.kind != Kind::S3 {
         anyhow::bail!(
             "connection `{}` is of kind {}; plx-init uploads to s3 connections only",
