@@ -26,7 +26,10 @@ use crate::{
 };
 
 #[derive(Parser)]
-#[command(name = "plx-bench", about = "plx-init side by side with other S3 tools")]
+#[command(
+    name = "plx-bench",
+    about = "plx-init side by side with other S3 tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -130,7 +133,11 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let mut rows = Peer::all();
     if !args.tools.is_empty() {
         rows.retain(|peer| {
-            peer.tool == Tool::PlxInit || args.tools.iter().any(|name| peer.tool.name().starts_with(name.as_str()))
+            peer.tool == Tool::PlxInit
+                || args
+                    .tools
+                    .iter()
+                    .any(|name| peer.tool.name().starts_with(name.as_str()))
         });
     }
     if args.quick {
@@ -139,7 +146,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     let server_dir = args.work.join("server");
     let _ = std::fs::remove_dir_all(&server_dir);
     // Apart for --quick: its workloads are smaller versions under the same prefixes.
-    let source = args.work.join(if args.quick { "source-quick" } else { "source" });
+    let source = args
+        .work
+        .join(if args.quick { "source-quick" } else { "source" });
     let scratch = args.work.join("scratch");
     std::fs::create_dir_all(&scratch)?;
     std::fs::create_dir_all(&source)?;
@@ -189,7 +198,11 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                 vec![rows[0]]
             } else {
                 let shift = (round - warm_up) % rows.len();
-                rows[shift..].iter().chain(&rows[..shift]).copied().collect()
+                rows[shift..]
+                    .iter()
+                    .chain(&rows[..shift])
+                    .copied()
+                    .collect()
             };
             for peer in order {
                 let destination = args.landing.join("dst");
@@ -224,7 +237,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                         workload::check_tree(workload, &manifest, &destination)
                     };
                     if let Err(problem) = checked {
-                        measured.invalid = Some(format!("{problem} (the tool said: {})", measure::tail(&output)));
+                        measured.invalid = Some(format!(
+                            "{problem} (the tool said: {})",
+                            measure::tail(&output)
+                        ));
                     }
                 }
                 if measured.invalid.is_none()
@@ -237,8 +253,20 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                 if workload.upload {
                     runtime.block_on(delete_prefix(&server.client, bucket, &prefix))?;
                 }
+                // How plx-init checked what it pulled: against stored CRCs, ETags, or sizes only.
+                let checks = match peer.tool {
+                    Tool::PlxInit | Tool::PlxInitSizes if !workload.upload => {
+                        let summary = scratch.join("summary.json");
+                        format!(
+                            "  crc {} unverified {}",
+                            summed(&summary, "crc_checked").unwrap_or_default(),
+                            summed(&summary, "unverified").unwrap_or_default()
+                        )
+                    }
+                    _ => String::new(),
+                };
                 eprintln!(
-                    "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{}",
+                    "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{checks}{}",
                     peer.label(),
                     measured.wall,
                     measured.client_cpu,
@@ -303,12 +331,17 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn retried(summary: &Path) -> Option<u64> {
+    summed(summary, "retried")
+}
+
+/// A field of plx-init's `--summary`, summed over its entries.
+fn summed(summary: &Path, field: &str) -> Option<u64> {
     let value: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).ok()?).ok()?;
     Some(
         value
             .as_array()?
             .iter()
-            .filter_map(|entry| entry["summary"]["retried"].as_u64())
+            .filter_map(|entry| entry["summary"][field].as_u64())
             .sum(),
     )
 }
@@ -330,8 +363,7 @@ async fn presign(
     workload: &Workload,
     prefix: &str,
 ) -> anyhow::Result<Vec<(String, String)>> {
-    let config =
-        aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))?;
+    let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(3600))?;
     let mut urls = Vec::new();
     for (key, _) in workload.wanted() {
         let (key, request) = if workload.upload {
@@ -382,7 +414,11 @@ async fn check_upload(
                 (
                     key.to_owned(),
                     object.size().unwrap_or(-1) as u64,
-                    object.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+                    object
+                        .e_tag()
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                        .to_owned(),
                 ),
             );
         }
@@ -523,7 +559,11 @@ fn versions(ctx: &peers::Context) -> Vec<(String, String)> {
         ),
         (
             "aws-s3-transfer-manager".into(),
-            if ctx.tm { "0.3.1".into() } else { "not built".into() },
+            if ctx.tm {
+                "0.3.1".into()
+            } else {
+                "not built".into()
+            },
         ),
         ("curl".into(), say(Path::new("curl"), &["--version"])),
     ]

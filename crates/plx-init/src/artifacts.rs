@@ -84,6 +84,7 @@ fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary) {
         skipped = summary.skipped,
         retried = summary.retried,
         unverified = summary.unverified,
+        crc_checked = summary.crc_checked,
         seconds = summary.elapsed.as_secs_f64(),
         "pulled"
     );

@@ -1,5 +1,6 @@
 //! `plx-init upload`: send a local file or directory to a connection, for outputs a job leaves
-//! behind. Every object is verified against the ETag the store answers; any failure is exit 1.
+//! behind. Every request carries the CRC32C of its bytes, which the store checks (one that knows
+//! no checksums ignores it); any failure is exit 1.
 
 use std::{path::PathBuf, process::ExitCode};
 

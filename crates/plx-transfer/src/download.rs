@@ -19,7 +19,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use md5::{Digest, Md5};
 
 use crate::{
-    Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
+    Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
+    checksum::{self, Crc, Seen, Stored},
+    emit,
     path::{local_path, under},
     state::{Journal, Landed, State},
 };
@@ -119,7 +121,7 @@ fn stamp(etag: Option<&str>, last_modified: Option<&aws_sdk_s3::primitives::Date
 }
 
 enum Outcome {
-    Fetched { bytes: u64, verified: bool },
+    Fetched { bytes: u64, check: Check },
     Skipped,
 }
 
@@ -425,11 +427,13 @@ pub async fn download(
         .unwrap_or_default();
     for (job, outcome) in outcomes {
         match outcome {
-            Ok(Outcome::Fetched { bytes, verified }) => {
+            Ok(Outcome::Fetched { bytes, check }) => {
                 summary.objects += 1;
                 summary.bytes += bytes;
-                if !verified {
-                    summary.unverified += 1;
+                match check {
+                    Check::None => summary.unverified += 1,
+                    Check::Crc => summary.crc_checked += 1,
+                    Check::Etag => {}
                 }
                 emit(events, Event::Done { key: job.key });
             }
@@ -505,7 +509,7 @@ async fn fetch(
         dir.create_dir_all(&job.path).map_err(Failure::io)?;
         return Ok(Outcome::Fetched {
             bytes: 0,
-            verified: true,
+            check: Check::Etag,
         });
     }
     let landed = state
@@ -727,7 +731,13 @@ async fn fetch_once(
     // Each part's MD5, taken as its bytes stream in: a multipart ETag is checked from these
     // when the uploader's part size is ours, without reading the file again.
     let part_md5s: Mutex<BTreeMap<u64, [u8; 16]>> = Mutex::default();
-    let streamed_md5 = if ranged {
+    let part_crcs: Mutex<BTreeMap<u64, u64>> = Mutex::default();
+    let mut stored = None;
+    let streamed = if ranged {
+        if config.verify {
+            stored = stored_checksum(client, bucket, &job.key).await;
+        }
+        let crc = stored.map(|stored| stored.crc);
         file.set_len(job.size).map_err(Failure::io)?;
         let done = progress
             .as_ref()
@@ -742,13 +752,24 @@ async fn fetch_once(
             .collect();
         stream::iter(parts)
             .map(|(start, end)| {
-                let (etag, file, progress, part_md5s) = (&etag, &file, &progress, &part_md5s);
+                let (etag, file, progress, part_md5s, part_crcs) =
+                    (&etag, &file, &progress, &part_md5s, &part_crcs);
                 async move {
-                    let md5 =
-                        fetch_range(client, bucket, job, file, start, end, etag, config, events)
-                            .await?;
-                    if let Ok(mut part_md5s) = part_md5s.lock() {
-                        part_md5s.insert(start, md5);
+                    let range = Range { start, end, crc };
+                    let sum =
+                        fetch_range(client, bucket, job, file, range, etag, config, events).await?;
+                    match sum {
+                        Sum::Md5(md5) => {
+                            if let Ok(mut part_md5s) = part_md5s.lock() {
+                                part_md5s.insert(start, md5);
+                            }
+                        }
+                        Sum::Crc(value) => {
+                            if let Ok(mut part_crcs) = part_crcs.lock() {
+                                part_crcs.insert(start, value);
+                            }
+                        }
+                        Sum::Off => {}
                     }
                     if let Some((path, progress)) = progress {
                         // Durable before recorded: a recorded part is really on disk.
@@ -772,25 +793,44 @@ async fn fetch_once(
             .buffer_unordered(config.part_concurrency.max(1))
             .try_collect::<Vec<()>>()
             .await?;
-        None
+        Sum::Off
     } else {
-        // With checksum mode on, the SDK checks any `x-amz-checksum-*` the server sends as the
-        // body streams, and fails the body on a mismatch.
+        // With checksum mode on, the store sends the CRC it keeps, and the SDK checks it as the
+        // body streams. Not for a multipart object: Garage sends a composite CRC bare, and the
+        // SDK would take it for the whole object's.
         let response = client
             .get_object()
             .bucket(bucket)
             .key(&job.key)
-            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .set_checksum_mode(
+                etag_parts(&job.stamp)
+                    .is_none()
+                    .then_some(aws_sdk_s3::types::ChecksumMode::Enabled),
+            )
             .send()
             .await
             .map_err(s3_failure)?;
+        let response_etag = response
+            .e_tag()
+            .map(|etag| etag.trim_matches('"').to_owned());
+        // A CRC over the whole object is checked instead of the ETag's MD5.
+        stored = Stored::from_headers(
+            response.checksum_crc64_nvme(),
+            response.checksum_crc32_c(),
+            response.checksum_crc32(),
+            response.checksum_type(),
+        )
+        .filter(|stored| match stored.cover {
+            checksum::Cover::Full => true,
+            checksum::Cover::Unsaid => response_etag.as_deref().and_then(etag_parts).is_none(),
+            checksum::Cover::Parts(_) => false,
+        })
+        .filter(|_| config.verify);
         if let Ok(mut etag) = etag.lock() {
-            *etag = response
-                .e_tag()
-                .map(|etag| etag.trim_matches('"').to_owned());
+            *etag = response_etag;
         }
         let mut body = response.body;
-        let mut digest = Md5::new();
+        let mut digest = Hasher::new(config.verify, stored.map(|stored| stored.crc));
         let mut written = 0u64;
         while let Some(chunk) = body.try_next().await.map_err(|error| {
             Failure::transient(
@@ -799,9 +839,7 @@ async fn fetch_once(
             )
         })? {
             file.write_all_at(&chunk, written).map_err(Failure::io)?;
-            if config.verify {
-                digest.update(&chunk);
-            }
+            digest.update(&chunk);
             written += chunk.len() as u64;
             emit(events, Event::Bytes(chunk.len() as u64));
         }
@@ -811,7 +849,15 @@ async fn fetch_once(
                 format!("got {written} bytes, the object has {}", job.size),
             ));
         }
-        Some(hex::encode(digest.finalize()))
+        match digest.finish() {
+            Sum::Crc(value) => {
+                if let Ok(mut part_crcs) = part_crcs.lock() {
+                    part_crcs.insert(0, value);
+                }
+                Sum::Off
+            }
+            sum => sum,
+        }
     };
     file.sync_all().map_err(Failure::io)?;
     let length = file.metadata().map_err(Failure::io)?.len();
@@ -826,17 +872,35 @@ async fn fetch_once(
         .ok()
         .and_then(|etag| etag.clone())
         .unwrap_or_default();
-    let part_md5s = Parts {
+    let seen = Parts {
         size: config.part_size,
         md5s: part_md5s.into_inner().unwrap_or_default(),
+        crcs: Seen {
+            part_size: if ranged { config.part_size } else { job.size },
+            crcs: part_crcs.into_inner().unwrap_or_default(),
+        },
+    };
+    let streamed_md5 = match streamed {
+        Sum::Md5(md5) => Some(hex::encode(md5)),
+        _ => None,
     };
     let checked = if config.verify {
-        verify(client, bucket, job, &etag, &file, streamed_md5, &part_md5s).await
+        verify(
+            client,
+            bucket,
+            job,
+            &etag,
+            &file,
+            streamed_md5,
+            stored,
+            &seen,
+        )
+        .await
     } else {
-        Ok(false)
+        Ok(Check::None)
     };
-    let verified = match checked {
-        Ok(verified) => verified,
+    let check = match checked {
+        Ok(check) => check,
         Err(failure) => {
             // Bad bytes are not worth resuming from.
             temporary.armed = true;
@@ -856,8 +920,93 @@ async fn fetch_once(
     }
     Ok(Outcome::Fetched {
         bytes: job.size,
-        verified,
+        check,
     })
+}
+
+/// What an object's bytes were checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Nothing: no checksum to check against (sizes only).
+    None,
+    /// The ETag's MD5 (of the parts' MD5s for a multipart ETag).
+    Etag,
+    /// The CRC the store keeps.
+    Crc,
+}
+
+/// One ranged GET: bytes `start..=end`, hashed with `crc` (the stored checksum's) or MD5.
+#[derive(Clone, Copy)]
+struct Range {
+    start: u64,
+    end: u64,
+    crc: Option<Crc>,
+}
+
+/// What bytes were hashed into as they came.
+enum Sum {
+    Off,
+    Md5([u8; 16]),
+    Crc(u64),
+}
+
+/// Hashes bytes as they stream: with the store's CRC where it keeps one, else with MD5 for the
+/// ETag; not at all when verification is off.
+enum Hasher {
+    Off,
+    Md5(Md5),
+    Crc(crc_fast::Digest),
+}
+
+impl Hasher {
+    fn new(verify: bool, crc: Option<Crc>) -> Hasher {
+        match (verify, crc) {
+            (false, _) => Hasher::Off,
+            (true, Some(crc)) => Hasher::Crc(crc.digest()),
+            (true, None) => Hasher::Md5(Md5::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Off => {}
+            Hasher::Md5(md5) => md5.update(bytes),
+            Hasher::Crc(crc) => crc.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Sum {
+        match self {
+            Hasher::Off => Sum::Off,
+            Hasher::Md5(md5) => Sum::Md5(md5.finalize().into()),
+            Hasher::Crc(crc) => Sum::Crc(crc.finalize()),
+        }
+    }
+}
+
+/// The CRC the store keeps for the whole object (`HEAD` with checksum mode on), if any.
+async fn stored_checksum(client: &Client, bucket: &str, key: &str) -> Option<Stored> {
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .ok()?;
+    Stored::from_headers(
+        head.checksum_crc64_nvme(),
+        head.checksum_crc32_c(),
+        head.checksum_crc32(),
+        head.checksum_type(),
+    )
+}
+
+/// The parts count of a multipart ETag (`<md5 of the parts' MD5s>-<parts>`).
+fn etag_parts(etag: &str) -> Option<u64> {
+    let (md5, parts) = etag.trim_matches('"').split_once('-')?;
+    let hex = md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.parse().ok().filter(|parts| hex && *parts > 0)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -866,12 +1015,11 @@ async fn fetch_range(
     bucket: &str,
     job: &Job,
     file: &std::fs::File,
-    start: u64,
-    end: u64,
+    Range { start, end, crc }: Range,
     etag: &Mutex<Option<String>>,
     config: &Config,
     events: &Events,
-) -> Result<[u8; 16], Failure> {
+) -> Result<Sum, Failure> {
     let (result, _) = retrying(config, &job.key, events, || async {
         let response = client
             .get_object()
@@ -899,7 +1047,7 @@ async fn fetch_range(
         }
         let mut body = response.body;
         let mut offset = start;
-        let mut digest = Md5::new();
+        let mut digest = Hasher::new(config.verify, crc);
         while let Some(chunk) = body.try_next().await.map_err(|error| {
             Failure::transient(
                 ErrorKind::Transport,
@@ -913,9 +1061,7 @@ async fn fetch_range(
                 ));
             }
             file.write_all_at(&chunk, offset).map_err(Failure::io)?;
-            if config.verify {
-                digest.update(&chunk);
-            }
+            digest.update(&chunk);
             offset += chunk.len() as u64;
             emit(events, Event::Bytes(chunk.len() as u64));
         }
@@ -925,21 +1071,24 @@ async fn fetch_range(
                 format!("part {start}-{end} ended after {} bytes", offset - start),
             ));
         }
-        Ok(digest.finalize().into())
+        Ok(digest.finish())
     })
     .await;
     result
 }
 
-/// The MD5 of each ranged part this run fetched, by offset.
+/// The MD5 or CRC of each ranged part this run fetched, by offset.
 struct Parts {
     size: u64,
     md5s: BTreeMap<u64, [u8; 16]>,
+    crcs: Seen,
 }
 
-/// Checks the landed bytes against the ETag: the MD5 for single-part objects, the MD5 of the parts'
-/// MD5s for multipart ones (the part size from `HEAD ?partNumber=1`, or the usual sizes).
-/// Returns whether a checksum was checked; a mismatch is an error.
+/// Checks the landed bytes: against the CRC the store keeps where it gave one (`stored`), else, or
+/// if the CRC matches no way the object may have been cut into parts, against the ETag: the MD5
+/// for single-part objects, the MD5 of the parts' MD5s for multipart ones. Returns whether a
+/// checksum was checked, and which; a mismatch is an error.
+#[allow(clippy::too_many_arguments)]
 async fn verify(
     client: &Client,
     bucket: &str,
@@ -947,9 +1096,29 @@ async fn verify(
     etag: &str,
     file: &std::fs::File,
     streamed_md5: Option<String>,
-    parts_seen: &Parts,
-) -> Result<bool, Failure> {
+    stored: Option<Stored>,
+    seen: &Parts,
+) -> Result<Check, Failure> {
     let etag = etag.to_ascii_lowercase();
+    let parts = etag_parts(&etag);
+    if let Some(stored) = stored {
+        // A composite CRC is over the uploader's parts: which sizes they may have had.
+        let parts = match stored.cover {
+            checksum::Cover::Parts(parts) => Some(parts),
+            checksum::Cover::Unsaid => parts,
+            checksum::Cover::Full => None,
+        };
+        let sizes = match parts {
+            Some(parts) => part_sizes(client, bucket, job, parts).await.1,
+            None => Vec::new(),
+        };
+        if checksum::matches(stored, file, job.size, parts, &sizes, &seen.crcs)
+            .map_err(Failure::io)?
+        {
+            return Ok(Check::Crc);
+        }
+        tracing::debug!(key = %job.key, "the stored CRC matches no part layout; checking the ETag");
+    }
     let is_md5 = |text: &str| text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
     if is_md5(&etag) {
         let actual = match streamed_md5 {
@@ -957,7 +1126,7 @@ async fn verify(
             None => file_md5(file, 0, job.size).map_err(Failure::io)?,
         };
         return if actual == etag {
-            Ok(true)
+            Ok(Check::Etag)
         } else {
             Err(Failure::transient(
                 ErrorKind::Corrupt,
@@ -965,15 +1134,49 @@ async fn verify(
             ))
         };
     }
-    let Some((md5, parts)) = etag.split_once('-') else {
-        return Ok(false);
+    let (Some(parts), Some((md5, _))) = (parts, etag.split_once('-')) else {
+        return Ok(Check::None);
     };
-    let (Ok(parts), true) = (parts.parse::<u64>(), is_md5(md5)) else {
-        return Ok(false);
-    };
-    if parts == 0 {
-        return Ok(false);
+    let (told, candidates) = part_sizes(client, bucket, job, parts).await;
+    for part_size in candidates {
+        let mut combined = Md5::new();
+        let mut offset = 0;
+        while offset < job.size {
+            let length = part_size.min(job.size - offset);
+            // A part fetched by this run was hashed as it came; one a killed run left is read.
+            let streamed = (part_size == seen.size)
+                .then(|| seen.md5s.get(&offset))
+                .flatten();
+            match streamed {
+                Some(md5) => combined.update(md5),
+                None => combined.update(
+                    hex::decode(file_md5(file, offset, length).map_err(Failure::io)?)
+                        .unwrap_or_default(),
+                ),
+            }
+            offset += length;
+        }
+        if hex::encode(combined.finalize()) == md5 {
+            return Ok(Check::Etag);
+        }
+        if Some(part_size) == told {
+            return Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!("content does not match the multipart ETag {etag}"),
+            ));
+        }
     }
+    Ok(Check::None)
+}
+
+/// The part sizes a multipart object of `parts` parts may have been uploaded with: the one the
+/// store tells (also returned alone), then the usual ones.
+async fn part_sizes(
+    client: &Client,
+    bucket: &str,
+    job: &Job,
+    parts: u64,
+) -> (Option<u64>, Vec<u64>) {
     // A server that honours `?partNumber=1` says how large the parts are (and how many); one that
     // ignores it (s3s-fs) answers for the whole object, so only a parts count makes it trustworthy.
     let told = match client
@@ -1000,35 +1203,7 @@ async fn verify(
             .filter(|size| job.size.div_ceil(*size) == parts)
             .take(8),
     );
-    for part_size in candidates {
-        let mut combined = Md5::new();
-        let mut offset = 0;
-        while offset < job.size {
-            let length = part_size.min(job.size - offset);
-            // A part fetched by this run was hashed as it came; one a killed run left is read.
-            let streamed = (part_size == parts_seen.size)
-                .then(|| parts_seen.md5s.get(&offset))
-                .flatten();
-            match streamed {
-                Some(md5) => combined.update(md5),
-                None => combined.update(
-                    hex::decode(file_md5(file, offset, length).map_err(Failure::io)?)
-                        .unwrap_or_default(),
-                ),
-            }
-            offset += length;
-        }
-        if hex::encode(combined.finalize()) == md5 {
-            return Ok(true);
-        }
-        if Some(part_size) == told {
-            return Err(Failure::transient(
-                ErrorKind::Corrupt,
-                format!("content does not match the multipart ETag {etag}"),
-            ));
-        }
-    }
-    Ok(false)
+    (told, candidates)
 }
 
 fn file_md5(file: &std::fs::File, start: u64, length: u64) -> std::io::Result<String> {

@@ -10,6 +10,7 @@
 //! parallel part uploads, are a few dozen lines on `aws-sdk-s3`, so this engine owns them and
 //! keeps every guarantee in one place.
 
+mod checksum;
 mod copy;
 mod download;
 mod path;
@@ -180,6 +181,9 @@ pub struct Summary {
     pub failed: u64,
     /// Objects whose checksum could not be checked (size checked only).
     pub unverified: u64,
+    /// Objects checked against the CRC the store keeps (`x-amz-checksum-*`) rather than the
+    /// ETag's MD5: the cheaper check, where the store offers it.
+    pub crc_checked: u64,
     /// Wall time (in seconds when serialised).
     #[serde(serialize_with = "seconds")]
     pub elapsed: Duration,

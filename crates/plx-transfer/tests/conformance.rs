@@ -45,7 +45,11 @@ async fn run() -> anyhow::Result<bool> {
 async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyhow::Result<()> {
     plx_testkit::s3::create_bucket(client, bucket).await?;
     for (key, content) in case["objects"].as_object().into_iter().flatten() {
-        plx_testkit::s3::put(client, bucket, key, content.as_str().unwrap_or_default()).await?;
+        let content = content.as_str().unwrap_or_default();
+        match case["checksums"][key.as_str()].as_str() {
+            Some(crc) => put_with(client, bucket, key, content, crc).await?,
+            None => plx_testkit::s3::put(client, bucket, key, content).await?,
+        }
     }
     let strings = |value: &Value| {
         value
@@ -135,6 +139,17 @@ async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyho
             ));
         }
     }
+    let summary = result.as_ref().ok();
+    for (field, got) in [
+        ("crc_checked", summary.map(|summary| summary.crc_checked)),
+        ("unverified", summary.map(|summary| summary.unverified)),
+    ] {
+        if let Some(want) = case["expect"][field].as_u64()
+            && got != Some(want)
+        {
+            problems.push(format!("{field} {got:?}, expected {want}"));
+        }
+    }
     if let Some(tree) = case["expect"]["tree"].as_object() {
         let want: BTreeMap<String, Option<String>> = tree
             .iter()
@@ -150,6 +165,44 @@ async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyho
     } else {
         anyhow::bail!(problems.join("; "))
     }
+}
+
+/// A PUT that sends the CRC `crc` of its bytes, for the store to check and keep.
+async fn put_with(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    content: &str,
+    crc: &str,
+) -> anyhow::Result<()> {
+    use aws_sdk_s3::types::ChecksumAlgorithm;
+    use crc_fast::CrcAlgorithm;
+    let encode = |algorithm, width: usize| {
+        let value = crc_fast::checksum(algorithm, content.as_bytes()).to_be_bytes();
+        aws_smithy_types::base64::encode(&value[8 - width..])
+    };
+    let put = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(content.as_bytes().to_vec().into());
+    // The algorithm named as well as its value: moto keeps a value only when it is named.
+    let put = match crc {
+        "crc32" => put
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .checksum_crc32(encode(CrcAlgorithm::Crc32IsoHdlc, 4)),
+        "crc32c" => put
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .checksum_crc32_c(encode(CrcAlgorithm::Crc32Iscsi, 4)),
+        "crc64nvme" => put
+            .checksum_algorithm(ChecksumAlgorithm::Crc64Nvme)
+            .checksum_crc64_nvme(encode(CrcAlgorithm::Crc64Nvme, 8)),
+        other => anyhow::bail!("no CRC called {other}"),
+    };
+    put.send()
+        .await
+        .map_err(|error| anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(error)))?;
+    Ok(())
 }
 
 fn kind(kind: ErrorKind) -> &'static str {
