@@ -59,22 +59,33 @@ impl Crc {
     /// The CRC of `length` bytes of `file` from `start`.
     fn of_file(self, file: &std::fs::File, start: u64, length: u64) -> std::io::Result<u64> {
         let mut digest = self.digest();
-        let mut buffer = vec![0u8; 1024 * 1024];
-        let mut offset = start;
-        while offset < start + length {
-            let want = (start + length - offset).min(buffer.len() as u64) as usize;
-            let read = file.read_at(&mut buffer[..want], offset)?;
-            if read == 0 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "file shorter than expected",
-                ));
-            }
-            digest.update(&buffer[..read]);
-            offset += read as u64;
-        }
+        read_range(file, start, length, |bytes| digest.update(bytes))?;
         Ok(digest.finalize())
     }
+}
+
+/// Feeds `length` bytes of `file` from `start` to `each`, a MiB at a time.
+pub(crate) fn read_range(
+    file: &std::fs::File,
+    start: u64,
+    length: u64,
+    mut each: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut buffer = vec![0u8; 1024 * 1024];
+    let mut offset = start;
+    while offset < start + length {
+        let want = (start + length - offset).min(buffer.len() as u64) as usize;
+        let read = file.read_at(&mut buffer[..want], offset)?;
+        if read == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "file shorter than expected",
+            ));
+        }
+        each(&buffer[..read]);
+        offset += read as u64;
+    }
+    Ok(())
 }
 
 /// The CRC32C of `bytes`, for an upload's `x-amz-checksum-crc32c`.

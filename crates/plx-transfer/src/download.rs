@@ -1208,19 +1208,6 @@ async fn part_sizes(
 
 fn file_md5(file: &std::fs::File, start: u64, length: u64) -> std::io::Result<String> {
     let mut digest = Md5::new();
-    let mut buffer = vec![0u8; 1024 * 1024];
-    let mut offset = start;
-    while offset < start + length {
-        let want = (start + length - offset).min(buffer.len() as u64) as usize;
-        let read = file.read_at(&mut buffer[..want], offset)?;
-        if read == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "file shorter than expected",
-            ));
-        }
-        digest.update(&buffer[..read]);
-        offset += read as u64;
-    }
+    checksum::read_range(file, start, length, |bytes| digest.update(bytes))?;
     Ok(hex::encode(digest.finalize()))
 }

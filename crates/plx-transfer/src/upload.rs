@@ -145,25 +145,18 @@ async fn upload_one(
     // Every request carries the CRC32C of its bytes as a header (not a trailer, which older
     // stores refuse): the store checks what arrived, and keeps a checksum that makes the next
     // download's check cheap.
-    if size <= IN_MEMORY && size < config.multipart_threshold {
-        let bytes = std::fs::read(path).map_err(Failure::io)?;
-        let crc32c = crate::checksum::crc32c(&bytes);
-        client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .checksum_crc32_c(crc32c)
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(s3_failure)?;
-    } else if size < config.multipart_threshold {
-        let file = std::fs::File::open(path).map_err(Failure::io)?;
-        let crc32c = crc32c_of_file(&file, 0, size).map_err(Failure::io)?;
-        let body = ByteStream::from_path(path)
-            .await
-            .map_err(|error| Failure::io(std::io::Error::other(error)))?;
+    if size < config.multipart_threshold {
+        let (crc32c, body) = if size <= IN_MEMORY {
+            let bytes = std::fs::read(path).map_err(Failure::io)?;
+            (crate::checksum::crc32c(&bytes), ByteStream::from(bytes))
+        } else {
+            let file = std::fs::File::open(path).map_err(Failure::io)?;
+            let crc32c = crc32c_of_file(&file, 0, size).map_err(Failure::io)?;
+            let body = ByteStream::from_path(path)
+                .await
+                .map_err(|error| Failure::io(std::io::Error::other(error)))?;
+            (crc32c, body)
+        };
         client
             .put_object()
             .bucket(bucket)

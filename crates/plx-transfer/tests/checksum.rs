@@ -22,6 +22,14 @@ fn whole() -> Download {
     }
 }
 
+/// Pulls the whole prefix with the default configuration.
+async fn pull(
+    client: &aws_sdk_s3::Client,
+    destination: &std::path::Path,
+) -> Result<plx_transfer::Summary, plx_transfer::Error> {
+    plx_transfer::download(client, &whole(), destination, &Config::default(), &None).await
+}
+
 fn crc32c(data: &[u8]) -> String {
     let value = crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, data) as u32;
     aws_smithy_types::base64::encode(value.to_be_bytes())
@@ -48,14 +56,7 @@ async fn a_large_object_is_checked_against_its_whole_object_crc() -> anyhow::Res
     let data = bytes(7, LARGE);
     put_with_crc(&server.client, "v1/large.bin", &data).await?;
     let destination = tempfile::tempdir()?;
-    let summary = plx_transfer::download(
-        &server.client,
-        &whole(),
-        destination.path(),
-        &Config::default(),
-        &None,
-    )
-    .await?;
+    let summary = pull(&server.client, destination.path()).await?;
     assert_eq!(
         (summary.objects, summary.crc_checked, summary.unverified),
         (1, 1, 0),
@@ -96,14 +97,7 @@ async fn multipart_uploads_keep_a_crc32c_that_the_download_checks() -> anyhow::R
         );
     }
     let destination = tempfile::tempdir()?;
-    let summary = plx_transfer::download(
-        &client,
-        &whole(),
-        destination.path(),
-        &Config::default(),
-        &None,
-    )
-    .await?;
+    let summary = pull(&client, destination.path()).await?;
     assert_eq!(
         (summary.objects, summary.crc_checked, summary.unverified),
         (2, 2, 0),
