@@ -16,7 +16,7 @@ use crate::{
     Config, Entry, Error, ErrorKind, Event, Events, ObjectError, Summary,
     download::{globs, open_part},
     emit,
-    path::{local_path, under},
+    path::{Parents, local_path, under},
 };
 
 /// What to copy.
@@ -76,13 +76,20 @@ pub async fn copy(
             });
         }
     };
+    let parents = Arc::new(Parents::new(dir));
     let outcomes: Vec<(Job, Result<Outcome, ObjectError>)> = stream::iter(jobs)
         .map(|job| {
-            let (source, dir, events) = (source.clone(), dir.clone(), events_out.clone());
+            let (source, parents, events) = (source.clone(), parents.clone(), events_out.clone());
             async move {
                 let from = job.from.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    let outcome = copy_one(&source, &dir, &job, &events);
+                    let outcome = copy_one(&source, &parents, &job, &events);
+                    let key = job.from.display().to_string();
+                    match outcome {
+                        Ok(Outcome::Copied(_)) => emit(&events, Event::Done { key }),
+                        Ok(Outcome::Skipped) => emit(&events, Event::Skipped { key }),
+                        Err(_) => {}
+                    }
                     (job, outcome)
                 })
                 .await;
@@ -108,18 +115,13 @@ pub async fn copy(
         .collect()
         .await;
     let mut summary = Summary::default();
-    for (job, outcome) in outcomes {
-        let key = job.from.display().to_string();
+    for (_, outcome) in outcomes {
         match outcome {
             Ok(Outcome::Copied(bytes)) => {
                 summary.objects += 1;
                 summary.bytes += bytes;
-                emit(events, Event::Done { key });
             }
-            Ok(Outcome::Skipped) => {
-                summary.skipped += 1;
-                emit(events, Event::Skipped { key });
-            }
+            Ok(Outcome::Skipped) => summary.skipped += 1,
             Err(failure) => failures.push(failure),
         }
     }
@@ -324,14 +326,24 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
 
 fn copy_one(
     source: &Dir,
-    dir: &Arc<Dir>,
+    parents: &Parents,
     job: &Job,
     events: &Events,
 ) -> Result<Outcome, ObjectError> {
     let key = job.from.display().to_string();
     let fail = |kind: ErrorKind, message: String| object(kind, &key, message);
     // A file already landed by an earlier run has the source's size and modification time.
-    if let Ok(meta) = dir.symlink_metadata(&job.path)
+    let (dir, name) = parents.of(&job.path).map_err(|error| {
+        fail(
+            ErrorKind::HostileKey,
+            format!(
+                "cannot create the directory of {}: {error}",
+                job.path.display()
+            ),
+        )
+    })?;
+    let dir = &dir;
+    if let Ok(meta) = dir.symlink_metadata(&name)
         && meta.is_file()
         && meta.len() == job.size
         && job.modified.is_some()
@@ -346,30 +358,11 @@ fn copy_one(
             size: job.size,
         },
     );
-    let parent = job
-        .path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
-    if !parent.as_os_str().is_empty() {
-        dir.create_dir_all(&parent).map_err(|error| {
-            fail(
-                ErrorKind::HostileKey,
-                format!("cannot create {}: {error}", parent.display()),
-            )
-        })?;
-    }
-    let name = job
-        .path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
     let nonce = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|since| since.as_nanos())
         .unwrap_or(0);
-    let temporary_path = parent.join(format!(".{name}.{nonce:x}.plx-part"));
+    let temporary_path = PathBuf::from(format!(".{}.{nonce:x}.plx-part", name.to_string_lossy()));
     let mut options = cap_std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     let (file, mut temporary) = open_part(dir, &temporary_path, &options, true)
@@ -397,13 +390,12 @@ fn copy_one(
     }
     file.sync_all()
         .map_err(|error| fail(ErrorKind::Io, format!("cannot sync it: {error}")))?;
-    dir.rename(&temporary_path, dir, &job.path)
-        .map_err(|error| {
-            fail(
-                ErrorKind::HostileKey,
-                format!("cannot land it at {}: {error}", job.path.display()),
-            )
-        })?;
+    dir.rename(&temporary_path, dir, &name).map_err(|error| {
+        fail(
+            ErrorKind::HostileKey,
+            format!("cannot land it at {}: {error}", job.path.display()),
+        )
+    })?;
     temporary.armed = false;
     Ok(Outcome::Copied(bytes))
 }

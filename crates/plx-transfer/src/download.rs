@@ -22,7 +22,7 @@ use crate::{
     Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
     checksum::{self, Crc, Seen, Stored},
     emit,
-    path::{local_path, under},
+    path::{Parents, local_path, under},
     state::{Journal, Landed, State},
 };
 
@@ -63,6 +63,11 @@ fn sweep<'a>(dir: &Dir, jobs: impl Iterator<Item = &'a Job>) {
         }
     }
 }
+
+/// Objects listed and waiting to be fetched: listing runs ahead of fetching by this much.
+const PLANNED: usize = 4096;
+/// Entries listed at once (each a connection of its own; see [`Config::open_files`]).
+pub(crate) const PLANNERS: usize = 8;
 
 /// One thing to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,151 +255,38 @@ pub async fn download(
         }
     };
 
-    let mut failures = Vec::new();
-    let mut jobs = Vec::new();
-    for entry in &request.entries {
-        match entry {
-            Entry::File { from, to } => {
-                let key = join_key(&request.prefix, from);
-                let path = match local_path(to) {
-                    Ok(path) => path,
-                    Err(error) => {
-                        failures.push(one(
-                            ErrorKind::HostileKey,
-                            &key,
-                            format!("destination `{to}` {error}"),
-                        ));
-                        continue;
-                    }
-                };
-                // Listing, not HEAD: some servers (s3s-fs) answer 500 to a HEAD on a prefix.
-                match list_page(client, &request.bucket, &key, Some(2), None, config).await {
-                    Ok(page) => match page
-                        .contents()
-                        .iter()
-                        .find(|object| object.key() == Some(key.as_str()))
-                    {
-                        Some(object) => jobs.push(Job {
-                            size: object.size().unwrap_or(0).max(0) as u64,
-                            stamp: stamp(object.e_tag(), object.last_modified()),
-                            key,
-                            path,
-                            marker: false,
-                        }),
-                        None => {
-                            let message =
-                                if has_objects(client, &request.bucket, &format!("{key}/")).await {
-                                    "is a prefix, not an object: pull it as a directory (dirs)"
-                                } else {
-                                    "does not exist"
-                                };
-                            failures.push(one(
-                                ErrorKind::NotFound,
-                                &format!("s3://{}/{key}", request.bucket),
-                                message.to_owned(),
-                            ));
-                        }
-                    },
-                    Err(failure) => {
-                        failures.push(one(
-                            failure.kind,
-                            &format!("s3://{}/{key}", request.bucket),
-                            failure.message,
-                        ));
-                    }
-                }
-            }
-            Entry::Dir { from, to } => {
-                let base = join_key(&request.prefix, from);
-                let list_prefix = if base.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}/", base.trim_end_matches('/'))
-                };
-                let mut listed = 0usize;
-                let mut token = None;
-                loop {
-                    match list_page(
-                        client,
-                        &request.bucket,
-                        &list_prefix,
-                        None,
-                        token.take(),
-                        config,
-                    )
-                    .await
-                    {
-                        Err(failure) => {
-                            failures.push(one(
-                                failure.kind,
-                                &format!("s3://{}/{list_prefix}", request.bucket),
-                                format!("listing failed: {}", failure.message),
-                            ));
-                            break;
-                        }
-                        Ok(page) => {
-                            token = page
-                                .next_continuation_token()
-                                .filter(|_| page.is_truncated() == Some(true))
-                                .map(str::to_owned);
-                            for object in page.contents() {
-                                let Some(key) = object.key() else { continue };
-                                listed += 1;
-                                let relative = &key[list_prefix.len().min(key.len())..];
-                                if relative.is_empty() {
-                                    continue;
-                                }
-                                let matched = include
-                                    .as_ref()
-                                    .is_none_or(|set| set.is_match(relative))
-                                    && !exclude.as_ref().is_some_and(|set| set.is_match(relative));
-                                if !matched {
-                                    continue;
-                                }
-                                let size = object.size().unwrap_or(0).max(0) as u64;
-                                match local_path(relative).and_then(|path| under(to, &path)) {
-                                    Ok(path) => jobs.push(Job {
-                                        key: key.to_owned(),
-                                        size,
-                                        stamp: stamp(object.e_tag(), object.last_modified()),
-                                        path,
-                                        marker: key.ends_with('/') && size == 0,
-                                    }),
-                                    Err(error) => failures.push(one(ErrorKind::HostileKey, key, format!("refused: the key {error}, so it could land outside the destination"))),
-                                }
-                            }
-                            if token.is_none() {
-                                break;
-                            }
-                        }
-                    }
-                }
-                if listed == 0
-                    && !failures
-                        .iter()
-                        .any(|failure| failure.key.ends_with(&list_prefix))
-                {
-                    failures.push(one(
-                        ErrorKind::NotFound,
-                        &format!("s3://{}/{list_prefix}", request.bucket),
-                        "no objects under this prefix".to_owned(),
-                    ));
-                }
-            }
-        }
-    }
-
+    // Fetching starts with the first listing page: a long listing, or many single keys each
+    // looked up, no longer holds back the first byte.
+    let (planned, queue) = tokio::sync::mpsc::channel::<Job>(PLANNED);
+    let planning = async move {
+        let planned = &planned;
+        // By index: a closure taking `&Entry` would make the download future not `Send` (a
+        // higher-ranked lifetime rustc cannot see through).
+        stream::iter(0..request.entries.len())
+            .map(|at| {
+                let entry = &request.entries[at];
+                plan(client, request, entry, &include, &exclude, config, planned)
+            })
+            .buffer_unordered(PLANNERS)
+            .concat()
+            .await
+    };
+    let queue = stream::unfold(queue, |mut queue| async move {
+        queue.recv().await.map(|job| (job, queue))
+    });
     let state = Arc::new(Mutex::new(State::load(&dir)));
+    let parents = Arc::new(Parents::new(dir.clone()));
     let journal = Arc::new(Journal::open(&dir));
     let summary = Arc::new(Mutex::new(Summary::default()));
-    let outcomes: Vec<(Job, Result<Outcome, Failure>)> = stream::iter(jobs)
+    let fetching = queue
         .map(|job| {
             let (dir, state, summary) = (dir.clone(), state.clone(), summary.clone());
+            let parents = parents.clone();
             let journal = journal.clone();
             let bucket = request.bucket.clone();
             async move {
                 let outcome = fetch(
-                    client, &bucket, &job, &dir, &state, &summary, config, events,
+                    client, &bucket, &job, &dir, &parents, &state, &summary, config, events,
                 )
                 .await;
                 // Recorded as soon as it lands, not when the run ends: a kill must not
@@ -413,12 +305,27 @@ pub async fn download(
                         state.files.insert(path, landed);
                     }
                 }
+                match outcome {
+                    Ok(Outcome::Fetched { .. }) => emit(
+                        events,
+                        Event::Done {
+                            key: job.key.clone(),
+                        },
+                    ),
+                    Ok(Outcome::Skipped) => emit(
+                        events,
+                        Event::Skipped {
+                            key: job.key.clone(),
+                        },
+                    ),
+                    Err(_) => {}
+                }
                 (job, outcome)
             }
         })
         .buffer_unordered(config.concurrency.max(1))
-        .collect()
-        .await;
+        .collect::<Vec<(Job, Result<Outcome, Failure>)>>();
+    let (mut failures, outcomes) = futures::join!(planning, fetching);
 
     sweep(&dir, outcomes.iter().map(|(job, _)| job));
     let mut summary = summary
@@ -435,12 +342,8 @@ pub async fn download(
                     Check::Crc => summary.crc_checked += 1,
                     Check::Etag => {}
                 }
-                emit(events, Event::Done { key: job.key });
             }
-            Ok(Outcome::Skipped) => {
-                summary.skipped += 1;
-                emit(events, Event::Skipped { key: job.key });
-            }
+            Ok(Outcome::Skipped) => summary.skipped += 1,
             Err(failure) => failures.push(one(
                 failure.kind,
                 &format!("s3://{}/{}", request.bucket, job.key),
@@ -455,6 +358,163 @@ pub async fn download(
         tracing::warn!("cannot save the transfer state (a rerun will fetch again): {error}");
     }
     summary.finish(failures, started)
+}
+
+/// Lists what one entry names and sends each object to fetch as soon as its listing page is
+/// in; what cannot be fetched (missing, hostile, a failed listing) comes back as failures.
+#[allow(clippy::too_many_arguments)]
+async fn plan(
+    client: &Client,
+    request: &Download,
+    entry: &Entry,
+    include: &Option<GlobSet>,
+    exclude: &Option<GlobSet>,
+    config: &Config,
+    planned: &tokio::sync::mpsc::Sender<Job>,
+) -> Vec<ObjectError> {
+    let one = |kind: ErrorKind, key: &str, message: String| ObjectError {
+        kind,
+        key: key.to_owned(),
+        message,
+    };
+    let mut failures = Vec::new();
+    match entry {
+        Entry::File { from, to } => {
+            let key = join_key(&request.prefix, from);
+            let path = match local_path(to) {
+                Ok(path) => path,
+                Err(error) => {
+                    failures.push(one(
+                        ErrorKind::HostileKey,
+                        &key,
+                        format!("destination `{to}` {error}"),
+                    ));
+                    return failures;
+                }
+            };
+            // Listing, not HEAD: some servers (s3s-fs) answer 500 to a HEAD on a prefix.
+            match list_page(client, &request.bucket, &key, Some(2), None, config).await {
+                Ok(page) => match page
+                    .contents()
+                    .iter()
+                    .find(|object| object.key() == Some(key.as_str()))
+                {
+                    Some(object) => {
+                        // Closed only when the fetching has stopped; nothing is lost then.
+                        let _ = planned
+                            .send(Job {
+                                size: object.size().unwrap_or(0).max(0) as u64,
+                                stamp: stamp(object.e_tag(), object.last_modified()),
+                                key,
+                                path,
+                                marker: false,
+                            })
+                            .await;
+                    }
+                    None => {
+                        let message =
+                            if has_objects(client, &request.bucket, &format!("{key}/")).await {
+                                "is a prefix, not an object: pull it as a directory (dirs)"
+                            } else {
+                                "does not exist"
+                            };
+                        failures.push(one(
+                            ErrorKind::NotFound,
+                            &format!("s3://{}/{key}", request.bucket),
+                            message.to_owned(),
+                        ));
+                    }
+                },
+                Err(failure) => {
+                    failures.push(one(
+                        failure.kind,
+                        &format!("s3://{}/{key}", request.bucket),
+                        failure.message,
+                    ));
+                }
+            }
+        }
+        Entry::Dir { from, to } => {
+            let base = join_key(&request.prefix, from);
+            let list_prefix = if base.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", base.trim_end_matches('/'))
+            };
+            let mut listed = 0usize;
+            let mut token = None;
+            loop {
+                match list_page(
+                    client,
+                    &request.bucket,
+                    &list_prefix,
+                    None,
+                    token.take(),
+                    config,
+                )
+                .await
+                {
+                    Err(failure) => {
+                        failures.push(one(
+                            failure.kind,
+                            &format!("s3://{}/{list_prefix}", request.bucket),
+                            format!("listing failed: {}", failure.message),
+                        ));
+                        break;
+                    }
+                    Ok(page) => {
+                        token = page
+                            .next_continuation_token()
+                            .filter(|_| page.is_truncated() == Some(true))
+                            .map(str::to_owned);
+                        for object in page.contents() {
+                            let Some(key) = object.key() else { continue };
+                            listed += 1;
+                            let relative = &key[list_prefix.len().min(key.len())..];
+                            if relative.is_empty() {
+                                continue;
+                            }
+                            let matched = include.as_ref().is_none_or(|set| set.is_match(relative))
+                                && !exclude.as_ref().is_some_and(|set| set.is_match(relative));
+                            if !matched {
+                                continue;
+                            }
+                            let size = object.size().unwrap_or(0).max(0) as u64;
+                            match local_path(relative).and_then(|path| under(to, &path)) {
+                                Ok(path) => {
+                                    let _ = planned
+                                        .send(Job {
+                                            key: key.to_owned(),
+                                            size,
+                                            stamp: stamp(object.e_tag(), object.last_modified()),
+                                            path,
+                                            marker: key.ends_with('/') && size == 0,
+                                        })
+                                        .await;
+                                }
+                                Err(error) => failures.push(one(ErrorKind::HostileKey, key, format!("refused: the key {error}, so it could land outside the destination"))),
+                            }
+                        }
+                        if token.is_none() {
+                            break;
+                        }
+                    }
+                }
+            }
+            if listed == 0
+                && !failures
+                    .iter()
+                    .any(|failure| failure.key.ends_with(&list_prefix))
+            {
+                failures.push(one(
+                    ErrorKind::NotFound,
+                    &format!("s3://{}/{list_prefix}", request.bucket),
+                    "no objects under this prefix".to_owned(),
+                ));
+            }
+        }
+    }
+    failures
 }
 
 /// One ListObjectsV2 page, retried on transient failures as an object is: a listing that gives
@@ -500,6 +560,7 @@ async fn fetch(
     bucket: &str,
     job: &Job,
     dir: &Arc<Dir>,
+    parents: &Parents,
     state: &Mutex<State>,
     summary: &Mutex<Summary>,
     config: &Config,
@@ -533,7 +594,7 @@ async fn fetch(
         },
     );
     let (result, retries) = retrying(config, &job.key, events, || {
-        fetch_once(client, bucket, job, dir, config, events)
+        fetch_once(client, bucket, job, parents, config, events)
     })
     .await;
     if let Ok(mut summary) = summary.lock() {
@@ -653,36 +714,29 @@ async fn fetch_once(
     client: &Client,
     bucket: &str,
     job: &Job,
-    dir: &Arc<Dir>,
+    parents: &Parents,
     config: &Config,
     events: &Events,
 ) -> Result<Outcome, Failure> {
-    let parent = job
-        .path
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty());
-    if let Some(parent) = parent {
-        // cap-std refuses any path, `..` or symlink, that resolves outside the destination.
-        dir.create_dir_all(parent).map_err(|error| {
-            Failure::permanent(
-                ErrorKind::HostileKey,
-                format!("cannot create {}: {error}", parent.display()),
-            )
-        })?;
-    }
-    let name = job
-        .path
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let parent_path = parent.map(Path::to_path_buf).unwrap_or_default();
+    // From here on, every file is named inside the directory that holds it.
+    let (dir, name) = parents.of(&job.path).map_err(|error| {
+        Failure::permanent(
+            ErrorKind::HostileKey,
+            format!(
+                "cannot create the directory of {}: {error}",
+                job.path.display()
+            ),
+        )
+    })?;
+    let dir = &dir;
+    let name = name.to_string_lossy();
     let ranged = job.size >= config.multipart_threshold && job.size > config.part_size;
     // The GET's own ETag is what the bytes must match (listings may lack it, or be stale).
     let etag: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let (temporary_path, progress, file, mut temporary) = if ranged && !job.stamp.is_empty() {
         // Large objects resume: a fixed hidden name, and a record of the parts already on disk.
-        let temporary_path = parent_path.join(format!(".{name}.plx-part"));
-        let progress_path = parent_path.join(format!(".{name}.plx-parts"));
+        let temporary_path = PathBuf::from(format!(".{name}.plx-part"));
+        let progress_path = PathBuf::from(format!(".{name}.plx-parts"));
         let previous = Progress::load(dir, &progress_path).filter(|previous| {
             previous.stamp == job.stamp
                 && previous.size == job.size
@@ -720,7 +774,7 @@ async fn fetch_once(
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         );
-        let temporary_path = parent_path.join(format!(".{name}.{nonce}.plx-part"));
+        let temporary_path = PathBuf::from(format!(".{name}.{nonce}.plx-part"));
         let mut options = cap_std::fs::OpenOptions::new();
         options.write(true).read(true).create_new(true);
         let (file, temporary) = open_part(dir, &temporary_path, &options, true)?;
@@ -910,10 +964,9 @@ async fn fetch_once(
             return Err(failure);
         }
     };
-    dir.rename(&temporary_path, dir, &job.path)
-        .map_err(|error| {
-            Failure::permanent(ErrorKind::Io, format!("cannot move into place: {error}"))
-        })?;
+    dir.rename(&temporary_path, dir, &*name).map_err(|error| {
+        Failure::permanent(ErrorKind::Io, format!("cannot move into place: {error}"))
+    })?;
     temporary.armed = false;
     if let Some((path, _)) = &progress {
         let _ = dir.remove_file(path);

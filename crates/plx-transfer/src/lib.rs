@@ -62,11 +62,15 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Open files and sockets this configuration may hold at once: per object in flight a file
-    /// and a connection, and for a large one a connection per part in flight; plus some slack
-    /// for the runtime and the state.
+    /// Open files and sockets this configuration may hold at once: per object in flight a file,
+    /// its directory and a connection, and for a large one a connection per part in flight; plus
+    /// the listings running ahead, the directories kept open between files, and some slack for
+    /// the runtime and the state.
     pub fn open_files(&self) -> u64 {
-        self.concurrency as u64 * (2 + self.part_concurrency as u64) + 16
+        self.concurrency as u64 * (3 + self.part_concurrency as u64)
+            + download::PLANNERS as u64
+            + path::OPEN_DIRS as u64
+            + 16
     }
 
     /// This configuration with fewer objects (and, if need be, parts) in flight, so that it

@@ -1,7 +1,14 @@
 //! Object keys are hostile: the mapping from a key to a local path refuses anything that could
 //! leave the destination.
 
-use std::path::{Component, Path, PathBuf};
+use std::{
+    collections::HashMap,
+    ffi::OsString,
+    path::{Component, Path, PathBuf},
+    sync::{Arc, Mutex},
+};
+
+use cap_std::fs::Dir;
 
 /// Why a key cannot become a local path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -76,6 +83,60 @@ pub(crate) fn under(to: &str, path: &Path) -> Result<PathBuf, KeyError> {
         local_path(to)?
     };
     Ok(base.join(path))
+}
+
+/// Directories [`Parents`] keeps open between files.
+pub(crate) const OPEN_DIRS: usize = 16;
+
+/// The destination's directories, each created and opened once per run. A file is then made,
+/// renamed and removed by its name inside its open directory: one path lookup per call instead
+/// of a walk from the root, which cost a pull of small files a fifth of its system time.
+pub(crate) struct Parents {
+    root: Arc<Dir>,
+    open: Mutex<HashMap<PathBuf, Arc<Dir>>>,
+}
+
+impl Parents {
+    pub(crate) fn new(root: Arc<Dir>) -> Parents {
+        Parents {
+            root,
+            open: Mutex::default(),
+        }
+    }
+
+    /// The directory holding `path`, created if missing, and the file's name in it. cap-std
+    /// refuses any parent, `..` or symlink, that resolves outside the destination.
+    pub(crate) fn of(&self, path: &Path) -> std::io::Result<(Arc<Dir>, OsString)> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?
+            .to_owned();
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => return Ok((self.root.clone(), name)),
+        };
+        if let Some(dir) = self
+            .open
+            .lock()
+            .ok()
+            .and_then(|open| open.get(parent).cloned())
+        {
+            return Ok((dir, name));
+        }
+        self.root.create_dir_all(parent)?;
+        let dir = Arc::new(self.root.open_dir(parent)?);
+        if let Ok(mut open) = self.open.lock() {
+            // Keys come sorted, so a directory's files come together: a few open suffice, and
+            // a tree of many directories does not hold a descriptor for each.
+            if open.len() >= OPEN_DIRS
+                && let Some(old) = open.keys().next().cloned()
+            {
+                open.remove(&old);
+            }
+            open.insert(parent.to_path_buf(), dir.clone());
+        }
+        Ok((dir, name))
+    }
 }
 
 #[cfg(test)]
