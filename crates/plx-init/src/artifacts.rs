@@ -38,7 +38,7 @@ pub(crate) struct Args {
     workers: Option<usize>,
     /// Check sizes only, not each object's bytes against the CRC the store keeps or its ETag
     /// (MD5): for data another check covers, where the hashing's CPU matters more (an MD5 costs
-    /// about 1.5 s per GiB, a CRC a tenth of that).
+    /// about 1.5 s per GiB, a CRC about 0.2 s).
     #[arg(long)]
     no_verify: bool,
     /// The `init:` section of a Polyaxon operation (a YAML list, or an operation/component file).

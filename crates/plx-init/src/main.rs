@@ -15,11 +15,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-// Per object the SDK allocates and frees a few hundred small blocks; glibc's malloc spent 15% of
-// a small-object pull's CPU on them, mimalloc about a third of that.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "plx-init",
