@@ -67,7 +67,7 @@ impl Progress {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        let _ = self.task.await;
     }
 }
 

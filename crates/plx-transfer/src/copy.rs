@@ -14,8 +14,8 @@ use futures::{StreamExt, stream};
 
 use crate::{
     Config, Entry, Error, ErrorKind, Event, Events, ObjectError, Summary,
-    download::{globs, open_part},
-    emit,
+    download::{globs, open_part, part_name},
+    emit, object,
     path::{Parents, local_path, under},
 };
 
@@ -126,14 +126,6 @@ pub async fn copy(
         }
     }
     summary.finish(failures, started)
-}
-
-fn object(kind: ErrorKind, key: &str, message: String) -> ObjectError {
-    ObjectError {
-        kind,
-        key: key.to_owned(),
-        message,
-    }
 }
 
 type Planned = (Arc<Dir>, Arc<Dir>, Vec<Job>, Vec<ObjectError>);
@@ -332,17 +324,11 @@ fn copy_one(
 ) -> Result<Outcome, ObjectError> {
     let key = job.from.display().to_string();
     let fail = |kind: ErrorKind, message: String| object(kind, &key, message);
-    // A file already landed by an earlier run has the source's size and modification time.
-    let (dir, name) = parents.of(&job.path).map_err(|error| {
-        fail(
-            ErrorKind::HostileKey,
-            format!(
-                "cannot create the directory of {}: {error}",
-                job.path.display()
-            ),
-        )
-    })?;
+    let (dir, name) = parents
+        .of(&job.path)
+        .map_err(|message| fail(ErrorKind::HostileKey, message))?;
     let dir = &dir;
+    // A file already landed by an earlier run has the source's size and modification time.
     if let Ok(meta) = dir.symlink_metadata(&name)
         && meta.is_file()
         && meta.len() == job.size
@@ -358,11 +344,7 @@ fn copy_one(
             size: job.size,
         },
     );
-    let nonce = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|since| since.as_nanos())
-        .unwrap_or(0);
-    let temporary_path = PathBuf::from(format!(".{}.{nonce:x}.plx-part", name.to_string_lossy()));
+    let temporary_path = part_name(&name.to_string_lossy());
     let mut options = cap_std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     let (file, mut temporary) = open_part(dir, &temporary_path, &options, true)

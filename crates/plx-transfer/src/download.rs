@@ -21,10 +21,20 @@ use md5::{Digest, Md5};
 use crate::{
     Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
     checksum::{self, Crc, Seen, Stored},
-    emit,
+    emit, object,
     path::{Parents, local_path, under},
     state::{Journal, Landed, State},
 };
+
+/// A fresh hidden name beside `name` for its bytes until they are checked:
+/// `.name.<nonce>.plx-part`, the form [`sweep`] removes when a killed run left one.
+pub(crate) fn part_name(name: &str) -> PathBuf {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos())
+        .unwrap_or(0);
+    PathBuf::from(format!(".{name}.{nonce:x}.plx-part"))
+}
 
 /// Removes the temporaries a killed run left beside this run's files (`.name.<nonce>.plx-part`;
 /// a large object's resumable `.name.plx-part` has no nonce and stays). Every fetch of this run
@@ -217,14 +227,9 @@ pub async fn download(
     let started = Instant::now();
     let config = &*crate::fitted(config);
     let fail = |failures: Vec<ObjectError>, summary: Summary| Err(Error { failures, summary });
-    let one = |kind: ErrorKind, key: &str, message: String| ObjectError {
-        kind,
-        key: key.to_owned(),
-        message,
-    };
     if let Err(error) = std::fs::create_dir_all(destination) {
         return fail(
-            vec![one(
+            vec![object(
                 ErrorKind::Io,
                 &destination.display().to_string(),
                 format!("cannot create the destination: {error}"),
@@ -236,7 +241,7 @@ pub async fn download(
         Ok(dir) => Arc::new(dir),
         Err(error) => {
             return fail(
-                vec![one(
+                vec![object(
                     ErrorKind::Io,
                     &destination.display().to_string(),
                     format!("cannot open the destination: {error}"),
@@ -249,7 +254,7 @@ pub async fn download(
         (Ok(include), Ok(exclude)) => (include, exclude),
         (Err(error), _) | (_, Err(error)) => {
             return fail(
-                vec![one(ErrorKind::NotFound, "", error)],
+                vec![object(ErrorKind::NotFound, "", error)],
                 Summary::default(),
             );
         }
@@ -344,7 +349,7 @@ pub async fn download(
                 }
             }
             Ok(Outcome::Skipped) => summary.skipped += 1,
-            Err(failure) => failures.push(one(
+            Err(failure) => failures.push(object(
                 failure.kind,
                 &format!("s3://{}/{}", request.bucket, job.key),
                 failure.message,
@@ -372,11 +377,6 @@ async fn plan(
     config: &Config,
     planned: &tokio::sync::mpsc::Sender<Job>,
 ) -> Vec<ObjectError> {
-    let one = |kind: ErrorKind, key: &str, message: String| ObjectError {
-        kind,
-        key: key.to_owned(),
-        message,
-    };
     let mut failures = Vec::new();
     match entry {
         Entry::File { from, to } => {
@@ -384,7 +384,7 @@ async fn plan(
             let path = match local_path(to) {
                 Ok(path) => path,
                 Err(error) => {
-                    failures.push(one(
+                    failures.push(object(
                         ErrorKind::HostileKey,
                         &key,
                         format!("destination `{to}` {error}"),
@@ -418,7 +418,7 @@ async fn plan(
                             } else {
                                 "does not exist"
                             };
-                        failures.push(one(
+                        failures.push(object(
                             ErrorKind::NotFound,
                             &format!("s3://{}/{key}", request.bucket),
                             message.to_owned(),
@@ -426,7 +426,7 @@ async fn plan(
                     }
                 },
                 Err(failure) => {
-                    failures.push(one(
+                    failures.push(object(
                         failure.kind,
                         &format!("s3://{}/{key}", request.bucket),
                         failure.message,
@@ -455,7 +455,7 @@ async fn plan(
                 .await
                 {
                     Err(failure) => {
-                        failures.push(one(
+                        failures.push(object(
                             failure.kind,
                             &format!("s3://{}/{list_prefix}", request.bucket),
                             format!("listing failed: {}", failure.message),
@@ -492,7 +492,7 @@ async fn plan(
                                         })
                                         .await;
                                 }
-                                Err(error) => failures.push(one(ErrorKind::HostileKey, key, format!("refused: the key {error}, so it could land outside the destination"))),
+                                Err(error) => failures.push(crate::object(ErrorKind::HostileKey, key, format!("refused: the key {error}, so it could land outside the destination"))),
                             }
                         }
                         if token.is_none() {
@@ -506,7 +506,7 @@ async fn plan(
                     .iter()
                     .any(|failure| failure.key.ends_with(&list_prefix))
             {
-                failures.push(one(
+                failures.push(object(
                     ErrorKind::NotFound,
                     &format!("s3://{}/{list_prefix}", request.bucket),
                     "no objects under this prefix".to_owned(),
@@ -719,15 +719,9 @@ async fn fetch_once(
     events: &Events,
 ) -> Result<Outcome, Failure> {
     // From here on, every file is named inside the directory that holds it.
-    let (dir, name) = parents.of(&job.path).map_err(|error| {
-        Failure::permanent(
-            ErrorKind::HostileKey,
-            format!(
-                "cannot create the directory of {}: {error}",
-                job.path.display()
-            ),
-        )
-    })?;
+    let (dir, name) = parents
+        .of(&job.path)
+        .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
     let dir = &dir;
     let name = name.to_string_lossy();
     let ranged = job.size >= config.multipart_threshold && job.size > config.part_size;
@@ -767,14 +761,7 @@ async fn fetch_once(
             temporary,
         )
     } else {
-        let nonce = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let temporary_path = PathBuf::from(format!(".{name}.{nonce}.plx-part"));
+        let temporary_path = part_name(&name);
         let mut options = cap_std::fs::OpenOptions::new();
         options.write(true).read(true).create_new(true);
         let (file, temporary) = open_part(dir, &temporary_path, &options, true)?;

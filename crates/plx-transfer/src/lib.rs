@@ -257,6 +257,15 @@ pub struct ObjectError {
     pub message: String,
 }
 
+/// An [`ObjectError`] for `key`.
+pub(crate) fn object(kind: ErrorKind, key: &str, message: String) -> ObjectError {
+    ObjectError {
+        kind,
+        key: key.to_owned(),
+        message,
+    }
+}
+
 /// A transfer that did not complete: every failed object, and what did complete.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} failed: {}", plural(.failures.len()), .failures.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]

@@ -90,7 +90,7 @@ pub(crate) const OPEN_DIRS: usize = 16;
 
 /// The destination's directories, each created and opened once per run. A file is then made,
 /// renamed and removed by its name inside its open directory: one path lookup per call instead
-/// of a walk from the root, which cost a pull of small files a fifth of its system time.
+/// of a walk from the root (6 system calls per small file instead of 13).
 pub(crate) struct Parents {
     root: Arc<Dir>,
     open: Mutex<HashMap<PathBuf, Arc<Dir>>>,
@@ -104,12 +104,12 @@ impl Parents {
         }
     }
 
-    /// The directory holding `path`, created if missing, and the file's name in it. cap-std
-    /// refuses any parent, `..` or symlink, that resolves outside the destination.
-    pub(crate) fn of(&self, path: &Path) -> std::io::Result<(Arc<Dir>, OsString)> {
+    /// The directory holding `path`, created if missing, and the file's name in it; or why not.
+    /// cap-std refuses any parent, `..` or symlink, that resolves outside the destination.
+    pub(crate) fn of(&self, path: &Path) -> Result<(Arc<Dir>, OsString), String> {
         let name = path
             .file_name()
-            .ok_or_else(|| std::io::Error::other(format!("{} names no file", path.display())))?
+            .ok_or_else(|| format!("{} names no file", path.display()))?
             .to_owned();
         let parent = match path.parent() {
             Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -123,8 +123,14 @@ impl Parents {
         {
             return Ok((dir, name));
         }
-        self.root.create_dir_all(parent)?;
-        let dir = Arc::new(self.root.open_dir(parent)?);
+        let dir = self
+            .root
+            .create_dir_all(parent)
+            .and_then(|()| self.root.open_dir(parent))
+            .map_err(|error| {
+                format!("cannot create the directory of {}: {error}", path.display())
+            })?;
+        let dir = Arc::new(dir);
         if let Ok(mut open) = self.open.lock() {
             // Keys come sorted, so a directory's files come together: a few open suffice, and
             // a tree of many directories does not hold a descriptor for each.
