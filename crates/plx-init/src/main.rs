@@ -117,7 +117,8 @@ fn shell() -> Option<ExitCode> {
 
 /// Runs `task` as a task of the runtime, not on this thread. Spawned beside the HTTP
 /// connections' tasks, a request's wake-ups stay on one worker instead of crossing to a thread
-/// outside the runtime and back (on W1 this was a fifth of the CPU spent).
+/// outside the runtime and back (W1 on s3s-fs, client pinned to a core: 9% less CPU, 30% less
+/// system time).
 fn on_worker<F>(task: F) -> anyhow::Result<ExitCode>
 where
     F: Future<Output = anyhow::Result<ExitCode>> + Send + 'static,
