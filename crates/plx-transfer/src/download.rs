@@ -78,6 +78,9 @@ fn sweep<'a>(dir: &Dir, jobs: impl Iterator<Item = &'a Job>) {
 const PLANNED: usize = 4096;
 /// Entries listed at once (each a connection of its own; see [`Config::open_files`]).
 pub(crate) const PLANNERS: usize = 8;
+/// Named keys of one directory looked up with one listing of it rather than one each, from this
+/// many; each page of that listing may cost at most this many single lookups.
+const SIBLINGS: usize = 4;
 
 /// One thing to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,10 +270,19 @@ pub async fn download(
         let planned = &planned;
         // By index: a closure taking `&Entry` would make the download future not `Send` (a
         // higher-ranked lifetime rustc cannot see through).
-        stream::iter(0..request.entries.len())
-            .map(|at| {
-                let entry = &request.entries[at];
-                plan(client, request, entry, &include, &exclude, config, planned)
+        let units = &units(request);
+        let (include, exclude) = (&include, &exclude);
+        stream::iter(0..units.len())
+            .map(|at| async move {
+                match &units[at] {
+                    Unit::One(at) => {
+                        let entry = &request.entries[*at];
+                        plan(client, request, entry, include, exclude, config, planned).await
+                    }
+                    Unit::Siblings(group) => {
+                        siblings(client, request, group, include, exclude, config, planned).await
+                    }
+                }
             })
             .buffer_unordered(PLANNERS)
             .concat()
@@ -381,36 +393,26 @@ async fn plan(
     match entry {
         Entry::File { from, to } => {
             let key = join_key(&request.prefix, from);
-            let path = match local_path(to) {
+            let path = match named_path(&key, to) {
                 Ok(path) => path,
-                Err(error) => {
-                    failures.push(object(
-                        ErrorKind::HostileKey,
-                        &key,
-                        format!("destination `{to}` {error}"),
-                    ));
+                Err(failure) => {
+                    failures.push(failure);
                     return failures;
                 }
             };
             // Listing, not HEAD: some servers (s3s-fs) answer 500 to a HEAD on a prefix.
-            match list_page(client, &request.bucket, &key, Some(2), None, config).await {
+            let listing = Listing {
+                prefix: &key,
+                max_keys: Some(2),
+                ..Listing::default()
+            };
+            match list_page(client, &request.bucket, listing, config).await {
                 Ok(page) => match page
                     .contents()
                     .iter()
                     .find(|object| object.key() == Some(key.as_str()))
                 {
-                    Some(object) => {
-                        // Closed only when the fetching has stopped; nothing is lost then.
-                        let _ = planned
-                            .send(Job {
-                                size: object.size().unwrap_or(0).max(0) as u64,
-                                stamp: stamp(object.e_tag(), object.last_modified()),
-                                key,
-                                path,
-                                marker: false,
-                            })
-                            .await;
-                    }
+                    Some(object) => send_named(key, path, object, planned).await,
                     None => {
                         let message =
                             if has_objects(client, &request.bucket, &format!("{key}/")).await {
@@ -444,16 +446,12 @@ async fn plan(
             let mut listed = 0usize;
             let mut token = None;
             loop {
-                match list_page(
-                    client,
-                    &request.bucket,
-                    &list_prefix,
-                    None,
-                    token.take(),
-                    config,
-                )
-                .await
-                {
+                let listing = Listing {
+                    prefix: &list_prefix,
+                    token: token.take(),
+                    ..Listing::default()
+                };
+                match list_page(client, &request.bucket, listing, config).await {
                     Err(failure) => {
                         failures.push(object(
                             failure.kind,
@@ -517,30 +515,187 @@ async fn plan(
     failures
 }
 
+/// What one ListObjectsV2 request asks for.
+#[derive(Default, Clone)]
+struct Listing<'a> {
+    prefix: &'a str,
+    max_keys: Option<i32>,
+    token: Option<String>,
+    /// Keys after this one only.
+    start_after: Option<String>,
+    /// Direct children only: deeper keys fold into common prefixes.
+    children: bool,
+}
+
 /// One ListObjectsV2 page, retried on transient failures as an object is: a listing that gives
 /// up after the SDK's own few attempts would fail a whole pull for one dropped connection.
 async fn list_page(
     client: &Client,
     bucket: &str,
-    prefix: &str,
-    max_keys: Option<i32>,
-    token: Option<String>,
+    listing: Listing<'_>,
     config: &Config,
 ) -> Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output, Failure> {
     // No events: a listing is not an object a progress bar counts.
-    let (page, _) = retrying(config, prefix, &None, || async {
+    let (page, _) = retrying(config, listing.prefix, &None, || async {
         client
             .list_objects_v2()
             .bucket(bucket)
-            .prefix(prefix)
-            .set_max_keys(max_keys)
-            .set_continuation_token(token.clone())
+            .prefix(listing.prefix)
+            .set_max_keys(listing.max_keys)
+            .set_continuation_token(listing.token.clone())
+            .set_start_after(listing.start_after.clone())
+            .set_delimiter(listing.children.then(|| "/".to_owned()))
             .send()
             .await
             .map_err(s3_failure)
     })
     .await;
     page
+}
+
+/// What one planner looks up: an entry, or the named keys of one directory together.
+enum Unit {
+    One(usize),
+    Siblings(Vec<usize>),
+}
+
+/// The request's entries as planning units: named keys grouped by their directory where it
+/// names at least [`SIBLINGS`] of them.
+fn units(request: &Download) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let mut directories: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (at, entry) in request.entries.iter().enumerate() {
+        let Entry::File { from, .. } = entry else {
+            units.push(Unit::One(at));
+            continue;
+        };
+        let key = join_key(&request.prefix, from);
+        // A key ending in `/` lists as a common prefix of its directory, not as an object.
+        if key.is_empty() || key.ends_with('/') {
+            units.push(Unit::One(at));
+            continue;
+        }
+        let parent = key.rfind('/').map_or("", |end| &key[..=end]);
+        directories.entry(parent.to_owned()).or_default().push(at);
+    }
+    for (_, group) in directories {
+        if group.len() >= SIBLINGS {
+            units.push(Unit::Siblings(group));
+        } else {
+            units.extend(group.into_iter().map(Unit::One));
+        }
+    }
+    units
+}
+
+/// Looks up named keys of one directory with one listing of its direct children, from just
+/// before the first key to past the last, instead of one listing each (W4 names 504 keys of
+/// one directory). It gives up after a page per [`SIBLINGS`] keys, when the keys are few among
+/// many others. A key it does not find is looked up alone, which says why it is missing.
+#[allow(clippy::too_many_arguments)]
+async fn siblings(
+    client: &Client,
+    request: &Download,
+    group: &[usize],
+    include: &Option<GlobSet>,
+    exclude: &Option<GlobSet>,
+    config: &Config,
+    planned: &tokio::sync::mpsc::Sender<Job>,
+) -> Vec<ObjectError> {
+    let mut failures = Vec::new();
+    let mut wanted: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for &at in group {
+        if let Entry::File { from, .. } = &request.entries[at] {
+            wanted
+                .entry(join_key(&request.prefix, from))
+                .or_default()
+                .push(at);
+        }
+    }
+    let (Some(first), Some(last)) = (wanted.keys().next(), wanted.keys().next_back()) else {
+        return failures;
+    };
+    let parent = first.rfind('/').map_or("", |end| &first[..=end]).to_owned();
+    let last = last.clone();
+    // All but the first key's last character sorts just before it.
+    let mut start_after = first.clone();
+    start_after.pop();
+    let mut token = None;
+    for _ in 0..group.len().div_ceil(SIBLINGS) {
+        let listing = Listing {
+            prefix: &parent,
+            start_after: token.is_none().then(|| start_after.clone()),
+            token: token.take(),
+            children: true,
+            ..Listing::default()
+        };
+        let Ok(page) = list_page(client, &request.bucket, listing, config).await else {
+            break;
+        };
+        for object in page.contents() {
+            let Some(found) = object.key().and_then(|key| wanted.remove(key)) else {
+                continue;
+            };
+            for at in found {
+                let Entry::File { from, to } = &request.entries[at] else {
+                    continue;
+                };
+                let key = join_key(&request.prefix, from);
+                match named_path(&key, to) {
+                    Ok(path) => send_named(key, path, object, planned).await,
+                    Err(failure) => failures.push(failure),
+                }
+            }
+        }
+        let past = page
+            .contents()
+            .last()
+            .and_then(|object| object.key())
+            .is_some_and(|key| key >= last.as_str());
+        token = page
+            .next_continuation_token()
+            .filter(|_| page.is_truncated() == Some(true))
+            .map(str::to_owned);
+        if wanted.is_empty() || past || token.is_none() {
+            break;
+        }
+    }
+    // One at a time: missing keys are few, and this planner counts as one connection.
+    for at in wanted.into_values().flatten() {
+        let entry = &request.entries[at];
+        failures.extend(plan(client, request, entry, include, exclude, config, planned).await);
+    }
+    failures
+}
+
+/// Where a named key lands, or why it may not.
+fn named_path(key: &str, to: &str) -> Result<PathBuf, ObjectError> {
+    local_path(to).map_err(|error| {
+        object(
+            ErrorKind::HostileKey,
+            key,
+            format!("destination `{to}` {error}"),
+        )
+    })
+}
+
+/// Sends a named key's listed object to fetch.
+async fn send_named(
+    key: String,
+    path: PathBuf,
+    object: &aws_sdk_s3::types::Object,
+    planned: &tokio::sync::mpsc::Sender<Job>,
+) {
+    // Closed only when the fetching has stopped; nothing is lost then.
+    let _ = planned
+        .send(Job {
+            size: object.size().unwrap_or(0).max(0) as u64,
+            stamp: stamp(object.e_tag(), object.last_modified()),
+            key,
+            path,
+            marker: false,
+        })
+        .await;
 }
 
 async fn has_objects(client: &Client, bucket: &str, prefix: &str) -> bool {

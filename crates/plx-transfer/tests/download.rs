@@ -108,6 +108,59 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
     Ok(())
 }
 
+/// Named keys of one directory are looked up with a listing of it, one page per 4 keys; keys
+/// past that budget (here beyond the first page of 1,000) are looked up one by one.
+#[tokio::test]
+async fn named_keys_spread_through_a_large_directory_all_land() -> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let source = tempfile::tempdir()?;
+    for index in 0..1200u64 {
+        std::fs::write(source.path().join(format!("k{index:04}")), bytes(index, 16))?;
+    }
+    plx_transfer::upload(
+        &server.client,
+        BUCKET,
+        "v1",
+        source.path(),
+        &Config::default(),
+        &None,
+    )
+    .await?;
+    let named = ["k0001", "k0500", "k1100", "k1199"];
+    let request = Download {
+        bucket: BUCKET.to_owned(),
+        prefix: "v1".to_owned(),
+        entries: named
+            .iter()
+            .map(|name| Entry::File {
+                from: (*name).to_owned(),
+                to: format!("out/{name}"),
+            })
+            .collect(),
+        ..Download::default()
+    };
+    let destination = tempfile::tempdir()?;
+    let summary = plx_transfer::download(
+        &server.client,
+        &request,
+        destination.path(),
+        &Config::default(),
+        &None,
+    )
+    .await?;
+    assert_eq!((summary.objects, summary.failed), (4, 0));
+    let expected: BTreeMap<String, Vec<u8>> = named
+        .iter()
+        .map(|name| {
+            let index: u64 = name[1..].parse().expect("a number");
+            (format!("out/{name}"), bytes(index, 16))
+        })
+        .collect();
+    assert_eq!(tree(destination.path()), expected);
+    Ok(())
+}
+
 #[tokio::test]
 async fn large_objects_of_odd_sizes_come_back_exact_through_ranged_parts() -> anyhow::Result<()> {
     let server = S3Server::start().await?;
@@ -769,15 +822,29 @@ async fn unicode_look_alike_file_names_upload_as_exactly_their_own_keys() -> any
     )
     .await?;
     assert_eq!(summary.objects, names.len() as u64);
-    let listed = server.client.list_objects_v2().bucket(BUCKET).send().await?;
+    let listed = server
+        .client
+        .list_objects_v2()
+        .bucket(BUCKET)
+        .send()
+        .await?;
     let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
     keys.sort_unstable();
     let mut wanted: Vec<String> = names.iter().map(|name| format!("out/{name}")).collect();
     wanted.sort_unstable();
     assert_eq!(keys, wanted);
     for key in &keys {
-        assert!(!key.split('/').any(|segment| segment == ".." || segment.is_empty()));
-        let body = server.client.get_object().bucket(BUCKET).key(*key).send().await?;
+        assert!(
+            !key.split('/')
+                .any(|segment| segment == ".." || segment.is_empty())
+        );
+        let body = server
+            .client
+            .get_object()
+            .bucket(BUCKET)
+            .key(*key)
+            .send()
+            .await?;
         assert_eq!(
             body.body.collect().await?.into_bytes().as_ref(),
             key.trim_start_matches("out/").as_bytes()
