@@ -271,17 +271,19 @@ pub async fn download(
         // By index: a closure taking `&Entry` would make the download future not `Send` (a
         // higher-ranked lifetime rustc cannot see through).
         let units = &units(request);
-        let (include, exclude) = (&include, &exclude);
+        let planner = &Planner {
+            client,
+            request,
+            include: &include,
+            exclude: &exclude,
+            config,
+            planned,
+        };
         stream::iter(0..units.len())
             .map(|at| async move {
                 match &units[at] {
-                    Unit::One(at) => {
-                        let entry = &request.entries[*at];
-                        plan(client, request, entry, include, exclude, config, planned).await
-                    }
-                    Unit::Siblings(group) => {
-                        siblings(client, request, group, include, exclude, config, planned).await
-                    }
+                    Unit::One(at) => plan(planner, &request.entries[*at]).await,
+                    Unit::Siblings(group) => siblings(planner, group).await,
                 }
             })
             .buffer_unordered(PLANNERS)
@@ -377,18 +379,29 @@ pub async fn download(
     summary.finish(failures, started)
 }
 
+/// What every planner works with: where to list, which keys a directory keeps, and the queue
+/// its jobs go to.
+#[derive(Clone, Copy)]
+struct Planner<'a> {
+    client: &'a Client,
+    request: &'a Download,
+    include: &'a Option<GlobSet>,
+    exclude: &'a Option<GlobSet>,
+    config: &'a Config,
+    planned: &'a tokio::sync::mpsc::Sender<Job>,
+}
+
 /// Lists what one entry names and sends each object to fetch as soon as its listing page is
 /// in; what cannot be fetched (missing, hostile, a failed listing) comes back as failures.
-#[allow(clippy::too_many_arguments)]
-async fn plan(
-    client: &Client,
-    request: &Download,
-    entry: &Entry,
-    include: &Option<GlobSet>,
-    exclude: &Option<GlobSet>,
-    config: &Config,
-    planned: &tokio::sync::mpsc::Sender<Job>,
-) -> Vec<ObjectError> {
+async fn plan(planner: &Planner<'_>, entry: &Entry) -> Vec<ObjectError> {
+    let Planner {
+        client,
+        request,
+        include,
+        exclude,
+        config,
+        planned,
+    } = *planner;
     let mut failures = Vec::new();
     match entry {
         Entry::File { from, to } => {
@@ -575,8 +588,10 @@ fn units(request: &Download) -> Vec<Unit> {
             units.push(Unit::One(at));
             continue;
         }
-        let parent = key.rfind('/').map_or("", |end| &key[..=end]);
-        directories.entry(parent.to_owned()).or_default().push(at);
+        directories
+            .entry(parent(&key).to_owned())
+            .or_default()
+            .push(at);
     }
     for (_, group) in directories {
         if group.len() >= SIBLINGS {
@@ -588,20 +603,23 @@ fn units(request: &Download) -> Vec<Unit> {
     units
 }
 
+/// The directory a key is in, with its trailing `/` (empty at the top).
+fn parent(key: &str) -> &str {
+    key.rfind('/').map_or("", |end| &key[..=end])
+}
+
 /// Looks up named keys of one directory with one listing of its direct children, from just
 /// before the first key to past the last, instead of one listing each (W4 names 504 keys of
 /// one directory). It gives up after a page per [`SIBLINGS`] keys, when the keys are few among
 /// many others. A key it does not find is looked up alone, which says why it is missing.
-#[allow(clippy::too_many_arguments)]
-async fn siblings(
-    client: &Client,
-    request: &Download,
-    group: &[usize],
-    include: &Option<GlobSet>,
-    exclude: &Option<GlobSet>,
-    config: &Config,
-    planned: &tokio::sync::mpsc::Sender<Job>,
-) -> Vec<ObjectError> {
+async fn siblings(planner: &Planner<'_>, group: &[usize]) -> Vec<ObjectError> {
+    let Planner {
+        client,
+        request,
+        config,
+        planned,
+        ..
+    } = *planner;
     let mut failures = Vec::new();
     let mut wanted: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for &at in group {
@@ -615,7 +633,7 @@ async fn siblings(
     let (Some(first), Some(last)) = (wanted.keys().next(), wanted.keys().next_back()) else {
         return failures;
     };
-    let parent = first.rfind('/').map_or("", |end| &first[..=end]).to_owned();
+    let parent = parent(first).to_owned();
     let last = last.clone();
     // All but the first key's last character sorts just before it.
     let mut start_after = first.clone();
@@ -633,16 +651,15 @@ async fn siblings(
             break;
         };
         for object in page.contents() {
-            let Some(found) = object.key().and_then(|key| wanted.remove(key)) else {
+            let Some((key, found)) = object.key().and_then(|key| wanted.remove_entry(key)) else {
                 continue;
             };
             for at in found {
-                let Entry::File { from, to } = &request.entries[at] else {
+                let Entry::File { to, .. } = &request.entries[at] else {
                     continue;
                 };
-                let key = join_key(&request.prefix, from);
                 match named_path(&key, to) {
-                    Ok(path) => send_named(key, path, object, planned).await,
+                    Ok(path) => send_named(key.clone(), path, object, planned).await,
                     Err(failure) => failures.push(failure),
                 }
             }
@@ -663,7 +680,7 @@ async fn siblings(
     // One at a time: missing keys are few, and this planner counts as one connection.
     for at in wanted.into_values().flatten() {
         let entry = &request.entries[at];
-        failures.extend(plan(client, request, entry, include, exclude, config, planned).await);
+        failures.extend(plan(planner, entry).await);
     }
     failures
 }
