@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 
 mod bench;
 mod chart;
+mod polyaxon_init;
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
@@ -47,8 +48,12 @@ tasks:
                        whose image it builds when missing)
   fuzz [SECONDS]       each fuzz target (catalog, review, key_path) for SECONDS (default 60)
                        with cargo-fuzz; the corpus is kept under fuzz/corpus
-  images [--garage]    build the plx-init image and the test S3 server image (s3s-fs) locally,
+  images [--garage]    build the plx-init, plx-webhook and test S3 server (s3s-fs) images, a
+                       stand-in for Polyaxon's init image and plx-init-polyaxon on it, locally,
                        and Garage's when asked (its build is long); nothing is pulled
+  images --polyaxon-init IMAGE
+                       build plx-init-polyaxon:2.18.0 on Polyaxon's own init image IMAGE
+                       (e.g. polyaxon/polyaxon-init:2.18.0, pulled by Docker), to push
 ";
 
 /// The reference implementation the conformance suite is compared with.
@@ -129,6 +134,18 @@ fn run() -> anyhow::Result<()> {
                 .and_then(|seconds| seconds.parse().ok())
                 .unwrap_or(60),
         ),
+        Some("images") if args.get(1).map(String::as_str) == Some("--polyaxon-init") => {
+            let base = args.get(2).context(
+                "--polyaxon-init takes Polyaxon's init image, e.g. polyaxon/polyaxon-init:2.18.0",
+            )?;
+            image_binary("plx-init")?;
+            polyaxon_init::layered(&root, base)?;
+            eprintln!(
+                "xtask: built {} on {base}; tag it for your registry and push it",
+                polyaxon_init::LAYERED
+            );
+            Ok(())
+        }
         Some("images") => {
             images(&root)?;
             if args.get(1).map(String::as_str) == Some("--garage") {
@@ -236,8 +253,9 @@ struct ScratchImage<'a> {
     note: &'a str,
 }
 
-/// Builds the images `cargo xtask test` needs: plx-init's and plx-webhook's (every time; cheap
-/// when nothing changed) and the s3s-fs test server's (cached: rebuilt only when missing).
+/// Builds the images `cargo xtask test` needs: plx-init's, plx-webhook's and plx-init layered on
+/// Polyaxon's init image (every time; cheap when nothing changed), the s3s-fs test server's and
+/// the stand-in for Polyaxon's init image (cached: made only when missing).
 pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
     build_scratch_image(
         root,
@@ -300,7 +318,24 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
             entrypoint: &["/bin/plx-webhook"],
             note: "",
         },
-    )
+    )?;
+    // Polyaxon's init image (a local stand-in) and plx-init layered on it.
+    polyaxon_init::images(root)
+}
+
+/// Builds `binary` of this workspace with the `image` profile, into `target/image/`.
+fn image_binary(binary: &str) -> anyhow::Result<()> {
+    // `-p`: only this package's features, so the binary holds no more than it needs.
+    status(cargo().args([
+        "build",
+        "--quiet",
+        "--profile",
+        "image",
+        "-p",
+        binary,
+        "--bin",
+        binary,
+    ]))
 }
 
 /// Builds Garage from crates.io (long: only when asked) into an image like s3s-fs's.
@@ -339,17 +374,7 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
         return Ok(());
     }
     let binary = if ours {
-        // `-p`: only this package's features, so the binary holds no more than it needs.
-        status(cargo().args([
-            "build",
-            "--quiet",
-            "--profile",
-            "image",
-            "-p",
-            image.binary,
-            "--bin",
-            image.binary,
-        ]))?;
+        image_binary(image.binary)?;
         root.join("target/image").join(image.binary)
     } else {
         let tools = root.join("target/plx-tools").join(image.binary);

@@ -338,13 +338,15 @@ pub(crate) struct InitializerPath {
     /// Accepted for compatibility: plx-init always fails on errors.
     #[arg(long = "raise-errors")]
     raise_errors: bool,
-    /// Accepted for compatibility: the file-watcher state is not written.
+    /// The run's outputs restore (Polyaxon passes it only there): a prefix with nothing under
+    /// it is a new run, not missing data, and the file-watcher state (`<context>/artifacts/.fs`)
+    /// is written for what landed, so that the sidecar does not upload it again.
     #[arg(long = "sync-fw")]
     sync_fw: bool,
 }
 
 pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<ExitCode> {
-    let _ = (args.raise_errors, args.sync_fw);
+    let _ = args.raise_errors;
     let env = Environment::from_process();
     let catalog = crate::catalog::load(None, &env)?;
     let connection = plx_credentials::find(&catalog, &args.connection_name)?;
@@ -378,7 +380,21 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
     )
     .await;
     progress.finish().await;
-    match pulled? {
+    let pulled = match pulled? {
+        // Nothing under the run's prefix: a new run has no outputs to restore yet.
+        Err(error) if args.sync_fw && nothing_under(&error, &request.source) => {
+            tracing::info!(source = request.source, "no outputs to restore");
+            Ok(error.summary)
+        }
+        pulled => pulled,
+    };
+    if pulled.is_ok() && args.sync_fw {
+        // As in Polyaxon, the state only spares the sidecar work: a failure to write it warns.
+        if let Err(error) = crate::fswatch::write(&args.path_to) {
+            tracing::warn!("the file-watcher state was not written: {error:#}");
+        }
+    }
+    match pulled {
         Ok(_) => {
             let kind = args
                 .connection_kind
@@ -397,4 +413,15 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// Whether `error` says only that nothing exists under `source` itself.
+fn nothing_under(error: &plx_transfer::Error, source: &str) -> bool {
+    let source = source.trim_end_matches('/');
+    !error.failures.is_empty()
+        && error.failures.iter().all(|failure| {
+            failure.kind == plx_transfer::ErrorKind::NotFound
+                && (failure.key.trim_end_matches('/') == source
+                    || source.ends_with(&format!("/{}", failure.key.trim_end_matches('/'))))
+        })
 }

@@ -7,6 +7,7 @@ mod artifacts;
 mod catalog;
 mod check;
 mod env;
+mod fswatch;
 mod progress;
 mod upload;
 mod validate;
@@ -56,10 +57,12 @@ enum Command {
 enum Initializer {
     /// `polyaxon initializer path`: pull one file or directory of a connection.
     Path(artifacts::InitializerPath),
+    /// `polyaxon initializer fswatch`: write the file-watcher state for a restored tree.
+    Fswatch(fswatch::Args),
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = shell() {
+    if let Some(code) = shell().or_else(polyaxon) {
         return code;
     }
     let cli = match Cli::try_parse() {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Command::Initializer(Initializer::Path(args)) => {
             on_worker(async move { artifacts::initializer_path(&args).await })
         }
+        Command::Initializer(Initializer::Fswatch(args)) => fswatch::run(&args),
     };
     match result {
         Ok(code) => code,
@@ -94,25 +98,97 @@ fn main() -> ExitCode {
     }
 }
 
-/// The shell of the image, where /bin/sh is this binary. Polyaxon runs its generated init script
-/// with `/bin/sh -c`, and a plain shell exits with the status of the script's last step only: a
-/// pull that failed earlier would start the job without its data. So, called as `sh`, this runs
-/// busybox's shell with `-e`, and the first failing step fails the script with its exit code.
+/// The shell of the images, where /bin/sh is this binary. Polyaxon runs its generated init
+/// script with `/bin/sh -c`, and a plain shell exits with the status of the script's last step
+/// only: a pull that failed earlier would start the job without its data. So, called as `sh`,
+/// this runs the real shell with `-e`, and the first failing step fails the script with its exit
+/// code. The real shell is `PLX_SHELL` (the layered image's own dash), else busybox's (the
+/// scratch image).
 fn shell() -> Option<ExitCode> {
     use std::os::unix::process::CommandExt;
-    const BUSYBOX: &str = "/bin/busybox";
     let mut args = std::env::args_os();
     let argv0 = args.next()?;
     if std::path::Path::new(&argv0).file_name()? != "sh" {
         return None;
     }
-    let error = std::process::Command::new(BUSYBOX)
+    let real = std::env::var_os("PLX_SHELL").unwrap_or_else(|| "/bin/busybox".into());
+    let error = std::process::Command::new(&real)
         .arg0("sh")
         .arg("-e")
         .args(args)
         .exec();
-    eprintln!("plx-init: cannot run {BUSYBOX} as the shell: {error}");
+    eprintln!(
+        "plx-init: cannot run {} as the shell: {error}",
+        std::path::Path::new(&real).display()
+    );
     Some(ExitCode::from(2))
+}
+
+/// Called as `polyaxon` (the images' `polyaxon` is this binary): plx-init runs what it does
+/// better, `initializer path` for s3, host_path and volume_claim connections and `initializer
+/// fswatch`, and hands every other command to Polyaxon's own CLI unchanged (same arguments,
+/// environment, output and exit code) where the layered image names it in `PLX_POLYAXON_CLI`.
+/// The scratch image has no Polyaxon CLI: there such a command is exit 2, naming the image that
+/// runs it.
+fn polyaxon() -> Option<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<String> = std::env::args().collect();
+    if std::path::Path::new(args.first()?).file_name()? != "polyaxon" {
+        return None;
+    }
+    let words = &args[1..];
+    if ours(words) {
+        return None;
+    }
+    let command = std::iter::once("polyaxon")
+        .chain(
+            words
+                .iter()
+                .take_while(|word| !word.starts_with('-'))
+                .take(2)
+                .map(String::as_str),
+        )
+        .collect::<Vec<_>>()
+        .join(" ");
+    let Some(cli) = std::env::var_os("PLX_POLYAXON_CLI") else {
+        eprintln!(
+            "plx-init: `{command}` is Polyaxon's own command, which the plx-init image does not run (it runs `polyaxon initializer path` for s3, host_path and volume_claim connections and `polyaxon initializer fswatch`); run this container with the layered image plx-init-polyaxon (Polyaxon's `init.image`) or Polyaxon's own init image"
+        );
+        return Some(ExitCode::from(2));
+    };
+    let error = std::process::Command::new(&cli)
+        .arg0("polyaxon")
+        .args(words)
+        .exec();
+    eprintln!(
+        "plx-init: cannot run Polyaxon's CLI {} for `{command}`: {error}",
+        std::path::Path::new(&cli).display()
+    );
+    Some(ExitCode::from(2))
+}
+
+/// The Polyaxon commands plx-init runs itself.
+fn ours(words: &[String]) -> bool {
+    match words {
+        [group, command, ..] if group == "initializer" && command == "fswatch" => true,
+        [group, command, flags @ ..] if group == "initializer" && command == "path" => {
+            // Polyaxon's converter always passes the kind; without it plx-init reads the
+            // catalog and says what it cannot pull.
+            let kind = flags.iter().enumerate().find_map(|(at, flag)| {
+                flag.strip_prefix("--connection-kind=")
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        (flag == "--connection-kind")
+                            .then(|| flags.get(at + 1).cloned())
+                            .flatten()
+                    })
+            });
+            kind.is_none_or(|kind| matches!(kind.as_str(), "s3" | "host_path" | "volume_claim"))
+        }
+        // Everything else is Polyaxon's, even where the names meet (`polyaxon check` checks a
+        // polyaxonfile there).
+        _ => false,
+    }
 }
 
 /// Runs `task` as a task of the runtime, not on this thread. Spawned beside the HTTP

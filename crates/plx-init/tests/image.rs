@@ -11,6 +11,9 @@ use std::{
 
 use plx_testkit::S3Server;
 
+#[path = "image/deployment.rs"]
+mod deployment;
+
 const IMAGE: &str = concat!("plx-init:", env!("CARGO_PKG_VERSION"));
 
 /// A Secret volume as the kubelet writes it: a timestamped directory, `..data` pointing at it,
@@ -235,9 +238,7 @@ async fn the_image_fails_on_missing_data_and_on_wrong_keys() -> anyhow::Result<(
 /// The init script Polyaxon 2.18's converter generates for this connection and entries (its own
 /// `get_volume_args`), as the container's `/bin/sh -c` argument.
 fn polyaxon_script(catalog: &str, files: &[&str], dirs: &[&str]) -> String {
-    let python = std::env::var_os("PLX_POLYAXON_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| plx_testkit::workspace_root().join("target/plx-venv/bin/python"));
+    let python = plx_testkit::polyaxon_python();
     let program = r#"
 import json, sys
 from polyaxon._connections import V1Connection
@@ -313,5 +314,51 @@ async fn polyaxons_generated_init_script_runs_unchanged_and_fails_truthfully() -
             .join("artifacts/s3-dataset1/labels.csv")
             .exists()
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polyaxons_own_commands_are_refused_naming_the_image_that_runs_them() -> anyhow::Result<()>
+{
+    let (server, _) = seeded().await?;
+    let pod = Pod::new(
+        &server,
+        &[
+            ("AWS_ACCESS_KEY_ID", &server.access_key),
+            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
+        ],
+    )
+    .await?;
+    for (command, named) in [
+        (&["initializer", "auth"][..], "polyaxon initializer auth"),
+        (
+            &["docker", "generate", "--build-context={}"][..],
+            "polyaxon docker generate",
+        ),
+        (
+            &[
+                "initializer",
+                "path",
+                "--connection-name=g",
+                "--connection-kind=gcs",
+                "--path-from=gs://b/a",
+                "--path-to=/plx-context/a",
+            ][..],
+            "polyaxon initializer path",
+        ),
+    ] {
+        let output = pod
+            .docker(&["--entrypoint", "/bin/polyaxon"])
+            .args(command)
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("`{named}` is Polyaxon's own command")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("plx-init-polyaxon"), "{stderr}");
+    }
     Ok(())
 }

@@ -16,15 +16,24 @@ pub fn bytes(seed: u64, size: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Every file under `root`, hidden ones too, with its bytes, by relative path.
+pub fn all_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(root, true)
+}
+
 /// The visible files under `root` (not hidden names: the engine's state, journal and
 /// temporaries) with their bytes, by relative path.
 pub fn visible_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(root, false)
+}
+
+fn tree(root: &Path, hidden: bool) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
-            if entry.file_name().to_string_lossy().starts_with('.') {
+            if !hidden && entry.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
             if path.is_dir() {

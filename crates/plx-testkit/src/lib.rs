@@ -11,6 +11,7 @@ mod embedded;
 mod faults;
 mod files;
 mod moto;
+mod polyaxon;
 mod proxy;
 pub mod s3;
 mod tls;
@@ -19,10 +20,11 @@ pub use crate::{
     cases::{cases, fuzz_inputs, report, run_cases},
     embedded::Embedded,
     faults::{Fault, FaultProxy},
-    files::{bytes, visible_files},
+    files::{all_files, bytes, visible_files},
     moto::Moto,
+    polyaxon::{polyaxon_converter, polyaxon_python},
     proxy::{HttpProxy, TcpForwarder},
-    s3::{Backend, S3Server},
+    s3::{Backend, S3Server, client_for},
     tls::{Pki, TlsProxy},
 };
 

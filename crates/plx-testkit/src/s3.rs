@@ -179,7 +179,10 @@ impl S3Server {
                     let path = data.join(dir);
                     std::fs::create_dir_all(&path)
                         .with_context(|| format!("cannot create {}", path.display()))?;
-                    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+                    std::fs::set_permissions(
+                        &path,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                    )?;
                 }
                 let data = data
                     .canonicalize()

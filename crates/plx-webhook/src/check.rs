@@ -332,3 +332,140 @@ fn references(
     }
     problems
 }
+
+/// The init containers of `pod` that run the scratch plx-init image with a command it cannot
+/// run: Polyaxon's own commands (auth, git, file, docker generate, tensorboard, `initializer
+/// path` for gcs and wasb) or the tools plugin's copies of binaries out of the image. Such a pod
+/// fails at start; this says so before, naming the container, the command and the fix. Errors
+/// with `strict`, else warnings.
+pub fn scratch_image_commands(pod: &Value, strict: bool) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (index, container) in pod["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if !container["image"].as_str().is_some_and(is_scratch_image) {
+            continue;
+        }
+        let name = container["name"].as_str().unwrap_or_default();
+        for command in unrunnable(container) {
+            problems.push(Problem {
+                severity: if strict {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                },
+                path: format!("/spec/initContainers/{index}/image"),
+                code: "init-image-cannot-run".to_owned(),
+                message: format!(
+                    "init container `{name}` runs `{command}` in the plx-init image, which cannot run it and fails the pod at start; set Polyaxon's `init.image` to the layered image plx-init-polyaxon, or keep the plx-init image to `init[].container.image` of s3, host_path and volume_claim entries"
+                ),
+            });
+        }
+    }
+    problems
+}
+
+/// `plx-init[:tag][@digest]` in any registry; not `plx-init-polyaxon`, the layered image.
+fn is_scratch_image(image: &str) -> bool {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    let name = without_digest.rsplit('/').next().unwrap_or(without_digest);
+    name.split(':').next() == Some("plx-init")
+}
+
+/// What the container would run that the scratch image cannot.
+fn unrunnable(container: &Value) -> Vec<String> {
+    let words: Vec<&str> = ["command", "args"]
+        .iter()
+        .flat_map(|field| container[*field].as_array().into_iter().flatten())
+        .filter_map(Value::as_str)
+        .collect();
+    let program = words
+        .first()
+        .map(|first| first.rsplit('/').next().unwrap_or(first));
+    match program {
+        Some("sh") if words.get(1) == Some(&"-c") => words
+            .get(2)
+            .map(|script| script_commands(script))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|command| !runnable(command))
+            .map(|command| command.join(" "))
+            .collect(),
+        Some("polyaxon") => {
+            let command: Vec<String> = words.iter().map(|word| (*word).to_owned()).collect();
+            if runnable(&command) {
+                Vec::new()
+            } else {
+                vec![command.join(" ")]
+            }
+        }
+        // plx-init itself (the image's entrypoint, or named), or a user's own command.
+        _ => Vec::new(),
+    }
+}
+
+/// The simple commands of a generated script: split at `;`, `&&`, `||` and the `if`/`then`/`fi`
+/// words Polyaxon's converter writes, each as its words.
+fn script_commands(script: &str) -> Vec<Vec<String>> {
+    script
+        .split([';', '\n'])
+        .flat_map(|part| part.split("&&"))
+        .flat_map(|part| part.split("||"))
+        .map(|part| {
+            part.split_whitespace()
+                .skip_while(|word| matches!(*word, "if" | "then" | "else" | "fi" | "do" | "done"))
+                .map(|word| word.trim_matches(|c| c == '"' || c == '\'').to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|words| !words.is_empty())
+        .collect()
+}
+
+/// Whether the scratch image runs this command: plx-init's share of Polyaxon's commands, and
+/// busybox's applets on paths that exist there (not the tools plugin's binaries).
+fn runnable(command: &[String]) -> bool {
+    let program = command[0].rsplit('/').next().unwrap_or(&command[0]);
+    match program {
+        "polyaxon" => match command.get(1..3) {
+            Some([group, name]) if group == "initializer" && name == "fswatch" => true,
+            Some([group, name]) if group == "initializer" && name == "path" => command
+                .iter()
+                .find_map(|word| word.strip_prefix("--connection-kind="))
+                .is_none_or(|kind| matches!(kind, "s3" | "host_path" | "volume_claim")),
+            _ => false,
+        },
+        // The tools plugin copies binaries the image does not carry.
+        "cp" => !command
+            .iter()
+            .skip(1)
+            .any(|word| word.starts_with("/usr/") || word.starts_with("/etc/polyaxon")),
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_scratch_image_is_the_scratch_image() {
+        for image in [
+            "plx-init",
+            "plx-init:0.1.0",
+            "reg.example.com:5000/team/plx-init:2.18.0",
+            "plx-init@sha256:ab",
+        ] {
+            assert!(is_scratch_image(image), "{image}");
+        }
+        for image in [
+            "plx-init-polyaxon:2.18.0",
+            "polyaxon/polyaxon-init:2.18.0",
+            "reg/plx-initx",
+        ] {
+            assert!(!is_scratch_image(image), "{image}");
+        }
+    }
+}

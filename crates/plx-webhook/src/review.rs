@@ -9,7 +9,7 @@ use kube::core::{
 use plx_connections::Severity;
 use serde_json::Value;
 
-use crate::check::{CrossCheck, Keys, Problem, review};
+use crate::check::{CrossCheck, Keys, Problem, review, scratch_image_commands};
 
 /// Why a body is not a review we can answer (the HTTP status says which).
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +64,14 @@ fn decide(request: &AdmissionRequest<DynamicObject>, policy: Policy<'_>) -> Admi
         namespace: &namespace,
         strict: policy.strict,
     });
-    let Some(problems) = review(&request.kind.kind, &value, cross.as_ref()) else {
+    let mut problems = review(&request.kind.kind, &value, cross.as_ref());
+    if request.kind.kind == "Pod" {
+        let images = scratch_image_commands(&value, policy.strict);
+        if !images.is_empty() {
+            problems.get_or_insert_with(Vec::new).extend(images);
+        }
+    }
+    let Some(problems) = problems else {
         return response;
     };
     respond(response, &problems)

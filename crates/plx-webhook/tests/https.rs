@@ -471,3 +471,90 @@ async fn a_rotated_certificate_is_served_without_a_restart() -> anyhow::Result<(
     );
     Ok(())
 }
+
+/// A run Pod as Polyaxon 2.18's own converter generates it (`conformance/polyaxon_converter.py`)
+/// for a deployment whose `init.image` is `image`: the auth and tmux plugins, a git init and an
+/// s3 entry.
+fn generated_pod(image: &str) -> Value {
+    let case = json!({
+        "uuid": "8aac02e8bf3545e5a2a8d6b0f7a1f3a1",
+        "agent": {
+            "namespace": "polyaxon",
+            "init": {"image": image},
+            "artifactsStore": serde_json::from_str::<Value>(STORE).expect("JSON"),
+            "connections": [
+                {"name": "s3-dataset1", "kind": "s3", "schema": {"bucket": "s3://bucket/path1"}, "secret": {"name": "s3-secret"}},
+                {"name": "repo", "kind": "git", "schema": {"url": "https://github.com/polyaxon/polyaxon"}},
+            ],
+        },
+        "operation": {"version": 1.1, "kind": "compiled_operation",
+            "plugins": {"auth": true, "tmux": true, "collectArtifacts": true, "autoResume": true, "collectLogs": false},
+            "run": {"kind": "job", "connections": ["s3-dataset1"],
+                "init": [{"connection": "repo"}, {"artifacts": {"dirs": ["train"]}, "connection": "s3-dataset1"}],
+                "container": {"image": "python:3.11", "command": ["python", "train.py"]}}},
+    });
+    let generated = plx_testkit::polyaxon_converter(&case).expect("Polyaxon's converter runs");
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "plx-operation-8aac02-abcde", "namespace": "polyaxon", "labels": {"app.kubernetes.io/managed-by": "polyaxon"}},
+        "spec": {
+            "initContainers": generated["initContainers"],
+            "containers": [{"name": "polyaxon-main", "image": "python:3.11", "command": ["python", "train.py"]}],
+            "volumes": generated["volumes"],
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_scratch_init_image_that_cannot_run_a_generated_command_is_named_before_the_pod_starts()
+-> anyhow::Result<()> {
+    let lenient = Webhook::start(Options::default()).await?;
+    // The scratch image as the global `init.image`: Polyaxon gives every generated container it.
+    let pod = generated_pod("registry.example.com/plx-init");
+    let (_, body) = lenient
+        .review(&admission_review("i1", &pod, "CREATE", false))
+        .await;
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+    let warnings: Vec<String> = body["response"]["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|warning| warning.as_str().map(str::to_owned))
+        .collect();
+    for wanted in [
+        "init container `polyaxon-init-auth` runs `polyaxon initializer auth` in the plx-init image",
+        "init container `polyaxon-init-tools` runs `cp /usr/bin/tmux /opt/polyaxon/bin/tmux`",
+        "runs `polyaxon initializer git --repo-path=",
+    ] {
+        assert!(
+            warnings.iter().any(|warning| warning.contains(wanted)
+                && warning.contains("init-image-cannot-run")
+                && warning.contains("plx-init-polyaxon")),
+            "{wanted} not in {warnings:?}"
+        );
+    }
+    // The s3 entry and the outputs restore are what the scratch image runs.
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    let strict = Webhook::start(Options {
+        strict: true,
+        ..Options::default()
+    })
+    .await?;
+    let (_, body) = strict
+        .review(&admission_review("i2", &pod, "CREATE", false))
+        .await;
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    assert_eq!(causes(&body).len(), 3, "{body}");
+    // The layered image runs all of it: nothing to say.
+    let (_, body) = strict
+        .review(&admission_review(
+            "i3",
+            &generated_pod("registry.example.com/plx-init-polyaxon"),
+            "CREATE",
+            false,
+        ))
+        .await;
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+    assert!(body["response"].get("warnings").is_none(), "{body}");
+    Ok(())
+}
