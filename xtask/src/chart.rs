@@ -82,8 +82,11 @@ fn schema(catalog: &Value) -> anyhow::Result<Value> {
             },
             "imagePullSecrets": {
                 "type": ["array", "null"],
-                "description": "Secrets for pulling images.",
-                "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                "description": "Secrets for pulling images: names, as Polyaxon's values write them, or {name} references.",
+                "items": {"oneOf": [
+                    {"type": "string", "minLength": 1},
+                    {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+                ]},
             },
             "catalog": strict("The catalog ConfigMap.", json!({
                 "enabled": boolean("Render the catalog ConfigMap."),
@@ -103,6 +106,7 @@ fn schema(catalog: &Value) -> anyhow::Result<Value> {
                 })),
                 "strict": boolean("Missing Secrets, ConfigMaps and keys are errors instead of warnings."),
                 "failurePolicy": {"enum": ["Fail", "Ignore"], "description": "What the API server does when the webhook cannot answer."},
+                "matchConditions": boolean("Send only objects that carry Polyaxon's catalog keys, and pods with init containers (CEL; Kubernetes 1.30)."),
                 "timeoutSeconds": {"type": "integer", "minimum": 2, "maximum": 30, "description": "Seconds the API server waits for an answer."},
                 "excludeNamespaces": {"type": "array", "items": {"type": "string"}, "description": "Namespaces never sent to the webhook."},
                 "podSelector": strict("Which pods are reviewed (a label selector).", json!({

@@ -86,3 +86,17 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/*
+imagePullSecrets as Polyaxon's values write them, plain names ([registry-credentials]), or as
+Kubernetes does ([{name: registry-credentials}]): rendered as references either way.
+*/}}
+{{- define "plx-connections.imagePullSecrets" -}}
+{{- range . }}
+{{- if kindIs "string" . }}
+- name: {{ . | quote }}
+{{- else }}
+- {{ toYaml . | nindent 2 | trim }}
+{{- end }}
+{{- end }}
+{{- end -}}

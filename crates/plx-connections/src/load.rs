@@ -77,15 +77,40 @@ impl Report {
 /// Reads YAML or JSON text (JSON is YAML) into a JSON value, refusing what is too large, too deep,
 /// expands too much through aliases, or is not a single document.
 pub fn read_value(text: &str) -> Result<Value, Diagnostic> {
-    let root = Ptr::default();
-    let fail = |code: Code, message: String| Diagnostic {
+    size(text)?;
+    // serde_yaml bounds nesting (128 levels) and alias expansion itself; its errors say which.
+    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(yaml_error)?;
+    json(yaml)
+}
+
+/// Reads a stream of YAML documents separated by `---`, as `helm template` and `kubectl get -o
+/// yaml` print them, each with [`read_value`]'s limits (the size limit is the whole stream's).
+/// Empty documents (a comment alone, a trailing `---`) are left out.
+pub fn read_documents(text: &str) -> Result<Vec<Value>, Diagnostic> {
+    use serde::Deserialize;
+    size(text)?;
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        let yaml = serde_yaml::Value::deserialize(document).map_err(yaml_error)?;
+        if !yaml.is_null() {
+            documents.push(json(yaml)?);
+        }
+    }
+    Ok(documents)
+}
+
+fn failure(code: Code, message: String) -> Diagnostic {
+    Diagnostic {
         severity: crate::Severity::Error,
-        path: root.0.clone(),
+        path: String::new(),
         code,
         message,
-    };
+    }
+}
+
+fn size(text: &str) -> Result<(), Diagnostic> {
     if text.len() > MAX_DOCUMENT_BYTES {
-        return Err(fail(
+        return Err(failure(
             Code::TooLarge,
             format!(
                 "the document is {} bytes; the limit is {MAX_DOCUMENT_BYTES}",
@@ -93,19 +118,23 @@ pub fn read_value(text: &str) -> Result<Value, Diagnostic> {
             ),
         ));
     }
-    // serde_yaml bounds nesting (128 levels) and alias expansion itself; its errors say which.
-    let yaml: serde_yaml::Value = serde_yaml::from_str(text).map_err(|error| {
-        let message = error.to_string();
-        if message.contains("recursion limit") || message.contains("repetition limit") {
-            fail(
-                Code::TooLarge,
-                format!("{message}: the document nests too deeply or expands too many aliases"),
-            )
-        } else {
-            fail(Code::InvalidYaml, message)
-        }
-    })?;
-    to_json(yaml, &root).map_err(|(path, message)| Diagnostic {
+    Ok(())
+}
+
+fn yaml_error(error: serde_yaml::Error) -> Diagnostic {
+    let message = error.to_string();
+    if message.contains("recursion limit") || message.contains("repetition limit") {
+        failure(
+            Code::TooLarge,
+            format!("{message}: the document nests too deeply or expands too many aliases"),
+        )
+    } else {
+        failure(Code::InvalidYaml, message)
+    }
+}
+
+fn json(yaml: serde_yaml::Value) -> Result<Value, Diagnostic> {
+    to_json(yaml, &Ptr::default()).map_err(|(path, message)| Diagnostic {
         severity: crate::Severity::Error,
         path: path.0,
         code: Code::InvalidYaml,

@@ -338,8 +338,8 @@ pub(crate) struct InitializerPath {
     /// Accepted for compatibility: plx-init always fails on errors.
     #[arg(long = "raise-errors")]
     raise_errors: bool,
-    /// The run's outputs restore (Polyaxon passes it only there): a prefix with nothing under
-    /// it is a new run, not missing data, and the file-watcher state (`<context>/artifacts/.fs`)
+    /// The run's outputs restore (Polyaxon passes it only there, on a directory): a prefix with
+    /// nothing under it is a new run, not missing data, and the file-watcher state (`<context>/artifacts/.fs`)
     /// is written for what landed, so that the sidecar does not upload it again.
     #[arg(long = "sync-fw")]
     sync_fw: bool,
@@ -381,8 +381,14 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
     .await;
     progress.finish().await;
     let pulled = match pulled? {
-        // Nothing under the run's prefix: a new run has no outputs to restore yet.
-        Err(error) if args.sync_fw && nothing_under(&error, &request.source) => {
+        // Nothing under the run's prefix: a new run has no outputs to restore yet. Only the
+        // restore's own shape (a directory, `--sync-fw`, neither `--is-file` nor `--check-path`)
+        // is relaxed; a path a user named stays exit 1 when missing.
+        Err(error)
+            if args.sync_fw
+                && request.mode == PullMode::Dir
+                && nothing_under(&error, &request.source) =>
+        {
             tracing::info!(source = request.source, "no outputs to restore");
             Ok(error.summary)
         }

@@ -9,6 +9,7 @@ use std::{
 use anyhow::Context;
 use plx_connections::{Catalog, Content, Diagnostic, Form, Report};
 use serde::Serialize;
+use serde_json::Value;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -19,6 +20,8 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Files to validate: catalogs in any form, or Polyaxon operations and components; `-` is stdin.
+    /// A stream of Kubernetes objects (`helm template ... | plx-init validate -`) is checked object
+    /// by object: each ConfigMap or Secret that carries a catalog.
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
 }
@@ -66,11 +69,26 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
         }
         reports.push((path.display().to_string(), report));
     }
+    let mut stream = false;
     for (path, text) in &texts {
-        reports.push((
-            path.display().to_string(),
-            plx_connections::validate(text, &catalogs),
-        ));
+        let file = path.display().to_string();
+        match plx_connections::read_documents(text) {
+            Ok(documents) if documents.len() > 1 => {
+                stream = true;
+                let checked = objects(&file, &documents, &catalogs);
+                if checked.is_empty() {
+                    // Said once, so that a stream with no catalog is not mistaken for a check.
+                    let nothing = Report {
+                        form: None,
+                        diagnostics: Vec::new(),
+                        content: None,
+                    };
+                    reports.push((file, nothing));
+                }
+                reports.extend(checked);
+            }
+            _ => reports.push((file, plx_connections::validate(text, &catalogs))),
+        }
     }
 
     let mut stdout = std::io::stdout().lock();
@@ -89,7 +107,11 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
             serde_json::to_writer_pretty(&mut stdout, &output)?;
             writeln!(stdout)?;
         }
-        Format::Text => write_text(&mut stdout, &reports)?,
+        Format::Text => write_text(
+            &mut stdout,
+            &reports,
+            if stream { "document" } else { "file" },
+        )?,
     }
     let failed = reports.iter().any(|(_, report)| report.has_errors());
     Ok(if failed {
@@ -99,7 +121,83 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn write_text(out: &mut impl Write, reports: &[(String, Report)]) -> anyhow::Result<()> {
+/// A stream of documents (`helm template ... | plx-init validate -`): each Kubernetes object that
+/// carries a catalog (a ConfigMap or Secret with the agent's or the pod's catalog keys) is checked
+/// and named `FILE: Kind namespace/name`; objects that carry none are left out quietly. A document
+/// that is not a Kubernetes object is checked as any single document is.
+fn objects(file: &str, documents: &[Value], catalogs: &[Catalog]) -> Vec<(String, Report)> {
+    let mut reports = Vec::new();
+    for document in documents {
+        let kind = document["kind"].as_str();
+        let object = kind.is_some() && document["apiVersion"].is_string();
+        if !object {
+            reports.push((
+                file.to_owned(),
+                plx_connections::validate_value(document, catalogs),
+            ));
+            continue;
+        }
+        let data = match kind {
+            Some("ConfigMap") => document.get("data").cloned(),
+            Some("Secret") => secret_data(document),
+            _ => None,
+        };
+        let carries = data
+            .as_ref()
+            .and_then(Value::as_object)
+            .is_some_and(|data| CATALOG_KEYS.iter().any(|key| data.contains_key(*key)));
+        let Some(data) = data.filter(|_| carries) else {
+            continue;
+        };
+        let metadata = &document["metadata"];
+        let name = match (metadata["namespace"].as_str(), metadata["name"].as_str()) {
+            (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+            (None, Some(name)) => name.to_owned(),
+            _ => "(no name)".to_owned(),
+        };
+        reports.push((
+            format!("{file}: {} {name}", kind.unwrap_or_default()),
+            // A Secret's decoded data is read as a ConfigMap's: the same keys, at `/data/...`.
+            plx_connections::validate_value(
+                &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": data}),
+                catalogs,
+            ),
+        ));
+    }
+    reports
+}
+
+const CATALOG_KEYS: [&str; 3] = [
+    plx_connections::AGENT_CONNECTIONS,
+    plx_connections::AGENT_ARTIFACTS_STORE,
+    plx_connections::CONNECTIONS_CATALOG,
+];
+
+/// A Secret's `stringData` and decoded `data`, as the API server merges them; a value that is
+/// not base64 of UTF-8 text is kept as written, so the catalog check says what is wrong with it.
+fn secret_data(secret: &Value) -> Option<Value> {
+    use base64::Engine;
+    let mut merged = serde_json::Map::new();
+    for (key, value) in secret["data"].as_object().into_iter().flatten() {
+        let text = value.as_str().unwrap_or_default();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .unwrap_or_else(|| text.to_owned());
+        merged.insert(key.clone(), Value::String(decoded));
+    }
+    for (key, value) in secret["stringData"].as_object().into_iter().flatten() {
+        merged.insert(key.clone(), value.clone());
+    }
+    Some(Value::Object(merged))
+}
+
+fn write_text(
+    out: &mut impl Write,
+    reports: &[(String, Report)],
+    noun: &str,
+) -> anyhow::Result<()> {
     let (mut errors, mut warnings) = (0, 0);
     for (file, report) in reports {
         for diagnostic in &report.diagnostics {
@@ -131,7 +229,7 @@ fn write_text(out: &mut impl Write, reports: &[(String, Report)]) -> anyhow::Res
         plural(errors, "error"),
         plural(warnings, "warning"),
         reports.len(),
-        plural(reports.len(), "file")
+        plural(reports.len(), noun)
     )?;
     Ok(())
 }

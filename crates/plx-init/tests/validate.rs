@@ -155,3 +155,98 @@ fn alias_bomb_is_refused() {
     assert_eq!(code, 1);
     assert!(stdout.contains("error[too-large]"), "{stdout}");
 }
+
+/// `helm template` output: documents behind `# Source:` comments, a trailing `---`, objects of
+/// every kind, the agent's ConfigMap (the seed page's duplicate name) and a Secret carrying a
+/// catalog in base64.
+const RENDERED: &str = r#"---
+# Source: polyaxon/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: polyaxon-polyaxon-api
+  namespace: polyaxon
+spec:
+  ports: [{port: 80}]
+---
+# Source: polyaxon/templates/agent-config.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: polyaxon-polyaxon-agent-config
+  namespace: polyaxon
+data:
+  POLYAXON_AGENT_ARTIFACTS_STORE: "{\"name\":\"plx-artifacts\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://plx-artifacts\"},\"secret\":{\"name\":\"s3-secret\"}}"
+  POLYAXON_AGENT_CONNECTIONS: "[{\"name\":\"s3-dataset1\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://bucket/path1\"},\"secret\":{\"name\":\"s3-secret\"}},{\"name\":\"s3-dataset1\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://bucket/path2\"},\"secret\":{\"name\":\"s3-secret\"}}]"
+---
+# Source: polyaxon/templates/other-config.yaml
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: polyaxon-polyaxon-config
+data:
+  POLYAXON_LOG_LEVEL: INFO
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: agent-catalog
+  namespace: polyaxon
+data:
+  POLYAXON_AGENT_CONNECTIONS: W3sibmFtZSI6ImdjcyIsImtpbmQiOiJzMyIsInNjaGVtYSI6eyJidWNrZXQiOiJnczovL2JrdCJ9fV0=
+---
+"#;
+
+#[test]
+fn a_rendered_stream_is_checked_object_by_object() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let file = write(&dir, "rendered.yaml", RENDERED);
+    let (code, stdout, stderr) = plx_init(&["validate", &file]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    // Each finding names its object and the path inside it; the Service and the ConfigMap with
+    // no catalog are left out quietly.
+    assert!(
+        stdout.contains(&format!(
+            "{file}: ConfigMap polyaxon/polyaxon-polyaxon-agent-config: /data/POLYAXON_AGENT_CONNECTIONS/1/name: error[duplicate-name]: "
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{file}: Secret polyaxon/agent-catalog: /data/POLYAXON_AGENT_CONNECTIONS/0/schema/bucket: error[bucket-scheme-mismatch]: "
+        )),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("polyaxon-polyaxon-api"), "{stdout}");
+    assert!(!stdout.contains("polyaxon-polyaxon-config"), "{stdout}");
+    assert!(stdout.ends_with("in 2 documents\n"), "{stdout}");
+    // The same stream on standard input, as `helm template ... | plx-init validate -`.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plx-init"))
+        .args(["validate", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("plx-init runs");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), RENDERED.as_bytes())
+        .expect("written");
+    let output = child.wait_with_output().expect("plx-init ends");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stdout)
+            .contains("-: ConfigMap polyaxon/polyaxon-polyaxon-agent-config: /data/POLYAXON_AGENT_CONNECTIONS/1/name: error[duplicate-name]"),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    // A stream with no catalog in it says so and passes.
+    let file = write(
+        &dir,
+        "plain.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n",
+    );
+    let (code, stdout, _) = plx_init(&["validate", &file]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains(&format!("{file}: ok (nothing to check)")),
+        "{stdout}"
+    );
+}

@@ -436,6 +436,26 @@ fn wiring(name: &str, values: &Value, rendered: &Rendered) {
     let spec = deployment.spec.as_ref().expect("spec");
     let template = spec.template.spec.as_ref().expect("pod spec");
     restricted(template, name);
+    // `imagePullSecrets` as Polyaxon's values write it (plain names) or as Kubernetes does
+    // (`{name}`): either way the pods get references.
+    let pull_secrets: Vec<String> = values["imagePullSecrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|secret| {
+            secret
+                .as_str()
+                .unwrap_or_else(|| secret["name"].as_str().unwrap_or_default())
+                .to_owned()
+        })
+        .collect();
+    let rendered_secrets: Vec<String> = template
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|reference| reference.name.clone())
+        .collect();
+    assert_eq!(rendered_secrets, pull_secrets, "{name}: imagePullSecrets");
     let pod_labels = spec
         .template
         .metadata
@@ -1107,4 +1127,105 @@ async fn helm_test_pods_tell_which_connections_work() -> anyhow::Result<()> {
     );
     assert_eq!(verdicts.len(), 3);
     Ok(())
+}
+
+/// The rendered configuration's matchConditions, evaluated with a CEL interpreter (cel-rust) on
+/// objects as the API server passes them (`object`): only objects carrying Polyaxon's catalog
+/// keys, and run pods with init containers, are sent, so a webhook that is down blocks nothing
+/// else; with `matchConditions: false` there are none.
+#[test]
+fn match_conditions_send_only_objects_that_carry_a_catalog() {
+    let values = json!({"webhook": {"crossChecks": {"enabled": false}}});
+    let helm = Helm::find();
+    let rendered = Rendered::of(&helm.one(render_request(&values))).expect("renders");
+    let configuration = rendered.all("ValidatingWebhookConfiguration")[0].clone();
+    let sent = |hook: &str, object: &Value| -> bool {
+        let hook = configuration["webhooks"]
+            .as_array()
+            .expect("webhooks")
+            .iter()
+            .find(|webhook| {
+                webhook["name"]
+                    .as_str()
+                    .is_some_and(|name| name.starts_with(hook))
+            })
+            .expect("the hook");
+        let conditions = hook["matchConditions"].as_array().expect("matchConditions");
+        assert!(!conditions.is_empty());
+        // The API server sends a request only when every condition is true.
+        conditions.iter().all(|condition| {
+            let expression = condition["expression"].as_str().expect("an expression");
+            let program = cel::Program::compile(expression)
+                .unwrap_or_else(|error| panic!("{expression}: {error}"));
+            let mut context = cel::Context::default();
+            context.add_variable("object", object).expect("a variable");
+            match program.execute(&context) {
+                Ok(cel::Value::Bool(verdict)) => verdict,
+                other => panic!("{expression} on {object}: {other:?}"),
+            }
+        })
+    };
+    let connections = r#"[{"name":"s3-dataset1","kind":"s3","schema":{"bucket":"s3://b"}}]"#;
+    let config_map = |data: Value| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}, "data": data});
+    assert!(sent(
+        "catalogs.",
+        &config_map(json!({"POLYAXON_AGENT_CONNECTIONS": connections}))
+    ));
+    assert!(sent(
+        "catalogs.",
+        &config_map(json!({"POLYAXON_AGENT_ARTIFACTS_STORE": "{}", "OTHER": "x"}))
+    ));
+    assert!(sent(
+        "catalogs.",
+        &config_map(json!({"POLYAXON_CONNECTIONS_CATALOG": "{}"}))
+    ));
+    assert!(!sent(
+        "catalogs.",
+        &config_map(json!({"POLYAXON_LOG_LEVEL": "INFO"}))
+    ));
+    assert!(!sent(
+        "catalogs.",
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "empty"}})
+    ));
+    let secret = |field: &str, data: Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, field: data});
+    assert!(sent(
+        "catalogs.",
+        &secret("data", json!({"POLYAXON_AGENT_CONNECTIONS": "W10="}))
+    ));
+    assert!(sent(
+        "catalogs.",
+        &secret("stringData", json!({"POLYAXON_AGENT_CONNECTIONS": "[]"}))
+    ));
+    assert!(!sent(
+        "catalogs.",
+        &secret("data", json!({"tls.crt": "eA==", "tls.key": "eA=="}))
+    ));
+    // Helm's release record: a Secret with one `release` key.
+    assert!(!sent(
+        "catalogs.",
+        &secret("data", json!({"release": "SDRzSQ=="}))
+    ));
+    let pod = |spec: Value| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec});
+    let main = json!([{"name": "main", "image": "python:3.11"}]);
+    assert!(sent(
+        "pods.",
+        &pod(
+            json!({"initContainers": [{"name": "polyaxon-init-auth", "image": "i"}], "containers": main})
+        )
+    ));
+    assert!(!sent("pods.", &pod(json!({"containers": main}))));
+    assert!(!sent(
+        "pods.",
+        &pod(json!({"initContainers": [], "containers": main}))
+    ));
+    // Off, for clusters before 1.30: no conditions rendered.
+    let values = json!({"webhook": {"crossChecks": {"enabled": false}, "matchConditions": false, "failurePolicy": "Ignore"}});
+    let rendered = Rendered::of(&helm.one(render_request(&values))).expect("renders");
+    for hook in rendered.all("ValidatingWebhookConfiguration")[0]["webhooks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        assert!(hook.get("matchConditions").is_none(), "{hook}");
+    }
 }
