@@ -64,6 +64,18 @@ impl Pod {
         })
     }
 
+    /// A pod with the server's own keys in its Secret.
+    async fn with_keys(server: &S3Server) -> anyhow::Result<Pod> {
+        Pod::new(
+            server,
+            &[
+                ("AWS_ACCESS_KEY_ID", &server.access_key),
+                ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
+            ],
+        )
+        .await
+    }
+
     fn run(&self, args: &[&str]) -> Output {
         self.docker(&[]).args(args).output().expect("docker runs")
     }
@@ -190,14 +202,7 @@ async fn the_image_pulls_into_the_context_volume_as_an_init_container() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_fails_on_missing_data_and_on_wrong_keys() -> anyhow::Result<()> {
     let (server, _) = seeded().await?;
-    let pod = Pod::new(
-        &server,
-        &[
-            ("AWS_ACCESS_KEY_ID", &server.access_key),
-            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
-        ],
-    )
-    .await?;
+    let pod = Pod::with_keys(&server).await?;
     let output = pod.run(&[
         "artifacts",
         "--connection",
@@ -271,14 +276,7 @@ print(get_volume_args(connection, "/plx-context/artifacts/" + connection.name, a
 async fn polyaxons_generated_init_script_runs_unchanged_and_fails_truthfully() -> anyhow::Result<()>
 {
     let (server, objects) = seeded().await?;
-    let pod = Pod::new(
-        &server,
-        &[
-            ("AWS_ACCESS_KEY_ID", &server.access_key),
-            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
-        ],
-    )
-    .await?;
+    let pod = Pod::with_keys(&server).await?;
     // The container Polyaxon builds: command ["/bin/sh", "-c"], the generated script as args.
     let script = polyaxon_script(&pod.catalog, &["labels.csv"], &["train"]);
     assert!(
@@ -295,14 +293,7 @@ async fn polyaxons_generated_init_script_runs_unchanged_and_fails_truthfully() -
     assert!(tree(&pod.context.join("artifacts/s3-dataset1")) == objects);
     // A missing file early in the script: Polyaxon's own image goes on and exits with the last
     // step's status (0); this one stops at the failing step, with its exit code.
-    let fresh = Pod::new(
-        &server,
-        &[
-            ("AWS_ACCESS_KEY_ID", &server.access_key),
-            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
-        ],
-    )
-    .await?;
+    let fresh = Pod::with_keys(&server).await?;
     let script = polyaxon_script(&fresh.catalog, &["nope.csv", "labels.csv"], &[]);
     let output = fresh.shell(&script);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -321,14 +312,7 @@ async fn polyaxons_generated_init_script_runs_unchanged_and_fails_truthfully() -
 async fn polyaxons_own_commands_are_refused_naming_the_image_that_runs_them() -> anyhow::Result<()>
 {
     let (server, _) = seeded().await?;
-    let pod = Pod::new(
-        &server,
-        &[
-            ("AWS_ACCESS_KEY_ID", &server.access_key),
-            ("AWS_SECRET_ACCESS_KEY", &server.secret_key),
-        ],
-    )
-    .await?;
+    let pod = Pod::with_keys(&server).await?;
     for (command, named) in [
         (&["initializer", "auth"][..], "polyaxon initializer auth"),
         (

@@ -39,6 +39,16 @@ fn causes(response: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The review's warnings, one line each.
+fn warnings(response: &Value) -> Vec<String> {
+    response["response"]["warnings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|warning| warning.as_str().map(str::to_owned))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_valid_catalog_configmap_is_allowed_with_its_uid_echoed() -> anyhow::Result<()> {
     let webhook = Webhook::start(Options::default()).await?;
@@ -276,12 +286,7 @@ async fn missing_secrets_and_keys_warn_and_strict_mode_refuses() -> anyhow::Resu
     .await?;
     let (_, body) = lenient.review(&review).await;
     assert_eq!(body["response"]["allowed"], true, "{body}");
-    let warnings: Vec<String> = body["response"]["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|warning| warning.as_str().map(str::to_owned))
-        .collect();
+    let warnings = warnings(&body);
     let wanted = [
         "key-not-found: connection `s3-dataset1` needs key `AWS_SECRET_ACCESS_KEY` in Secret `s3-secret`, which has only: AWS_ACCESS_KEY_ID",
         "secret-not-found: connection `s3-dataset2` names Secret `gone-secret`, which does not exist in namespace `polyaxon`",
@@ -515,12 +520,7 @@ async fn a_scratch_init_image_that_cannot_run_a_generated_command_is_named_befor
         .review(&admission_review("i1", &pod, "CREATE", false))
         .await;
     assert_eq!(body["response"]["allowed"], true, "{body}");
-    let warnings: Vec<String> = body["response"]["warnings"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|warning| warning.as_str().map(str::to_owned))
-        .collect();
+    let warnings = warnings(&body);
     for wanted in [
         "init container `polyaxon-init-auth` runs `polyaxon initializer auth` in the plx-init image",
         "init container `polyaxon-init-tools` runs `cp /usr/bin/tmux /opt/polyaxon/bin/tmux`",
