@@ -108,6 +108,7 @@ fn schema(catalog: &Value) -> anyhow::Result<Value> {
                 "failurePolicy": {"enum": ["Fail", "Ignore"], "description": "What the API server does when the webhook cannot answer."},
                 "matchConditions": boolean("Send only objects that carry Polyaxon's catalog keys, and pods with init containers (CEL; Kubernetes 1.30)."),
                 "timeoutSeconds": {"type": "integer", "minimum": 2, "maximum": 30, "description": "Seconds the API server waits for an answer."},
+                "namespaces": {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Namespaces reviewed; empty: the release namespace and agent.additionalNamespaces; [\"*\"]: all."},
                 "excludeNamespaces": {"type": "array", "items": {"type": "string"}, "description": "Namespaces never sent to the webhook."},
                 "podSelector": strict("Which pods are reviewed (a label selector).", json!({
                     "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},

@@ -62,13 +62,33 @@ The artifacts store Polyaxon uses: `artifactsStore`, else `defaultArtifactsStore
 {{- end -}}
 
 {{/*
-The namespaces the webhook watches for cross-object checks (JSON list; empty: all).
+The namespaces whose catalogs and run pods are reviewed (JSON list; empty: every namespace).
+By default where Polyaxon runs: its release namespace (the agent's POLYAXON_K8S_NAMESPACE) and
+Polyaxon's own `agent.additionalNamespaces`, read from the same values file.
+*/}}
+{{- define "plx-connections.reviewed" -}}
+{{- $namespaces := .Values.webhook.namespaces | default list -}}
+{{- if has "*" $namespaces -}}
+[]
+{{- else if $namespaces -}}
+{{- toJson ($namespaces | uniq) -}}
+{{- else -}}
+{{- $agent := .Values.agent | default dict -}}
+{{- toJson (concat (list .Release.Namespace) ($agent.additionalNamespaces | default list) | uniq) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The namespaces the webhook watches for cross-object checks (JSON list; empty: all). By default
+the reviewed ones (the release namespace when every namespace is reviewed).
 */}}
 {{- define "plx-connections.watched" -}}
 {{- if .Values.webhook.crossChecks.allNamespaces -}}
 []
+{{- else if .Values.webhook.crossChecks.namespaces -}}
+{{- toJson (.Values.webhook.crossChecks.namespaces | uniq) -}}
 {{- else -}}
-{{- toJson (default (list .Release.Namespace) .Values.webhook.crossChecks.namespaces | uniq) -}}
+{{- toJson (include "plx-connections.reviewed" . | fromJsonArray | default (list .Release.Namespace)) -}}
 {{- end -}}
 {{- end -}}
 

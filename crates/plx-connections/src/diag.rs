@@ -93,6 +93,8 @@ codes! {
     InitConnectionKind = "init-connection-kind",
     /// A number out of its range.
     OutOfRange = "out-of-range",
+    /// `env` as a list of `{name, value}` objects where Polyaxon's agent reads it (it takes a map).
+    EnvListForAgent = "env-list-for-agent",
     /// Warning: an s3 connection with no secret, config map or env uses the ambient credential chain.
     AmbientCredentials = "ambient-credentials",
     /// Warning: a credential written in plain text in the connection's `env`.
@@ -103,6 +105,8 @@ codes! {
     NameTooLongForInit = "name-too-long-for-init",
     /// Warning: two connections mount one Secret or ConfigMap at different paths; Polyaxon keeps the first.
     ConflictingMount = "conflicting-mount",
+    /// Warning: Polyaxon's chart renders this `env` into its service pods, where a map is invalid.
+    EnvInServicePods = "env-in-service-pods",
 }
 
 impl fmt::Display for Code {

@@ -15,6 +15,7 @@ mod kind;
 mod load;
 mod model;
 mod parse;
+mod readers;
 mod rules;
 pub mod schema;
 
@@ -23,8 +24,8 @@ pub use crate::{
     kind::{Kind, SchemaShape, UnknownKind},
     load::{
         AGENT_ARTIFACTS_STORE, AGENT_CONNECTIONS, CONNECTIONS_CATALOG, Content, Form,
-        MAX_DOCUMENT_BYTES, Report, catalog_from_json, read_documents, read_value, validate,
-        validate_value,
+        MAX_DOCUMENT_BYTES, MAX_MANIFESTS_BYTES, Report, catalog_from_json, load, read_documents,
+        read_manifests, read_value, validate, validate_value,
     },
     model::{
         Artifacts, BucketSchema, Catalog, ClaimSchema, Connection, ConnectionSchema,

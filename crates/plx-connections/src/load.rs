@@ -6,6 +6,7 @@ use crate::{
     diag::{Code, Diagnostic, Ptr, Sink},
     model::Catalog,
     parse::{self, JobSection, Known},
+    readers::{self, Reader},
 };
 
 /// The largest document read, in bytes.
@@ -94,6 +95,38 @@ pub fn read_documents(text: &str) -> Result<Vec<Value>, Diagnostic> {
         let yaml = serde_yaml::Value::deserialize(document).map_err(yaml_error)?;
         if !yaml.is_null() {
             documents.push(json(yaml)?);
+        }
+    }
+    Ok(documents)
+}
+
+/// The most a stream of rendered Kubernetes manifests may hold: a release with its CRDs runs to a
+/// few MiB (Polyaxon's chart renders 1.8 MB); the catalogs inside keep [`MAX_DOCUMENT_BYTES`].
+pub const MAX_MANIFESTS_BYTES: usize = 64 * 1024 * 1024;
+
+/// Reads a stream of Kubernetes manifests (`helm template`, a post-renderer's input) as the API
+/// machinery reads them: a key written twice in a mapping keeps its last value instead of
+/// failing the document. Polyaxon's own chart renders a ClusterRole with `rules:` twice, which
+/// Helm and Kubernetes take; [`read_documents`] refuses it, as it should for a catalog. The
+/// catalogs such a stream carries are strings, read strictly when they are checked.
+pub fn read_manifests(text: &str) -> Result<Vec<Value>, Diagnostic> {
+    use serde::Deserialize;
+    if text.len() > MAX_MANIFESTS_BYTES {
+        return Err(failure(
+            Code::TooLarge,
+            format!(
+                "the manifests are {} bytes; the limit is {MAX_MANIFESTS_BYTES}",
+                text.len()
+            ),
+        ));
+    }
+    let mut documents = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(text) {
+        // serde_json's map keeps the last of repeated keys; serde_yaml still bounds nesting and
+        // alias expansion.
+        let value = Value::deserialize(document).map_err(yaml_error)?;
+        if !value.is_null() {
+            documents.push(value);
         }
     }
     Ok(documents)
@@ -203,8 +236,26 @@ pub fn validate(text: &str, catalogs: &[Catalog]) -> Report {
     }
 }
 
-/// Validates an already-read document.
+/// Validates an already-read document as everything that reads it would: plx-init, and, for a
+/// values file or the agent's variables, Polyaxon's chart and agent (`readers`).
 pub fn validate_value(value: &Value, catalogs: &[Catalog]) -> Report {
+    check(value, catalogs, true)
+}
+
+/// Reads a catalog document as plx-init does at run time: every `env` form in every place, so a
+/// catalog Polyaxon's agent would refuse still runs (`plx-init validate` says why it should not).
+pub fn load(text: &str) -> Report {
+    match read_value(text) {
+        Ok(value) => check(&value, &[], false),
+        Err(diagnostic) => Report {
+            form: None,
+            diagnostics: vec![diagnostic],
+            content: None,
+        },
+    }
+}
+
+fn check(value: &Value, catalogs: &[Catalog], readers: bool) -> Report {
     let mut sink = Sink::default();
     let root = Ptr::default();
     let form = detect(value);
@@ -229,10 +280,10 @@ pub fn validate_value(value: &Value, catalogs: &[Catalog]) -> Report {
                 })
             })
         }
-        Some(Form::Values) => values(&mut sink, value, &root).map(Content::Catalog),
+        Some(Form::Values) => values(&mut sink, value, &root, readers).map(Content::Catalog),
         Some(Form::AgentEnv | Form::PodEnv) => {
             let (vars, path) = variables(value);
-            env_catalog(&mut sink, vars, &path).map(Content::Catalog)
+            env_catalog(&mut sink, vars, &path, readers).map(Content::Catalog)
         }
         Some(Form::Job) => job(&mut sink, value, &root, &Known { catalogs }).map(Content::Job),
     };
@@ -246,7 +297,7 @@ pub fn validate_value(value: &Value, catalogs: &[Catalog]) -> Report {
 
 /// Parses a catalog from the pod's `POLYAXON_CONNECTIONS_CATALOG` JSON.
 pub fn catalog_from_json(text: &str) -> Result<Catalog, Vec<Diagnostic>> {
-    let report = validate(text, &[]);
+    let report = load(text);
     match report.content {
         Some(Content::Catalog(catalog)) => Ok(catalog),
         _ if report.has_errors() => Err(report.diagnostics),
@@ -304,15 +355,34 @@ fn variables(value: &Value) -> (&Map<String, Value>, Ptr) {
     (map, Ptr::default())
 }
 
-fn values(sink: &mut Sink, value: &Value, path: &Ptr) -> Option<Catalog> {
+fn values(sink: &mut Sink, value: &Value, path: &Ptr, readers: bool) -> Option<Catalog> {
     let map = value.as_object()?;
     let connections = map
         .get("connections")
         .map(|value| (value, path.key("connections")));
     let store = parse::get(map, "artifactsStore").map(|value| (value, path.key("artifactsStore")));
-    let catalog = parse::catalog(sink, connections, store);
+    let catalog = parse::catalog(sink, connections.clone(), store.clone());
+    let mounted = parse::string_list(sink, map, path, "mountConnections");
+    if readers {
+        // Polyaxon's chart renders the store's env only with its agent on (the default).
+        let agent = map
+            .get("agent")
+            .and_then(|agent| agent.get("enabled"))
+            .and_then(Value::as_bool)
+            != Some(false);
+        let reader = Reader::Chart {
+            mounted: mounted.as_deref().unwrap_or_default(),
+            agent,
+        };
+        readers::check(
+            sink,
+            connections.as_ref().map(|(value, path)| (*value, path)),
+            store.as_ref().map(|(value, path)| (*value, path)),
+            &reader,
+        );
+    }
     // Polyaxon's chart mounts `mountConnections` into its service pods: they must exist.
-    if let Some(names) = parse::string_list(sink, map, path, "mountConnections")
+    if let Some(names) = mounted
         && let Some(catalog) = &catalog
     {
         let known = Known {
@@ -325,13 +395,26 @@ fn values(sink: &mut Sink, value: &Value, path: &Ptr) -> Option<Catalog> {
     catalog
 }
 
-fn env_catalog(sink: &mut Sink, vars: &Map<String, Value>, path: &Ptr) -> Option<Catalog> {
+fn env_catalog(
+    sink: &mut Sink,
+    vars: &Map<String, Value>,
+    path: &Ptr,
+    readers: bool,
+) -> Option<Catalog> {
     let connections_path = path.key(AGENT_CONNECTIONS);
     let store_path = path.key(AGENT_ARTIFACTS_STORE);
     let catalog_path = path.key(CONNECTIONS_CATALOG);
     let connections = embedded(sink, vars.get(AGENT_CONNECTIONS), &connections_path);
     let store = embedded(sink, vars.get(AGENT_ARTIFACTS_STORE), &store_path);
     let pod = embedded(sink, vars.get(CONNECTIONS_CATALOG), &catalog_path);
+    if readers {
+        readers::check(
+            sink,
+            connections.as_ref().map(|value| (value, &connections_path)),
+            store.as_ref().map(|value| (value, &store_path)),
+            &Reader::Agent,
+        );
+    }
     let mut catalog = parse::catalog(
         sink,
         connections

@@ -32,10 +32,23 @@ pub fn connection() -> Value {
     )
 }
 
-/// The schema of a catalog: a mapping with `connections` and `artifactsStore` (a Polyaxon Helm
-/// values file, where other keys are allowed, or the pod's catalog JSON).
+/// The schema of a catalog as Polyaxon's agent reads it: a mapping with `connections` and
+/// `artifactsStore` (a Polyaxon Helm values file, where other keys are allowed, whose two keys
+/// Polyaxon's chart copies into the agent's `POLYAXON_AGENT_*` variables). The agent refuses
+/// `env` as a list of `{name, value}` objects, so this schema does too; plx-init's own catalog
+/// (`POLYAXON_CONNECTIONS_CATALOG`, `--catalog`) takes every form, each entry as
+/// `connection.schema.json` says.
 pub fn catalog() -> Value {
-    finish(generator().into_root_schema_for::<Catalog>(), "catalog")
+    let mut value = finish(generator().into_root_schema_for::<Catalog>(), "catalog");
+    if let Some(env) = value.pointer_mut("/$defs/Env")
+        && let Some(Value::Array(forms)) = env.get_mut("anyOf")
+    {
+        forms.retain(|form| form.pointer("/items/type") != Some(&json!("object")));
+        env["description"] = json!(
+            "Environment variables as Polyaxon's agent reads them: a map, or a list of [name, value] pairs (a list of {name, value} objects is refused)."
+        );
+    }
+    value
 }
 
 /// The schema of a job's `init:` section.

@@ -399,6 +399,15 @@ impl Schemas {
         }
     }
 
+    /// A list of connections (or null), each valid by the connection schema.
+    fn entries(&self, list: &Value) -> bool {
+        match list {
+            Value::Null => true,
+            Value::Array(items) => items.iter().all(|item| self.connection.is_valid(item)),
+            _ => false,
+        }
+    }
+
     /// The JSON Schema's verdict on a case's document, taken apart by form as a tool would.
     fn verdict(&self, text: &str, report: &Report) -> Result<bool, String> {
         let Ok(document) = plx_connections::read_value(text) else {
@@ -409,7 +418,8 @@ impl Schemas {
         };
         Ok(match form {
             Form::Connection => self.connection.is_valid(&document),
-            Form::ConnectionList => self.catalog.is_valid(&json!({"connections": document})),
+            // plx-init's own catalog: each entry as connection.schema.json says.
+            Form::ConnectionList => self.entries(&document),
             Form::Values => self.catalog.is_valid(&document),
             Form::AgentEnv | Form::PodEnv => {
                 let vars = match document.get("apiVersion").is_some() {
@@ -430,7 +440,12 @@ impl Schemas {
                 ) else {
                     return Ok(false);
                 };
-                let pod_ok = pod.is_null() || self.catalog.is_valid(&pod);
+                let pod_ok = pod.is_null()
+                    || (pod.is_object()
+                        && pod
+                            .as_object()
+                            .is_some_and(|map| map.keys().all(|key| key == "connections"))
+                        && self.entries(pod.get("connections").unwrap_or(&Value::Null)));
                 pod_ok
                     && self
                         .catalog

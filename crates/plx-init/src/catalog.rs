@@ -13,7 +13,7 @@ pub(crate) fn load(file: Option<&Path>, env: &Environment) -> anyhow::Result<Cat
     };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let report = plx_connections::validate(&text, &[]);
+    let report = plx_connections::load(&text);
     match report.content {
         Some(Content::Catalog(catalog)) => Ok(catalog),
         Some(Content::Job(_)) => {

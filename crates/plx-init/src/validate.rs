@@ -22,8 +22,13 @@ pub(crate) struct Args {
     /// Files to validate: catalogs in any form, or Polyaxon operations and components; `-` is stdin.
     /// A stream of Kubernetes objects (`helm template ... | plx-init validate -`) is checked object
     /// by object: each ConfigMap or Secret that carries a catalog.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required_unless_present = "post_render", value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Act as a Helm post-renderer: check the manifests on stdin object by object, print the
+    /// findings on stderr, and write the manifests unchanged on stdout only when there is no error
+    /// (the `plx-validate` Helm plugin runs this).
+    #[arg(long, conflicts_with_all = ["files", "format"])]
+    post_render: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -45,6 +50,9 @@ struct FileOutput<'a> {
 }
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.post_render {
+        return post_render(args);
+    }
     // Read everything first: an unreadable file is a usage problem (exit 2), whatever the others hold.
     let mut catalog_texts = Vec::new();
     for path in &args.catalogs {
@@ -72,7 +80,27 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let mut stream = false;
     for (path, text) in &texts {
         let file = path.display().to_string();
-        match plx_connections::read_documents(text) {
+        // A `---` stream: catalogs read strictly, or else Kubernetes manifests read as the API
+        // machinery reads them (a repeated key keeps its last value, as Polyaxon's chart needs).
+        let read = match plx_connections::read_documents(text) {
+            Ok(documents) => Ok(documents),
+            Err(error) => match plx_connections::read_manifests(text) {
+                Ok(documents) if documents.len() > 1 && documents.iter().all(is_object) => {
+                    Ok(documents)
+                }
+                Ok(documents) if documents.len() > 1 => Err(error),
+                _ => Ok(Vec::new()),
+            },
+        };
+        match read {
+            Err(error) => reports.push((
+                file,
+                Report {
+                    form: None,
+                    diagnostics: vec![error],
+                    content: None,
+                },
+            )),
             Ok(documents) if documents.len() > 1 => {
                 stream = true;
                 let checked = objects(&file, &documents, &catalogs);
@@ -121,6 +149,71 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// `--post-render`: Helm hands the rendered manifests on stdin and applies what comes back on
+/// stdout, so a release with a broken catalog is refused whole, before any object changes.
+fn post_render(args: &Args) -> anyhow::Result<ExitCode> {
+    let mut catalogs = Vec::new();
+    for path in &args.catalogs {
+        if let Some(Content::Catalog(catalog)) =
+            plx_connections::validate(&read(path)?, &[]).content
+        {
+            catalogs.push(catalog);
+        }
+    }
+    let text = read(&PathBuf::from("-"))?;
+    let mut documents = plx_connections::read_manifests(&text).map_err(|error| {
+        anyhow::anyhow!(
+            "cannot read the rendered manifests on stdin: {}",
+            error.message
+        )
+    })?;
+    // Only Kubernetes objects: whatever else a renderer emits is Helm's to refuse, not ours.
+    documents.retain(is_object);
+    let reports = objects("helm", &documents, &catalogs);
+    let mut findings = Vec::new();
+    if reports.is_empty() {
+        writeln!(
+            findings,
+            "plx-init: no ConfigMap or Secret in this release carries a connection catalog; nothing to check"
+        )?;
+    } else {
+        write_text(&mut findings, &reports, "object")?;
+    }
+    let failed = reports.iter().any(|(_, report)| report.has_errors());
+    std::io::stderr().write_all(&findings)?;
+    if std::env::var_os("HELM_PLUGIN_NAME").is_some() {
+        to_helm(&findings);
+    }
+    if failed {
+        return Ok(ExitCode::from(1));
+    }
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Helm 4 runs a post-renderer plugin with its stderr in a buffer it never shows (its error is
+/// only `plugin "plx-validate" exited with error`; helm.sh/helm/v4 internal/plugin
+/// runtime_subprocess.go), so the findings are also written where Helm writes: its own stderr,
+/// reached through /proc, else the terminal. Best effort: stderr above has them in any case.
+fn to_helm(findings: &[u8]) {
+    use std::os::unix::fs::MetadataExt;
+    let helm = format!("/proc/{}/fd/2", std::os::unix::process::parent_id());
+    let same = |a: &str, b: &str| match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    };
+    if same(&helm, "/proc/self/fd/2") {
+        return;
+    }
+    for target in [helm.as_str(), "/dev/tty"] {
+        if let Ok(mut out) = std::fs::OpenOptions::new().append(true).open(target)
+            && out.write_all(findings).is_ok()
+        {
+            return;
+        }
+    }
+}
+
 /// A stream of documents (`helm template ... | plx-init validate -`): each Kubernetes object that
 /// carries a catalog (a ConfigMap or Secret with the agent's or the pod's catalog keys) is checked
 /// and named `FILE: Kind namespace/name`; objects that carry none are left out quietly. A document
@@ -129,8 +222,7 @@ fn objects(file: &str, documents: &[Value], catalogs: &[Catalog]) -> Vec<(String
     let mut reports = Vec::new();
     for document in documents {
         let kind = document["kind"].as_str();
-        let object = kind.is_some() && document["apiVersion"].is_string();
-        if !object {
+        if !is_object(document) {
             reports.push((
                 file.to_owned(),
                 plx_connections::validate_value(document, catalogs),
@@ -165,6 +257,11 @@ fn objects(file: &str, documents: &[Value], catalogs: &[Catalog]) -> Vec<(String
         ));
     }
     reports
+}
+
+/// A Kubernetes object: it says its `apiVersion` and `kind`.
+fn is_object(document: &Value) -> bool {
+    document["kind"].is_string() && document["apiVersion"].is_string()
 }
 
 const CATALOG_KEYS: [&str; 3] = [

@@ -411,3 +411,31 @@ fn check_reads_the_mount_of_host_path_and_volume_claim_connections() -> anyhow::
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalog_with_env_objects_is_read_though_validate_refuses_it_for_the_agent()
+-> anyhow::Result<()> {
+    // plx-init reads every `env` form; Polyaxon's agent refuses this one, so `validate` (which
+    // judges the file as the agent's catalog) says so while `check` still runs with it.
+    let server = seeded().await?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("catalog.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "connections:\n- name: data\n  kind: s3\n  schema: {{bucket: 's3://{BUCKET}/v1'}}\n  secret: {{name: s3-secret}}\n  env:\n  - {{name: AWS_ENDPOINT_URL, value: '{}'}}\n",
+            server.endpoint
+        ),
+    )?;
+    let run = check(&server, &path, &server.secret_key, &[]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let path = path.to_str().unwrap_or_default();
+    let run = plx_init(&["validate", path], &[]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let out = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        out.contains("connections/0/env") && out.contains("env-list-for-agent"),
+        "{out}"
+    );
+    Ok(())
+}

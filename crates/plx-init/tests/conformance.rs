@@ -42,6 +42,13 @@ fn catalog(server: &S3Server, bucket: &str, mount: &Path, wrong: &Path) -> Value
             "env": {"AWS_ENDPOINT_URL": server.endpoint, "AWS_REGION": server.region},
         })
     };
+    // The converter copies a connection's `env` as written; plx-init reads every form, including
+    // the `{name, value}` objects Polyaxon's agent refuses.
+    let mut objects = s3("data-env-objects", "/v1");
+    objects["env"] = serde_json::json!([
+        {"name": "AWS_ENDPOINT_URL", "value": server.endpoint},
+        {"name": "AWS_REGION", "value": server.region},
+    ]);
     let mut denied = s3("denied", "");
     denied["secret"] = serde_json::json!({"name": "wrong-secret", "mountPath": wrong});
     serde_json::json!({
@@ -49,6 +56,7 @@ fn catalog(server: &S3Server, bucket: &str, mount: &Path, wrong: &Path) -> Value
         "connections": [
             s3("data", ""),
             s3("data-v1", "/v1"),
+            objects,
             denied,
             {"name": "mount", "kind": "host_path", "schema": {"hostPath": "/srv/data", "mountPath": mount}},
             {"name": "claim", "kind": "volume_claim", "schema": {"volumeClaim": "data", "mountPath": mount}},

@@ -1,6 +1,6 @@
 //! `plx-init validate` as a user runs it: exit codes, text and JSON output.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 fn plx_init(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_plx-init"))
@@ -179,6 +179,16 @@ data:
   POLYAXON_AGENT_ARTIFACTS_STORE: "{\"name\":\"plx-artifacts\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://plx-artifacts\"},\"secret\":{\"name\":\"s3-secret\"}}"
   POLYAXON_AGENT_CONNECTIONS: "[{\"name\":\"s3-dataset1\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://bucket/path1\"},\"secret\":{\"name\":\"s3-secret\"}},{\"name\":\"s3-dataset1\",\"kind\":\"s3\",\"schema\":{\"bucket\":\"s3://bucket/path2\"},\"secret\":{\"name\":\"s3-secret\"}}]"
 ---
+# Source: polyaxon/templates/operator-clusterrole.yaml
+# Polyaxon's chart 2.15.1 renders `rules:` twice here; Helm and Kubernetes keep the last.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: polyaxon-polyaxon-operator-clusterrole
+rules:
+rules:
+- {apiGroups: [""], resources: [events], verbs: [get, list, watch]}
+---
 # Source: polyaxon/templates/other-config.yaml
 apiVersion: v1
 kind: ConfigMap
@@ -219,6 +229,7 @@ fn a_rendered_stream_is_checked_object_by_object() {
     );
     assert!(!stdout.contains("polyaxon-polyaxon-api"), "{stdout}");
     assert!(!stdout.contains("polyaxon-polyaxon-config"), "{stdout}");
+    assert!(!stdout.contains("clusterrole"), "{stdout}");
     assert!(stdout.ends_with("in 2 documents\n"), "{stdout}");
     // The same stream on standard input, as `helm template ... | plx-init validate -`.
     let mut child = Command::new(env!("CARGO_BIN_EXE_plx-init"))
@@ -249,4 +260,90 @@ fn a_rendered_stream_is_checked_object_by_object() {
         stdout.contains(&format!("{file}: ok (nothing to check)")),
         "{stdout}"
     );
+}
+
+/// The Helm 4 post-renderer plugin (`helm-plugins/plx-validate`), run by Helm's own code:
+/// `helm install --dry-run=client --post-renderer plx-validate` through helm-python-sdk, on a chart
+/// that renders Polyaxon's agent ConfigMap as Polyaxon's chart does (`tests/helm/agent-chart`).
+/// Helm runs post-renderers before it sends any object, so a refusal here is a refusal whole.
+#[test]
+fn the_helm_post_renderer_refuses_a_broken_release_whole_and_says_why() -> anyhow::Result<()> {
+    use std::{io::Write, path::PathBuf, process::Stdio};
+    let root = plx_testkit::workspace_root();
+    let python = std::env::var_os("PLX_HELM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/plx-tools/bin/python"));
+    assert!(
+        python.exists(),
+        "{} is missing: run the tests with `cargo xtask test`, which installs helm-python-sdk",
+        python.display()
+    );
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_plx-init"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helm/agent-chart");
+    let s3 = |name: &str, env: serde_json::Value| {
+        serde_json::json!({"name": name, "kind": "s3", "schema": {"bucket": "s3://data"},
+            "secret": {"name": "s3-secret"}, "env": env})
+    };
+    let install = |connections: serde_json::Value| {
+        serde_json::json!({"op": "install", "chart": chart, "name": "polyaxon",
+            "namespace": "polyaxon", "post_renderer": "plx-validate",
+            "values": {"connections": connections}})
+    };
+    let map = serde_json::json!({"AWS_ENDPOINT_URL": "http://minio:9000"});
+    let objects = serde_json::json!([{"name": "AWS_ENDPOINT_URL", "value": "http://minio:9000"}]);
+    let requests = serde_json::json!([
+        install(serde_json::json!([
+            s3("s3-dataset1", map.clone()),
+            s3("s3-dataset1", map.clone())
+        ])),
+        install(serde_json::json!([s3("minio-data", objects)])),
+        install(serde_json::json!([
+            s3("s3-dataset1", map.clone()),
+            s3("s3-dataset2", map)
+        ])),
+    ]);
+    let mut child = Command::new(&python)
+        .arg(root.join("crates/plx-webhook/tests/chart/helm.py"))
+        .env("HELM_PLUGINS", root.join("helm-plugins"))
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(requests.to_string().as_bytes())?;
+    }
+    let output = child.wait_with_output()?;
+    // Helm 4 keeps a post-renderer's stderr to itself; the findings reach Helm's own stderr.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let answers: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)
+        .map_err(|error| anyhow::anyhow!("helm.py answered no JSON ({error}): {stderr}"))?;
+    let refused = "plugin \"plx-validate\" exited with error";
+    for answer in &answers[..2] {
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(refused), "{answer}\n{stderr}");
+    }
+    // Polyaxon's template sets no namespace (Helm applies it), so the object is named alone.
+    let config = "helm: ConfigMap polyaxon-polyaxon-agent-config";
+    for finding in [
+        format!("{config}: /data/POLYAXON_AGENT_CONNECTIONS/1/name: error[duplicate-name]"),
+        format!("{config}: /data/POLYAXON_AGENT_CONNECTIONS/0/env: error[env-list-for-agent]"),
+    ] {
+        assert!(stderr.contains(&finding), "{finding} not in:\n{stderr}");
+    }
+    // A good release passes through unchanged, the Deployment and the catalog with it.
+    let manifest = answers[2]["manifest"].as_str().unwrap_or_default();
+    assert!(
+        manifest.contains("kind: Deployment") && manifest.contains("s3-dataset2"),
+        "{}",
+        answers[2]
+    );
+    assert!(
+        stderr.contains(&format!("{config}: ok (2 connections")),
+        "{stderr}"
+    );
+    Ok(())
 }

@@ -397,6 +397,29 @@ fn every_scenario_renders_known_objects_wired_together() {
     }
 }
 
+/// The namespaces a scenario's webhook reviews: `webhook.namespaces`, else the release namespace
+/// and Polyaxon's `agent.additionalNamespaces`.
+fn reviewed_namespaces(values: &Value) -> Vec<String> {
+    let strings = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    let named = strings(&values["webhook"]["namespaces"]);
+    if !named.is_empty() {
+        return named.into_iter().filter(|n| n != "*").collect();
+    }
+    let mut all = vec![NAMESPACE.to_owned()];
+    for ns in strings(&values["agent"]["additionalNamespaces"]) {
+        if !all.contains(&ns) {
+            all.push(ns);
+        }
+    }
+    all
+}
+
 fn wiring(name: &str, values: &Value, rendered: &Rendered) {
     let webhook = &values["webhook"];
     assert!(
@@ -462,6 +485,59 @@ fn wiring(name: &str, values: &Value, rendered: &Rendered) {
         .as_ref()
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
+    // Polyaxon's global scheduling keys place the webhook beside Polyaxon, unless the webhook
+    // sets its own; Polyaxon's affinity (which packs its core pods together) is not taken.
+    let pick = |key: &str| {
+        let own = &webhook[key];
+        if own.is_null() || own == &json!({}) || own == &json!([]) || own == &json!("") {
+            values[key].clone()
+        } else {
+            own.clone()
+        }
+    };
+    let node_selector = serde_json::to_value(&template.node_selector).expect("json");
+    let selector_wanted = pick("nodeSelector");
+    assert!(
+        node_selector == selector_wanted
+            || (node_selector.is_null()
+                && selector_wanted.as_object().is_none_or(|m| m.is_empty())),
+        "{name}: nodeSelector {node_selector} for {selector_wanted}"
+    );
+    let tolerations = serde_json::to_value(&template.tolerations).expect("json");
+    let tolerations_wanted = pick("tolerations");
+    assert!(
+        tolerations == tolerations_wanted
+            || (tolerations.is_null()
+                && tolerations_wanted.as_array().is_none_or(|l| l.is_empty())),
+        "{name}: tolerations {tolerations} for {tolerations_wanted}"
+    );
+    assert_eq!(
+        template.priority_class_name.clone().unwrap_or_default(),
+        pick("priorityClassName").as_str().unwrap_or_default(),
+        "{name}: priorityClassName"
+    );
+    let pod_label_wanted = if webhook["podLabels"]
+        .as_object()
+        .is_some_and(|m| !m.is_empty())
+    {
+        webhook["podLabels"].clone()
+    } else {
+        values["labels"].clone()
+    };
+    for (key, value) in pod_label_wanted.as_object().into_iter().flatten() {
+        assert_eq!(
+            pod_labels.get(key).map(String::as_str),
+            value.as_str(),
+            "{name}: pod label {key}"
+        );
+    }
+    let affinity = serde_json::to_value(&template.affinity).expect("json");
+    if webhook["affinity"].as_object().is_none_or(|m| m.is_empty()) {
+        assert!(
+            affinity["podAntiAffinity"].is_object() && affinity["podAffinity"].is_null(),
+            "{name}: the replicas spread over nodes: {affinity}"
+        );
+    }
     // The Service selects the webhook's pods.
     let service_spec = service.spec.as_ref().expect("service spec");
     let selector = service_spec.selector.clone().unwrap_or_default();
@@ -571,6 +647,24 @@ fn wiring(name: &str, values: &Value, rendered: &Rendered) {
                 "{name}"
             );
         }
+        // By default only where Polyaxon runs: its release namespace and its own
+        // `agent.additionalNamespaces`; `webhook.namespaces` names others, ["*"] all.
+        let reviewed = reviewed_namespaces(values);
+        for ns in &reviewed {
+            assert!(
+                selects(namespaces, &namespace(ns))
+                    || webhook["excludeNamespaces"]
+                        .to_string()
+                        .contains(ns.as_str()),
+                "{name}: {ns} is reviewed"
+            );
+        }
+        let everywhere = webhook["namespaces"].to_string().contains("\"*\"");
+        assert_eq!(
+            selects(namespaces, &namespace("unrelated")),
+            everywhere,
+            "{name}: a namespace Polyaxon does not run in"
+        );
         let mut opted_out = namespace("team-x");
         opted_out.insert("plx-connections.io/validation".into(), "disabled".into());
         assert!(
@@ -683,7 +777,8 @@ fn wiring(name: &str, values: &Value, rendered: &Rendered) {
                 .iter()
                 .filter_map(|n| n.as_str().map(str::to_owned))
                 .collect(),
-            _ => vec![NAMESPACE.to_owned()],
+            _ if webhook["namespaces"].to_string().contains("\"*\"") => vec![NAMESPACE.to_owned()],
+            _ => reviewed_namespaces(values),
         };
         assert_eq!(watched, expected, "{name}");
         let role_namespaces: Vec<&str> = roles
@@ -736,9 +831,9 @@ fn catalog_passes_the_webhook(name: &str, config_map: &ConfigMap) {
     assert!(allowed, "{name}: the rendered catalog is refused: {review}");
 }
 
-#[test]
-fn values_schema_agrees_with_the_conformance_cases() {
-    let helm = Helm::find();
+/// The model's conformance cases that a values file can hold, as values files: (case id, case,
+/// values). A connection or a list of them becomes `connections:`.
+fn values_cases() -> Vec<(String, Value, Value)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/model");
     let mut cases = Vec::new();
     let mut pending = vec![root.clone()];
@@ -753,17 +848,16 @@ fn values_schema_agrees_with_the_conformance_cases() {
         }
     }
     cases.sort();
-    let mut checked = Vec::new();
+    let mut found = Vec::new();
     for path in &cases {
         let case: Value =
             serde_yaml::from_str(&std::fs::read_to_string(path).expect("readable")).expect("YAML");
-        if case.get("cross_field").is_some() || case.get("catalog").is_some() {
+        if case.get("catalog").is_some() {
             continue;
         }
         let Some(document) = case.get("document") else {
             continue;
         };
-        // The forms a values file can take: a connection, a list of them, or Polyaxon's values.
         let values = match plx_connections::validate_value(document, &[]).form {
             Some(plx_connections::Form::Connection) => json!({"connections": [document]}),
             Some(plx_connections::Form::ConnectionList) => json!({"connections": document}),
@@ -775,7 +869,69 @@ fn values_schema_agrees_with_the_conformance_cases() {
             .unwrap_or(path)
             .display()
             .to_string();
-        checked.push((id, case["valid"] == true, values));
+        found.push((id, case, values));
+    }
+    found
+}
+
+#[test]
+fn the_render_refuses_duplicate_names_and_unknown_mounts_with_every_problem() {
+    // The first install is checked before the webhook exists: validate.yaml refuses what only the
+    // whole catalog shows (duplicate names, `mountConnections` naming no connection), with the
+    // validator's paths and codes, and every valid values file renders.
+    let helm = Helm::find();
+    let mut checked = Vec::new();
+    for (id, _, values) in values_cases() {
+        let report = plx_connections::validate_value(&values, &[]);
+        let errors: Vec<String> = report
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{}: {}", d.path, d.code))
+            .collect();
+        let render_time = |e: &String| {
+            e.ends_with(": duplicate-name")
+                || (e.starts_with("/mountConnections/") && e.ends_with(": unknown-connection"))
+        };
+        if errors.is_empty() || errors.iter().all(render_time) {
+            checked.push((id, errors, values));
+        }
+    }
+    assert!(
+        checked
+            .iter()
+            .filter(|(_, errors, _)| !errors.is_empty())
+            .count()
+            >= 3,
+        "the duplicate-name and mountConnections cases are missing"
+    );
+    let requests: Vec<Value> = checked.iter().map(|(_, _, v)| render_request(v)).collect();
+    let mut wrong = Vec::new();
+    for ((id, errors, _), answer) in checked.iter().zip(helm.run(&requests)) {
+        let message = answer["error"].as_str().unwrap_or_default();
+        match (errors.is_empty(), answer.get("error").is_some()) {
+            (true, false) => {}
+            (false, true) if errors.iter().all(|e| message.contains(e.as_str())) => {}
+            _ => wrong.push(format!("{id}: expected {errors:?}, Helm said {answer}")),
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn values_schema_agrees_with_the_conformance_cases() {
+    let helm = Helm::find();
+    let mut checked = Vec::new();
+    for (id, case, values) in values_cases() {
+        if case.get("cross_field").is_some() {
+            continue;
+        }
+        // A connection wrapped into a values file is read by Polyaxon's agent, which is stricter
+        // than a bare connection's reader (a list of `{name, value}` objects in `env`): the
+        // case's verdict holds only where the validator gives the wrapped file the same one.
+        let valid =
+            case["valid"] == true && !plx_connections::validate_value(&values, &[]).has_errors();
+        checked.push((id, valid, values));
     }
     assert!(
         checked.len() >= 50,
@@ -863,16 +1019,28 @@ fn helm_refuses_malformed_values_with_the_field_path() {
 }
 
 #[test]
-fn a_duplicate_name_passes_helm_and_is_refused_by_the_webhook() {
+fn a_duplicate_name_is_refused_by_helm_and_by_the_webhook_in_the_same_words() {
     // The seed page's second example: valid field by field, so values.schema.json lets it
-    // through; the webhook, which sees the whole catalog, refuses the ConfigMap.
-    let values = json!({"connections": [
+    // through; validate.yaml refuses it at render (the first install too, before the webhook
+    // exists), and the webhook refuses the same catalog written by hand into the ConfigMap.
+    let duplicate = json!([
         {"name": "s3-dataset1", "kind": "s3", "schema": {"bucket": "s3://bucket/path1"}, "secret": {"name": "s3-secret"}},
         {"name": "s3-dataset1", "kind": "s3", "schema": {"bucket": "s3://bucket/path2"}, "secret": {"name": "s3-secret"}},
-    ]});
-    let rendered = Rendered::of(&Helm::find().one(render_request(&values))).expect("renders");
+    ]);
+    let helm = Helm::find();
+    let refused = helm.one(render_request(&json!({"connections": duplicate})));
+    let line = "/connections/1/name: duplicate-name: a connection named `s3-dataset1` is already defined at /connections/0";
+    assert!(
+        refused["error"].as_str().unwrap_or_default().contains(line),
+        "{refused}"
+    );
+    let mut fixed = duplicate.clone();
+    fixed[1]["name"] = json!("s3-dataset2");
+    let rendered =
+        Rendered::of(&helm.one(render_request(&json!({"connections": fixed})))).expect("renders");
     let config_map: ConfigMap = rendered.get("ConfigMap");
-    let object = serde_json::to_value(&config_map).expect("json");
+    let mut object = serde_json::to_value(&config_map).expect("json");
+    object["data"][plx_connections::AGENT_CONNECTIONS] = json!(duplicate.to_string());
     let body = support::admission_review("dup", &object, "UPDATE", false).to_string();
     let (review, allowed) = plx_webhook::answer(
         body.as_bytes(),
@@ -892,6 +1060,13 @@ fn a_duplicate_name_passes_helm_and_is_refused_by_the_webhook() {
         review["response"]["status"]["details"]["causes"][0]["field"],
         "data.POLYAXON_AGENT_CONNECTIONS[1].name",
         "{review}"
+    );
+    let message = review["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("duplicate-name: a connection named `s3-dataset1` is already defined"),
+        "{message}"
     );
 }
 

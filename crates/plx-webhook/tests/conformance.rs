@@ -144,7 +144,10 @@ async fn every_catalog_case_gets_plx_init_validates_verdict_and_codes() -> anyho
             })
             .collect();
         let got_warnings = response["warnings"].as_array().map_or(0, Vec::len);
-        let valid = case["valid"].as_bool().unwrap_or(false);
+        // Wrapped into the agent's ConfigMap, a connection is read by Polyaxon's agent, which is
+        // stricter than plx-init (a list of `{name, value}` objects in `env`): the case's verdict
+        // holds where plx-init gives the wrapped ConfigMap the same one.
+        let valid = case["valid"].as_bool().unwrap_or(false) && !expected.has_errors();
         if status != 200
             || response["allowed"].as_bool() != Some(valid)
             || got_errors != expected_errors

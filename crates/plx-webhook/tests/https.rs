@@ -181,6 +181,75 @@ async fn secrets_carrying_the_agent_catalog_are_checked() -> anyhow::Result<()> 
     Ok(())
 }
 
+#[tokio::test]
+async fn env_objects_the_agent_refuses_are_denied_in_a_configmap_and_a_secret() -> anyhow::Result<()>
+{
+    use base64::Engine;
+    // plx-init reads `env` as `{name, value}` objects; Polyaxon 2.18's AgentConfig, which reads
+    // these two keys, refuses them ("Input should be a valid dictionary").
+    let connections = r#"[{"name":"minio-data","kind":"s3","schema":{"bucket":"s3://data"},"secret":{"name":"s3-secret"},"env":[{"name":"AWS_ENDPOINT_URL","value":"http://minio:9000"}]}]"#;
+    let store = r#"{"name":"plx-artifacts","kind":"s3","schema":{"bucket":"s3://plx-artifacts"},"env":[{"name":"AWS_ENDPOINT_URL","value":"http://minio:9000"}]}"#;
+    let webhook = Webhook::start(Options::default()).await?;
+    let configmap = kubectl_configmap(
+        "polyaxon-polyaxon-config",
+        &[
+            ("POLYAXON_AGENT_CONNECTIONS", connections),
+            ("POLYAXON_AGENT_ARTIFACTS_STORE", STORE),
+        ],
+    );
+    let (_, body) = webhook
+        .review(&admission_review("e1", &configmap, "UPDATE", false))
+        .await;
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    assert_eq!(
+        causes(&body),
+        [(
+            "data.POLYAXON_AGENT_CONNECTIONS[0].env".to_owned(),
+            "env-list-for-agent".to_owned()
+        )]
+    );
+    let message = body["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("Polyaxon's agent reads POLYAXON_AGENT_CONNECTIONS")
+            && message.contains("write it as a map"),
+        "{message}"
+    );
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "polyaxon-agent-secret", "namespace": "polyaxon"},
+        "data": {"POLYAXON_AGENT_ARTIFACTS_STORE": encode(store)},
+    });
+    let (_, body) = webhook
+        .review(&admission_review("e2", &secret, "CREATE", false))
+        .await;
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    assert_eq!(
+        causes(&body),
+        [(
+            "data.POLYAXON_AGENT_ARTIFACTS_STORE.env".to_owned(),
+            "env-list-for-agent".to_owned()
+        )]
+    );
+    // The map form is what the agent reads: allowed.
+    let fixed = connections.replace(
+        r#"[{"name":"AWS_ENDPOINT_URL","value":"http://minio:9000"}]"#,
+        r#"{"AWS_ENDPOINT_URL":"http://minio:9000"}"#,
+    );
+    let (_, body) = webhook
+        .review(&admission_review(
+            "e3",
+            &agent_configmap(&fixed),
+            "UPDATE",
+            false,
+        ))
+        .await;
+    assert_eq!(body["response"]["allowed"], true, "{body}");
+    Ok(())
+}
+
 /// A job pod as Polyaxon 2.18's converter lays it out: one init container per store, running a
 /// generated shell script, with the catalog of that one connection in its environment.
 fn polyaxon_pod(catalog: &str, connection: &str) -> Value {

@@ -7,7 +7,14 @@ process serves a whole test:
   {"op": "render", "chart": DIR, "values": {...},
    "name": NAME, "namespace": NS}                       -> {"manifests": {template: text}}
   {"op": "validate", "chart": DIR, "values": {...}}     -> {}  (values.schema.json)
+  {"op": "install", "chart": DIR, "values": {...},
+   "name": NAME, "namespace": NS,
+   "post_renderer": PLUGIN}                             -> {"manifest": "..."}
   {"op": "version"}                                     -> {"helm": "..."}
+
+`install` is `helm install --dry-run=client --post-renderer PLUGIN`: Helm's install action up to
+the point where it would send objects to a cluster, with the post-renderer plugins found under
+HELM_PLUGINS (Helm reads it when the library loads, so it is set before this process starts).
 
 A failure is {"error": "..."} in place of the answer.
 """
@@ -16,6 +23,7 @@ import json
 import sys
 
 import helm_python as helm
+from helm_python import _native
 
 
 def answer(request, charts):
@@ -41,6 +49,26 @@ def answer(request, charts):
                 is_install=True,
             )
         }
+    if op == "install":
+        # The Python wrapper does not pass the C SDK's `post_renderer` option: call the C ABI.
+        config = helm.Config(namespace=request.get("namespace", "default"))
+        payload = _native.call_string(
+            "helm_install",
+            config._raw(),
+            config._context_arg(None),
+            chart._raw(),
+            None,
+            request.get("name", "release"),
+            json.dumps(request.get("values") or {}),
+            json.dumps(
+                {
+                    "namespace": request.get("namespace", "default"),
+                    "dry_run": "client",
+                    "post_renderer": request["post_renderer"],
+                }
+            ),
+        )
+        return {"manifest": json.loads(payload).get("manifest", "")}
     raise ValueError(f"unknown op {op!r}")
 
 
