@@ -35,7 +35,7 @@ pub(crate) fn webhook(root: &Path, seconds: u32) -> anyhow::Result<()> {
         crate::status(Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))?;
     }
     let wrk = which("wrk").context("wrk is not installed: `apt-get install wrk`")?;
-    crate::images(root)?;
+    crate::images::images(root)?;
     let binary = root.join("target/image/plx-webhook");
     let work = root.join("target/bench/webhook");
     let _ = std::fs::remove_dir_all(&work);
@@ -317,8 +317,8 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
         || args
             .windows(2)
             .any(|pair| pair[0] == "--server" && pair[1] == "garage");
-    let venv = crate::venv(&root.join("target/plx-bench/peers"), PEERS)?;
-    let polyaxon = crate::venv(&root.join("target/plx-bench/polyaxon"), POLYAXON_FS)?;
+    let venv = crate::venvs::venv(&root.join("target/plx-bench/peers"), PEERS)?;
+    let polyaxon = crate::venvs::venv(&root.join("target/plx-bench/polyaxon"), POLYAXON_FS)?;
     if Command::new("curl").arg("--version").output().is_err() {
         crate::status(Command::new("apt-get").args(["install", "-y", "-q", "curl"]))?;
     }
@@ -326,9 +326,9 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: installing GNU time");
         crate::status(Command::new("apt-get").args(["install", "-y", "-q", "time"]))?;
     }
-    crate::images(root)?;
+    crate::images::images(root)?;
     if garage {
-        crate::garage_image(root)?;
+        crate::images::garage_image(root)?;
     }
     // The transfer-manager peer is a long build: the full benchmark only, in a target directory
     // of its own, because its features change shared crates and would rebuild the images'.

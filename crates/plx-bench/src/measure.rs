@@ -110,7 +110,11 @@ pub fn run(
     } else {
         let lower = output.to_lowercase();
         if let Some(word) = TROUBLE.iter().find(|word| lower.contains(*word)) {
-            measured.invalid = Some(format!("the tool reported `{}`: {}", word.trim(), tail(&output)));
+            measured.invalid = Some(format!(
+                "the tool reported `{}`: {}",
+                word.trim(),
+                tail(&output)
+            ));
         }
     }
     Ok((measured, output))
@@ -125,7 +129,10 @@ fn reader<R: std::io::Read + Send + 'static>(mut pipe: R) -> std::thread::JoinHa
 }
 
 pub fn tail(output: &str) -> String {
-    let lines: Vec<&str> = output.lines().filter(|line| !line.trim().is_empty()).collect();
+    let lines: Vec<&str> = output
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 

@@ -237,7 +237,10 @@ pub fn command(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Optio
             let list = run.scratch.join("s5cmd.txt");
             std::fs::write(&list, lines)?;
             let mut command = Command::new(bin.join("s5cmd"));
-            command.envs(keys()).arg("--endpoint-url").arg(&ctx.endpoint);
+            command
+                .envs(keys())
+                .arg("--endpoint-url")
+                .arg(&ctx.endpoint);
             if peer.tuned {
                 command.args(["--numworkers", &CONCURRENCY.to_string()]);
             }
@@ -391,13 +394,17 @@ pub fn command(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Optio
                 for entry in &workload.entries {
                     let (Entry::Prefix(path) | Entry::Key(path)) = entry;
                     let path = path.trim_end_matches('/');
-                    write!(
+                    writeln!(
                         script,
-                        "{} initializer path --connection-name=bench --connection-kind=s3 --path-from=s3://{}/{path} --path-to={}/{path} --raise-errors{};\n",
+                        "{} initializer path --connection-name=bench --connection-kind=s3 --path-from=s3://{}/{path} --path-to={}/{path} --raise-errors{};",
                         pbin.join("polyaxon").display(),
                         ctx.bucket,
                         dst.display(),
-                        if matches!(entry, Entry::Key(_)) { " --is-file" } else { "" },
+                        if matches!(entry, Entry::Key(_)) {
+                            " --is-file"
+                        } else {
+                            ""
+                        },
                     )?;
                 }
                 let mut command = Command::new("sh");
@@ -423,7 +430,11 @@ pub fn command(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Optio
                         local_source.join(relative).display()
                     )?;
                 } else {
-                    writeln!(config, "url = \"{url}\"\noutput = \"{}\"", dst.join(key).display())?;
+                    writeln!(
+                        config,
+                        "url = \"{url}\"\noutput = \"{}\"",
+                        dst.join(key).display()
+                    )?;
                 }
             }
             let list = run.scratch.join("curl.cfg");

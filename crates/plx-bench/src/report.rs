@@ -112,7 +112,10 @@ pub fn write(
         context.landing,
         context.rounds
     )?;
-    writeln!(md, "![wall time, relative to plx-init](benchmarks-transfer.svg)\n")?;
+    writeln!(
+        md,
+        "![wall time, relative to plx-init](benchmarks-transfer.svg)\n"
+    )?;
     writeln!(md, "| tool | version |\n|---|---|")?;
     for (tool, version) in &context.versions {
         writeln!(md, "| {tool} | {version} |")?;
@@ -129,10 +132,17 @@ pub fn write(
         writeln!(
             md,
             "| tool | wall s | objects/s | MB/s | client CPU s | CPU {} | server CPU s | peak RSS MiB | wall ÷ plx-init | CPU ÷ plx-init |",
-            if small { "s per 1,000 objects" } else { "s per GiB" }
+            if small {
+                "s per 1,000 objects"
+            } else {
+                "s per GiB"
+            }
         )?;
         writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
-        let ours = rows.iter().find(|row| row.label == "plx-init").map(|row| (row.wall.median, row.cpu.median));
+        let ours = rows
+            .iter()
+            .find(|row| row.label == "plx-init")
+            .map(|row| (row.wall.median, row.cpu.median));
         for row in &rows {
             let per = if small {
                 row.cpu.median / objects * 1000.0
@@ -143,12 +153,20 @@ pub fn write(
                 Some((wall, cpu)) => (row.wall.median / wall, row.cpu.median / cpu),
                 None => (f64::NAN, f64::NAN),
             };
-            let spread = if row.wall.max > row.wall.min * 1.15 { " ⚠" } else { "" };
+            let spread = if row.wall.max > row.wall.min * 1.15 {
+                " ⚠"
+            } else {
+                ""
+            };
             writeln!(
                 md,
                 "| {}{} | {:.2} [{:.2}–{:.2}]{spread} | {:.0} | {:.0} | {:.2} [{:.2}–{:.2}] | {:.3} | {:.2} | {:.0} | {:.2} | {:.2} |",
                 row.label,
-                if row.invalid > 0 { format!(" ({} invalid)", row.invalid) } else { String::new() },
+                if row.invalid > 0 {
+                    format!(" ({} invalid)", row.invalid)
+                } else {
+                    String::new()
+                },
                 row.wall.median,
                 row.wall.min,
                 row.wall.max,
@@ -178,7 +196,8 @@ pub fn write(
             rows.iter()
                 .filter_map(|row| {
                     let ours = ours?.0;
-                    (row.wall.median.is_finite()).then(|| (row.label.clone(), row.wall.median / ours))
+                    (row.wall.median.is_finite())
+                        .then(|| (row.label.clone(), row.wall.median / ours))
                 })
                 .collect::<Vec<_>>(),
         ));
@@ -187,7 +206,12 @@ pub fn write(
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let updated = match (text.find(BEGIN), text.find(END)) {
         (Some(begin), Some(end)) if begin < end => {
-            format!("{}{}{}", &text[..begin], md.trim_end(), &text[end + END.len()..])
+            format!(
+                "{}{}{}",
+                &text[..begin],
+                md.trim_end(),
+                &text[end + END.len()..]
+            )
         }
         _ => format!("{text}\n## Transfers\n\n{md}"),
     };
@@ -225,16 +249,15 @@ fn draw(path: &Path, panels: &[(&str, Vec<(String, f64)>)]) -> anyhow::Result<()
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(rows.len() + 1)
-            .y_label_formatter(&|index| {
-                labels
-                    .get(*index as usize)
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .y_label_formatter(&|index| labels.get(*index as usize).cloned().unwrap_or_default())
             .x_label_formatter(&|value| format!("{value:.1}"))
             .draw()?;
         chart.draw_series(rows.iter().enumerate().map(|(index, (label, ratio))| {
-            let color = if label == "plx-init" { RED.to_rgba() } else { BLUE.mix(0.6) };
+            let color = if label == "plx-init" {
+                RED.to_rgba()
+            } else {
+                BLUE.mix(0.6)
+            };
             Rectangle::new(
                 [(0.5, index as i32), (ratio.max(0.5), index as i32 + 1)],
                 color.filled(),

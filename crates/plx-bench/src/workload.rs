@@ -181,11 +181,9 @@ fn w5(quick: bool) -> Workload {
 /// The bytes of `key` from `offset` into `buffer`: 8-byte words of splitmix64 seeded by the
 /// key and the word's position, so any range can be made again without the rest.
 pub fn fill(key: &str, offset: u64, buffer: &mut [u8]) {
-    let seed = key
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
-        });
+    let seed = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
+    });
     let mut position = offset;
     let mut index = 0;
     while index < buffer.len() {

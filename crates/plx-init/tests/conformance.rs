@@ -204,24 +204,18 @@ async fn bucket_contents(
     Ok(objects)
 }
 
-/// Every file under `root` but the engine's state file, with its content.
+/// What landed under `root` (the testkit's walk), as text, with Polyaxon's file-watcher state
+/// normalised.
 fn tree(root: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let mut files = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type()?.is_dir() {
-                pending.push(path);
-            } else if entry.file_name() == ".fs" {
-                let relative = path.strip_prefix(root)?.display().to_string();
-                files.insert(relative, watcher_state(&std::fs::read_to_string(&path)?)?);
-            } else if entry.file_name() != ".plx-transfer.json" {
-                let relative = path.strip_prefix(root)?.display().to_string();
-                files.insert(relative, std::fs::read_to_string(&path)?);
-            }
-        }
+    for (path, bytes) in plx_testkit::landed_files(root) {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let text = if path == ".fs" || path.ends_with("/.fs") {
+            watcher_state(&text)?
+        } else {
+            text
+        };
+        files.insert(path, text);
     }
     Ok(files)
 }

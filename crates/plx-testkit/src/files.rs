@@ -18,22 +18,28 @@ pub fn bytes(seed: u64, size: usize) -> Vec<u8> {
 
 /// Every file under `root`, hidden ones too, with its bytes, by relative path.
 pub fn all_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    tree(root, true)
+    tree(root, |_| true)
 }
 
 /// The visible files under `root` (not hidden names: the engine's state, journal and
 /// temporaries) with their bytes, by relative path.
 pub fn visible_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    tree(root, false)
+    tree(root, |name| !name.starts_with('.'))
 }
 
-fn tree(root: &Path, hidden: bool) -> BTreeMap<String, Vec<u8>> {
+/// What a run landed under `root`: every file, hidden ones too (so a leftover temporary shows),
+/// but the engine's own state (`.plx-transfer.json`, its journal), by relative path.
+pub fn landed_files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(root, |name| !name.starts_with(".plx-transfer"))
+}
+
+fn tree(root: &Path, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(dir) = pending.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();
-            if !hidden && entry.file_name().to_string_lossy().starts_with('.') {
+            if !keep(&entry.file_name().to_string_lossy()) {
                 continue;
             }
             if path.is_dir() {

@@ -20,7 +20,7 @@ pub use crate::{
     cases::{cases, fuzz_inputs, report, run_cases},
     embedded::Embedded,
     faults::{Fault, FaultProxy},
-    files::{all_files, bytes, visible_files},
+    files::{all_files, bytes, landed_files, visible_files},
     moto::Moto,
     polyaxon::{polyaxon_converter, polyaxon_python},
     proxy::{HttpProxy, TcpForwarder},

@@ -1167,14 +1167,15 @@ enum Sum {
 enum Hasher {
     Off,
     Md5(Md5),
-    Crc(crc_fast::Digest),
+    // Boxed: the digest's tables make it 296 bytes, and one hasher lives per fetch.
+    Crc(Box<crc_fast::Digest>),
 }
 
 impl Hasher {
     fn new(verify: bool, crc: Option<Crc>) -> Hasher {
         match (verify, crc) {
             (false, _) => Hasher::Off,
-            (true, Some(crc)) => Hasher::Crc(crc.digest()),
+            (true, Some(crc)) => Hasher::Crc(Box::new(crc.digest())),
             (true, None) => Hasher::Md5(Md5::new()),
         }
     }

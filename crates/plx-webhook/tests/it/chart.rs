@@ -4,7 +4,7 @@
 //! conformance cases, and run what the chart renders: the webhook with its rendered arguments
 //! and certificate, and each `helm test` pod against a real S3 server.
 
-mod support;
+use crate::support;
 
 use std::{
     collections::BTreeMap,

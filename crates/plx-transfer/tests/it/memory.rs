@@ -44,7 +44,7 @@ async fn a_1_gib_download_stays_under_the_memory_bound() -> anyhow::Result<()> {
         .args([
             "--ignored",
             "--exact",
-            "child_download",
+            "memory::child_download",
             "--nocapture",
             "--test-threads",
             "1",

@@ -2,7 +2,7 @@
 //! HTTPS: the same verdict as the case, and the same codes at the same places as `plx-init
 //! validate` gives for that ConfigMap (the webhook uses plx-connections, not a copy).
 
-mod support;
+use crate::support;
 
 use std::{collections::BTreeSet, path::Path};
 

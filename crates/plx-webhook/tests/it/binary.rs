@@ -1,7 +1,7 @@
 //! The `plx-webhook` binary: `review FILE` runs the same handler offline, and `serve` finishes
 //! the requests in flight when SIGTERM arrives.
 
-mod support;
+use crate::support;
 
 use std::{
     io::Write,

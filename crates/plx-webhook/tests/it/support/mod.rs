@@ -1,10 +1,7 @@
 //! Shared by the webhook tests: certificates, a server on a free port, an HTTPS client, and
 //! AdmissionReview bodies shaped as the API server sends them.
 
-#![allow(dead_code)]
-
 use std::{
-    path::{Path, PathBuf},
     sync::{Arc, atomic::AtomicBool},
     time::Duration,
 };
@@ -250,10 +247,4 @@ pub fn admission_review(uid: &str, object: &Value, operation: &str, dry_run: boo
             "options": {"kind": if operation == "UPDATE" { "UpdateOptions" } else { "CreateOptions" }, "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-client-side-apply", "fieldValidation": "Strict"}
         }
     })
-}
-
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
 }

@@ -3,35 +3,10 @@
 
 use std::{collections::BTreeMap, path::Path};
 
-use plx_testkit::{Moto, S3Server, bytes};
+use plx_testkit::{Moto, S3Server, bytes, landed_files};
 use plx_transfer::{Config, Download, Entry, ErrorKind};
 
 const BUCKET: &str = "datasets";
-
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".plx-transfer") {
-                continue;
-            }
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let relative = path
-                    .strip_prefix(root)
-                    .expect("under root")
-                    .display()
-                    .to_string();
-                out.insert(relative, std::fs::read(&path).expect("read"));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
 
 fn whole(to: &str) -> Download {
     Download {
@@ -94,7 +69,10 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
         ),
         (2000, 0, 0, 0, 0)
     );
-    assert_eq!(tree(&destination.path().join("data")), tree(source.path()));
+    assert_eq!(
+        landed_files(&destination.path().join("data")),
+        landed_files(source.path())
+    );
 
     let again = plx_transfer::download(
         &server.client,
@@ -157,7 +135,7 @@ async fn named_keys_spread_through_a_large_directory_all_land() -> anyhow::Resul
             (format!("out/{name}"), bytes(index, 16))
         })
         .collect();
-    assert_eq!(tree(destination.path()), expected);
+    assert_eq!(landed_files(destination.path()), expected);
     Ok(())
 }
 
@@ -198,7 +176,10 @@ async fn large_objects_of_odd_sizes_come_back_exact_through_ranged_parts() -> an
         &Some(sender),
     )
     .await?;
-    assert_eq!(tree(destination.path()), tree(source.path()));
+    assert_eq!(
+        landed_files(destination.path()),
+        landed_files(source.path())
+    );
     assert_eq!(summary.objects as usize, sizes.len());
     assert_eq!(
         summary.retried, 0,
@@ -263,7 +244,7 @@ async fn files_dirs_renames_and_globs() -> anyhow::Result<()> {
         &None,
     )
     .await?;
-    let got: Vec<String> = tree(destination.path()).into_keys().collect();
+    let got: Vec<String> = landed_files(destination.path()).into_keys().collect();
     assert_eq!(got, ["labels.csv", "renamed/meta.json", "training/a.csv"]);
     Ok(())
 }
@@ -471,7 +452,7 @@ async fn bytes_changed_behind_the_engine_are_caught_and_never_land() -> anyhow::
         bytes(1, 4000)
     );
     assert_eq!(
-        tree(destination.path()).len(),
+        landed_files(destination.path()).len(),
         1,
         "no temporary file is left"
     );
@@ -567,7 +548,7 @@ async fn a_cancelled_download_leaves_no_partial_file() -> anyhow::Result<()> {
     task.abort();
     let _ = task.await;
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    for (name, content) in tree(destination.path()) {
+    for (name, content) in landed_files(destination.path()) {
         // Only a large object's resumable part file (and its record) may stay, hidden.
         if name.contains(".plx-part") {
             assert!(
@@ -658,10 +639,10 @@ async fn an_interrupted_large_download_resumes_fetching_only_the_missing_parts()
     assert_eq!((summary.objects, summary.unverified), (1, 0));
     assert_eq!(std::fs::read(destination.path().join("big.bin"))?, big);
     assert_eq!(
-        tree(destination.path()).len(),
+        landed_files(destination.path()).len(),
         1,
         "the part file and its record are gone: {:?}",
-        tree(destination.path()).keys().collect::<Vec<_>>()
+        landed_files(destination.path()).keys().collect::<Vec<_>>()
     );
     Ok(())
 }

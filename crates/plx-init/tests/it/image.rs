@@ -9,9 +9,8 @@ use std::{
     process::{Command, Output},
 };
 
-use plx_testkit::S3Server;
+use plx_testkit::{S3Server, landed_files};
 
-#[path = "image/deployment.rs"]
 mod deployment;
 
 const IMAGE: &str = concat!("plx-init:", env!("CARGO_PKG_VERSION"));
@@ -106,26 +105,6 @@ impl Pod {
     }
 }
 
-fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("readable").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if entry.file_name() != ".plx-transfer.json" {
-                let relative = path.strip_prefix(root).expect("under root");
-                files.insert(
-                    relative.display().to_string(),
-                    std::fs::read(&path).expect("readable"),
-                );
-            }
-        }
-    }
-    files
-}
-
 async fn seeded() -> anyhow::Result<(S3Server, BTreeMap<String, Vec<u8>>)> {
     let server = S3Server::start().await?;
     server.create_bucket("datasets").await?;
@@ -170,7 +149,7 @@ async fn the_image_pulls_into_the_context_volume_as_an_init_container() -> anyho
     ]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
-    let landed = tree(&pod.context.join("artifacts/s3-dataset1"));
+    let landed = landed_files(&pod.context.join("artifacts/s3-dataset1"));
     assert_eq!(
         landed.keys().collect::<Vec<_>>(),
         objects.keys().collect::<Vec<_>>()
@@ -236,7 +215,7 @@ async fn the_image_fails_on_missing_data_and_on_wrong_keys() -> anyhow::Result<(
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("s3://datasets/v1/labels.csv"), "{stderr}");
     assert!(!stderr.contains("not-the-secret"), "{stderr}");
-    assert!(tree(&wrong.context).is_empty());
+    assert!(landed_files(&wrong.context).is_empty());
     Ok(())
 }
 
@@ -290,7 +269,7 @@ async fn polyaxons_generated_init_script_runs_unchanged_and_fails_truthfully() -
         "{script}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(tree(&pod.context.join("artifacts/s3-dataset1")) == objects);
+    assert!(landed_files(&pod.context.join("artifacts/s3-dataset1")) == objects);
     // A missing file early in the script: Polyaxon's own image goes on and exits with the last
     // step's status (0); this one stops at the failing step, with its exit code.
     let fresh = Pod::with_keys(&server).await?;

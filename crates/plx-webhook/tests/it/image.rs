@@ -2,7 +2,7 @@
 //! non-root, read-only root filesystem, certificates mounted as cert-manager's Secret would be,
 //! and a clean exit when Docker sends SIGTERM.
 
-mod support;
+use crate::support;
 
 use std::{process::Command, time::Duration};
 

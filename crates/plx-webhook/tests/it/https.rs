@@ -2,7 +2,7 @@
 //! real objects: ConfigMaps made by kubectl, Secrets, and Pods laid out as Polyaxon's converter
 //! lays out an init container.
 
-mod support;
+use crate::support;
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 

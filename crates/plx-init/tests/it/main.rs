@@ -1,0 +1,12 @@
+//! plx-init's integration tests: the real binary, as users and Polyaxon run it (the conformance runner is its own harness-less binary).
+//!
+//! One test binary per crate (ripgrep's and rust-analyzer's layout): each module is one file of
+//! tests, and the crate links its dependencies once. One file: `cargo test --test it -- NAME::`.
+
+mod artifacts;
+mod check;
+mod image;
+mod kill;
+mod many;
+mod secrets;
+mod validate;
