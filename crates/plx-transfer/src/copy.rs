@@ -13,10 +13,11 @@ use cap_std::{ambient_authority, fs::Dir};
 use futures::{StreamExt, stream};
 
 use crate::{
-    Config, Entry, Error, ErrorKind, Event, Events, ObjectError, Summary,
-    download::{globs, open_part, part_name},
-    emit, object,
+    Config, Entry, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
+    landing::{open_part, part_name},
+    object,
     path::{Parents, local_path, under},
+    select::globs,
 };
 
 /// What to copy.

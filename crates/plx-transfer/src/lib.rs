@@ -10,12 +10,17 @@
 //! parallel part uploads, are a few dozen lines on `aws-sdk-s3`, so this engine owns them and
 //! keeps every guarantee in one place.
 
-mod checksum;
 mod copy;
 mod download;
+mod fetch;
+mod landing;
 mod path;
+mod plan;
+mod retry;
+mod select;
 mod state;
 mod upload;
+mod verify;
 
 use std::time::Duration;
 
@@ -68,7 +73,7 @@ impl Config {
     /// the runtime and the state.
     pub fn open_files(&self) -> u64 {
         self.concurrency as u64 * (3 + self.part_concurrency as u64)
-            + download::PLANNERS as u64
+            + plan::PLANNERS as u64
             + path::OPEN_DIRS as u64
             + 16
     }

@@ -1,9 +1,11 @@
 //! The sidecar state under the destination: which files this engine wrote, from which object
 //! version, so a rerun skips them without fetching a byte. Each landed file is also appended to
 //! a journal as it lands, so a run killed half-way (SIGKILL, an evicted pod) still tells the
-//! next one what it had verified; the journal is folded into the state when a run ends.
+//! next one what it had verified; the journal is folded into the state when a run ends. A large
+//! object fetched in ranged parts keeps its own record beside its part file ([`Progress`]), so a
+//! rerun resumes from the parts already on disk.
 
-use std::{collections::BTreeMap, io::Write, sync::Mutex};
+use std::{collections::BTreeMap, io::Write, path::Path, sync::Mutex};
 
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
@@ -95,5 +97,29 @@ impl Journal {
         {
             let _ = file.write_all(&bytes);
         }
+    }
+}
+
+/// The parts of a large object already on disk, kept beside its part file so a rerun resumes.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Progress {
+    pub(crate) stamp: String,
+    pub(crate) size: u64,
+    pub(crate) part_size: u64,
+    pub(crate) etag: Option<String>,
+    pub(crate) done: std::collections::BTreeSet<u64>,
+}
+
+impl Progress {
+    pub(crate) fn load(dir: &Dir, path: &Path) -> Option<Progress> {
+        serde_json::from_str(&dir.read_to_string(path).ok()?).ok()
+    }
+
+    pub(crate) fn save(&self, dir: &Dir, path: &Path) -> std::io::Result<()> {
+        let temporary = path.with_extension("plx-parts-tmp");
+        let mut file = dir.create(&temporary)?;
+        file.write_all(&serde_json::to_vec(self).unwrap_or_default())?;
+        file.sync_all()?;
+        dir.rename(&temporary, dir, path)
     }
 }

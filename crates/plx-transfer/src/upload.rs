@@ -10,10 +10,9 @@ use aws_sdk_s3::{
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
-    Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
-    checksum::crc32c_of_file,
-    download::{Failure, retrying, s3_failure},
-    emit,
+    Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
+    retry::{Failure, retrying, s3_failure},
+    verify::crc::crc32c_of_file,
 };
 
 /// The smallest part S3 takes.
@@ -148,7 +147,7 @@ async fn upload_one(
     if size < config.multipart_threshold {
         let (crc32c, body) = if size <= IN_MEMORY {
             let bytes = std::fs::read(path).map_err(Failure::io)?;
-            (crate::checksum::crc32c(&bytes), ByteStream::from(bytes))
+            (crate::verify::crc::crc32c(&bytes), ByteStream::from(bytes))
         } else {
             let file = std::fs::File::open(path).map_err(Failure::io)?;
             let crc32c = crc32c_of_file(&file, 0, size).map_err(Failure::io)?;

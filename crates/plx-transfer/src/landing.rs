@@ -1,0 +1,99 @@
+//! Landing: every file is written under a hidden temporary name in its final directory and
+//! renamed only when verified, so nothing half-written ever carries a final name; a killed
+//! run's temporaries are swept by the next.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use cap_std::fs::Dir;
+
+use crate::{ErrorKind, retry::Failure};
+
+/// A fresh hidden name beside `name` for its bytes until they are checked:
+/// `.name.<nonce>.plx-part`, the form [`sweep`] removes when a killed run left one.
+pub(crate) fn part_name(name: &str) -> PathBuf {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_nanos())
+        .unwrap_or(0);
+    PathBuf::from(format!(".{name}.{nonce:x}.plx-part"))
+}
+
+/// Removes the temporaries a killed run left beside this run's files (`.name.<nonce>.plx-part`;
+/// a large object's resumable `.name.plx-part` has no nonce and stays). Every fetch of this run
+/// has ended, so none of them is being written.
+pub(crate) fn sweep<'a>(dir: &Dir, files: impl Iterator<Item = &'a Path>) {
+    let mut names: BTreeMap<PathBuf, BTreeSet<String>> = BTreeMap::new();
+    for path in files {
+        let parent = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        if let Some(name) = path.file_name() {
+            names
+                .entry(parent)
+                .or_default()
+                .insert(name.to_string_lossy().into_owned());
+        }
+    }
+    for (parent, files) in names {
+        let listing = if parent.as_os_str().is_empty() {
+            dir.entries()
+        } else {
+            dir.read_dir(&parent)
+        };
+        for entry in listing.into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = name
+                .strip_prefix('.')
+                .and_then(|rest| rest.strip_suffix(".plx-part"))
+                .and_then(|rest| rest.rsplit_once('.'))
+                .is_some_and(|(file, nonce)| {
+                    files.contains(file)
+                        && nonce.len() >= 12
+                        && nonce.chars().all(|c| c.is_ascii_hexdigit())
+                });
+            if stale {
+                let _ = dir.remove_file(parent.join(&name));
+            }
+        }
+    }
+}
+
+/// Opens a part file through the sandbox, with the guard that removes it when `armed`.
+pub(crate) fn open_part(
+    dir: &Arc<Dir>,
+    path: &Path,
+    options: &cap_std::fs::OpenOptions,
+    armed: bool,
+) -> Result<(cap_std::fs::File, Temporary), Failure> {
+    let file = dir.open_with(path, options).map_err(|error| {
+        Failure::permanent(
+            ErrorKind::HostileKey,
+            format!("cannot create a file at {}: {error}", path.display()),
+        )
+    })?;
+    Ok((
+        file,
+        Temporary {
+            dir: dir.clone(),
+            path: path.to_path_buf(),
+            armed,
+        },
+    ))
+}
+
+/// Removes the temporary file unless the download completed.
+pub(crate) struct Temporary {
+    dir: Arc<Dir>,
+    path: PathBuf,
+    pub(crate) armed: bool,
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.dir.remove_file(&self.path);
+        }
+    }
+}
