@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, process::ExitCode, time::Duration};
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use plx_connections::{Connection, Kind};
 use plx_credentials::{Environment, S3Settings};
 
@@ -150,61 +150,16 @@ fn endpoint(settings: &S3Settings) -> String {
     )
 }
 
-/// One clear sentence per way a connection fails.
+/// One clear sentence per way a connection fails (plx-transfer's reading, for a bucket).
 fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
     settings: &S3Settings,
 ) -> String {
-    let bucket = &settings.bucket;
-    let where_ = endpoint(settings);
-    match error {
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            match (service.err().code(), status) {
-                (Some("InvalidAccessKeyId"), _) => format!(
-                    "the access key is not known to {where_} (InvalidAccessKeyId): check AWS_ACCESS_KEY_ID"
-                ),
-                (Some("SignatureDoesNotMatch"), _) => format!(
-                    "{where_} refused the signature (SignatureDoesNotMatch): AWS_SECRET_ACCESS_KEY does not match the access key"
-                ),
-                (Some("NoSuchBucket"), _) | (_, 404) => {
-                    format!("bucket `{bucket}` does not exist at {where_}")
-                }
-                (Some("AccessDenied"), _) | (_, 403) => format!(
-                    "access to bucket `{bucket}` denied (403): wrong keys, or the keys may not read this bucket"
-                ),
-                (_, 301) => format!(
-                    "bucket `{bucket}` is in another region than {}: set AWS_REGION",
-                    settings.region.value
-                ),
-                (code, status) => format!("{where_} answered {status} {}", code.unwrap_or("")),
-            }
-        }
-        SdkError::TimeoutError(_) => format!("timed out talking to {where_}"),
-        SdkError::DispatchFailure(failure) => {
-            let text = DisplayErrorContext(error).to_string();
-            let lower = text.to_lowercase();
-            if lower.contains("certificate")
-                || lower.contains("invalidcertificate")
-                || lower.contains("unknownissuer")
-                || lower.contains("tls") && lower.contains("handshake")
-            {
-                format!(
-                    "TLS failure talking to {where_}: the server's certificate is not trusted; set AWS_CA_BUNDLE to its CA (or AWS_VERIFY_SSL=false for a test setup)"
-                )
-            } else if failure.is_timeout() {
-                format!("timed out connecting to {where_}")
-            } else if lower.contains("connection refused") {
-                format!("nothing listens at {where_} (connection refused): check AWS_ENDPOINT_URL")
-            } else if lower.contains("dns")
-                || lower.contains("failed to lookup")
-                || lower.contains("name or service not known")
-            {
-                format!("cannot resolve the host of {where_}: check AWS_ENDPOINT_URL")
-            } else {
-                format!("cannot reach {where_}: {text}")
-            }
-        }
-        other => format!("request to {where_} failed: {}", DisplayErrorContext(other)),
-    }
+    let endpoint = endpoint(settings);
+    let about = plx_transfer::About::Bucket {
+        bucket: &settings.bucket,
+        endpoint: &endpoint,
+        region: &settings.region.value,
+    };
+    plx_transfer::explain(error, &about).message
 }

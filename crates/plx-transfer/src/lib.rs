@@ -12,6 +12,7 @@
 
 mod copy;
 mod download;
+mod explain;
 mod fetch;
 mod landing;
 mod path;
@@ -27,6 +28,7 @@ use std::time::Duration;
 pub use crate::{
     copy::{Copy, copy},
     download::{Download, Entry, download},
+    explain::{About, Explained, explain},
     path::{KeyError, local_path},
     upload::upload,
 };

@@ -1,7 +1,7 @@
 //! Failure classification and the one retry loop: what an S3 or I/O error means (missing,
 //! denied, transient), and how objects, parts, listings and uploads are tried again.
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use crate::{Config, ErrorKind, Event, Events, emit};
 
@@ -34,32 +34,15 @@ impl Failure {
     }
 }
 
-/// What an SDK error means for the object: 404 and 403 are final, 5xx, SlowDown, timeouts and
-/// broken connections are worth another try.
+/// What an SDK error means for one object of a transfer ([`crate::explain`]).
 pub(crate) fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Failure {
-    match &error {
-        SdkError::ServiceError(service) => {
-            let status = service.raw().status().as_u16();
-            let code = service.err().code().unwrap_or("").to_owned();
-            let text = format!("{status} {code}").trim().to_owned();
-            match status {
-                404 => Failure::permanent(ErrorKind::NotFound, format!("does not exist ({text})")),
-                403 => Failure::permanent(ErrorKind::Denied, format!("access denied ({text})")),
-                500..=599 => {
-                    Failure::transient(ErrorKind::Transport, format!("server error ({text})"))
-                }
-                _ if code == "SlowDown" || code == "RequestTimeout" => {
-                    Failure::transient(ErrorKind::Transport, text)
-                }
-                _ => Failure::permanent(ErrorKind::Transport, format!("refused ({text})")),
-            }
-        }
-        _ => Failure::transient(
-            ErrorKind::Transport,
-            DisplayErrorContext(&error).to_string(),
-        ),
+    let explained = crate::explain::explain(&error, &crate::explain::About::Object);
+    Failure {
+        kind: explained.kind,
+        message: explained.message,
+        transient: explained.transient,
     }
 }
 

@@ -365,3 +365,61 @@ async fn a_terminal_gets_a_progress_bar() -> anyhow::Result<()> {
     assert!(text.contains("s3-dataset1: 2 objects, 2 bytes"), "{text}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pull_without_credentials_or_a_server_says_why_in_one_sentence() -> anyhow::Result<()> {
+    // The SDK's own errors nest Debug dumps (`DispatchFailure(DispatchFailure { source: ...`);
+    // a user sees one sentence saying what to do, the same reading `plx-init check` gives.
+    let server = seeded().await?;
+    let context = tempfile::tempdir()?;
+    let run = |vars: &[(&str, &str)], catalog: &str| {
+        let output = Command::new(env!("CARGO_BIN_EXE_plx-init"))
+            .args([
+                "artifacts",
+                "--connection",
+                "s3-dataset1",
+                "--dirs",
+                "train",
+            ])
+            .env_clear()
+            .env("POLYAXON_CONNECTIONS_CATALOG", catalog)
+            .env("POLYAXON_CONTEXT_ROOT", context.path())
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(vars.iter().copied())
+            .output()
+            .expect("plx-init runs");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&[], &catalog(&server));
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("listing failed: no credentials: put AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the connection's Secret"),
+        "{stderr}"
+    );
+    // Nothing listening where the endpoint points (the discard port).
+    let keys = [
+        ("AWS_ACCESS_KEY_ID", server.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key.as_str()),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ];
+    let (code, stderr) = run(
+        &keys,
+        &catalog(&server).replace(&server.endpoint, "http://127.0.0.1:9"),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("nothing listens at the store (connection refused): check AWS_ENDPOINT_URL"),
+        "{stderr}"
+    );
+    for out in [&stderr, &run(&[], &catalog(&server)).1] {
+        assert!(
+            !out.contains("DispatchFailure") && !out.contains("ConnectorError"),
+            "{out}"
+        );
+    }
+    Ok(())
+}
