@@ -21,10 +21,45 @@ pub struct Problem {
     pub severity: Severity,
     /// A JSON Pointer into the object under review.
     pub path: String,
-    /// The stable code (plx-connections' codes, and the cross-object ones below).
-    pub code: String,
+    /// The stable code: plx-connections' own, or one only the webhook can check.
+    pub code: Code,
     /// What is wrong and what to do.
     pub message: String,
+}
+
+/// The codes a review gives: the model's, and the ones only a webhook that sees the cluster and
+/// the pod can check. Stable ids users and tools match on, as the model's are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    /// A rule of the connection model (plx-connections' codes).
+    Model(plx_connections::Code),
+    /// A connection names a Secret that does not exist in the namespace.
+    SecretNotFound,
+    /// A connection names a ConfigMap that does not exist in the namespace.
+    ConfigMapNotFound,
+    /// A Secret or ConfigMap lacks a key the connection needs.
+    KeyNotFound,
+    /// An init container runs a Polyaxon command in an image that cannot run it.
+    InitImageCannotRun,
+}
+
+impl Code {
+    /// The kebab-case id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Model(code) => code.as_str(),
+            Code::SecretNotFound => "secret-not-found",
+            Code::ConfigMapNotFound => "configmap-not-found",
+            Code::KeyNotFound => "key-not-found",
+            Code::InitImageCannotRun => "init-image-cannot-run",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Problem {
@@ -32,7 +67,7 @@ impl Problem {
         Problem {
             severity: diagnostic.severity,
             path: format!("{prefix}{}", diagnostic.path),
-            code: diagnostic.code.to_string(),
+            code: Code::Model(diagnostic.code),
             message: diagnostic.message.clone(),
         }
     }
@@ -138,7 +173,7 @@ fn secret(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>
                 return Some(vec![Problem {
                     severity: Severity::Error,
                     path: format!("/data/{key}"),
-                    code: "invalid-json".to_owned(),
+                    code: Code::Model(plx_connections::Code::InvalidJson),
                     message:
                         "not base64-encoded UTF-8 text; Polyaxon's agent reads this key as JSON"
                             .to_owned(),
@@ -207,7 +242,7 @@ fn pod(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
                     problems.push(Problem {
                         severity: Severity::Error,
                         path: format!("{at}/args"),
-                        code: "unknown-connection".to_owned(),
+                        code: Code::Model(plx_connections::Code::UnknownConnection),
                         message: format!(
                             "the init command pulls from connection `{name}`, which this container's POLYAXON_CONNECTIONS_CATALOG lacks (it has: {}); the pull would fail",
                             known.join(", ")
@@ -277,15 +312,15 @@ fn references(
             (RefKind::ConfigMap, connection.config_map.as_ref()),
         ] {
             let Some(resource) = resource else { continue };
-            let what = match kind {
-                RefKind::Secret => "Secret",
-                RefKind::ConfigMap => "ConfigMap",
+            let (what, missing) = match kind {
+                RefKind::Secret => ("Secret", Code::SecretNotFound),
+                RefKind::ConfigMap => ("ConfigMap", Code::ConfigMapNotFound),
             };
             let Some(keys) = cross.keys.keys(kind, cross.namespace, &resource.name) else {
                 problems.push(Problem {
                     severity,
                     path: path(connection),
-                    code: format!("{}-not-found", what.to_lowercase()),
+                    code: missing,
                     message: format!(
                         "connection `{}` names {what} `{}`, which does not exist in namespace `{}`: create it before jobs use the connection",
                         connection.name, resource.name, cross.namespace
@@ -314,7 +349,7 @@ fn references(
                     problems.push(Problem {
                         severity,
                         path: path(connection),
-                        code: "key-not-found".to_owned(),
+                        code: Code::KeyNotFound,
                         message: format!(
                             "connection `{}` needs key `{key}` in {what} `{}`, which has only: {}",
                             connection.name,
@@ -358,7 +393,7 @@ pub fn scratch_image_commands(pod: &Value, strict: bool) -> Vec<Problem> {
                     Severity::Warning
                 },
                 path: format!("/spec/initContainers/{index}/image"),
-                code: "init-image-cannot-run".to_owned(),
+                code: Code::InitImageCannotRun,
                 message: format!(
                     "init container `{name}` runs `{command}` in the plx-init image, which cannot run it and fails the pod at start; set Polyaxon's `init.image` to the layered image plx-init-polyaxon, or keep the plx-init image to `init[].container.image` of s3, host_path and volume_claim entries"
                 ),

@@ -13,6 +13,6 @@ pub mod server;
 
 pub use crate::{
     cache::Cache,
-    check::{Keys, Problem, RefKind},
+    check::{Code, Keys, Problem, RefKind},
     review::{Policy, Reject, answer},
 };

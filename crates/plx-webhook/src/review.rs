@@ -113,7 +113,7 @@ pub fn respond(mut response: AdmissionResponse, problems: &[Problem]) -> Admissi
         causes: errors
             .iter()
             .map(|problem| StatusCause {
-                reason: problem.code.clone(),
+                reason: problem.code.to_string(),
                 message: problem.message.clone(),
                 field: field_path(&problem.path),
             })
