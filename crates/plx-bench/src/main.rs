@@ -261,8 +261,8 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
                         let summary = scratch.join("summary.json");
                         format!(
                             "  crc {} unverified {}",
-                            summed(&summary, "crc_checked").unwrap_or_default(),
-                            summed(&summary, "unverified").unwrap_or_default()
+                            summed(&summary, |s| s.crc_checked).unwrap_or_default(),
+                            summed(&summary, |s| s.unverified).unwrap_or_default()
                         )
                     }
                     _ => String::new(),
@@ -333,19 +333,14 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn retried(summary: &Path) -> Option<u64> {
-    summed(summary, "retried")
+    summed(summary, |s| s.retried)
 }
 
-/// A field of plx-init's `--summary`, summed over its entries.
-fn summed(summary: &Path, field: &str) -> Option<u64> {
-    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(summary).ok()?).ok()?;
-    Some(
-        value
-            .as_array()?
-            .iter()
-            .filter_map(|entry| entry["summary"][field].as_u64())
-            .sum(),
-    )
+/// A count of plx-init's `--summary` (its records), summed over its entries.
+fn summed(summary: &Path, field: fn(&plx_transfer::Summary) -> u64) -> Option<u64> {
+    let records: Vec<plx_transfer::Record> =
+        serde_json::from_slice(&std::fs::read(summary).ok()?).ok()?;
+    Some(records.iter().map(|record| field(&record.summary)).sum())
 }
 
 fn container_pid(id: &str) -> anyhow::Result<u32> {

@@ -159,7 +159,15 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         match pulled? {
             Ok(summary) => {
                 report(&connection.name, &root, &summary);
-                summaries.push(serde_json::json!({"connection": connection.name, "destination": root, "ok": true, "summary": summary}));
+                summaries.push(plx_transfer::Record {
+                    version: plx_transfer::Record::VERSION,
+                    connection: connection.name.clone(),
+                    destination: Some(root.display().to_string()),
+                    target: None,
+                    ok: true,
+                    summary,
+                    failures: Vec::new(),
+                });
             }
             Err(error) => {
                 failed = true;
@@ -176,7 +184,15 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 if crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
                     tracing::error!(connection = connection.name, failed = failures.len(), failures = ?failures, "pull failed");
                 }
-                summaries.push(serde_json::json!({"connection": connection.name, "destination": root, "ok": false, "summary": error.summary, "failures": failures}));
+                summaries.push(plx_transfer::Record {
+                    version: plx_transfer::Record::VERSION,
+                    connection: connection.name.clone(),
+                    destination: Some(root.display().to_string()),
+                    target: None,
+                    ok: false,
+                    summary: error.summary,
+                    failures,
+                });
             }
         }
     }

@@ -87,8 +87,15 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(file) = &args.summary {
         let failures: Vec<String> = failures.iter().map(ToString::to_string).collect();
-        let json = serde_json::json!([{"connection": connection.name, "target": target,
-            "ok": failures.is_empty(), "summary": summary, "failures": failures}]);
+        let json = [plx_transfer::Record {
+            version: plx_transfer::Record::VERSION,
+            connection: connection.name.clone(),
+            destination: None,
+            target: Some(target.clone()),
+            ok: failures.is_empty(),
+            summary: summary.clone(),
+            failures,
+        }];
         std::fs::write(file, serde_json::to_vec_pretty(&json)?)
             .with_context(|| format!("cannot write {}", file.display()))?;
     }

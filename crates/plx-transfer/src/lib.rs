@@ -178,7 +178,7 @@ pub(crate) fn emit(events: &Events, event: Event) {
 }
 
 /// The outcome of a transfer.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Objects transferred.
     pub objects: u64,
@@ -196,12 +196,51 @@ pub struct Summary {
     /// ETag's MD5: the cheaper check, where the store offers it.
     pub crc_checked: u64,
     /// Wall time (in seconds when serialised).
-    #[serde(serialize_with = "seconds")]
+    #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub elapsed: Duration,
 }
 
 fn seconds<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(elapsed.as_secs_f64())
+}
+
+fn from_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let seconds = <f64 as serde::Deserialize>::deserialize(deserializer)?;
+    Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
+}
+
+/// One connection's entry in `plx-init artifacts|upload --summary FILE`, which holds a JSON list
+/// of them; the benchmark and the tests read it back with this type. Its keys are stable: keys
+/// may be added, none renamed or removed (a change that must break them bumps `version`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    /// The record's format: 1.
+    #[serde(default = "first_version")]
+    pub version: u32,
+    /// The connection's name.
+    pub connection: String,
+    /// A pull: the local directory it landed in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+    /// An upload: where it went, `s3://bucket/prefix`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Everything asked for landed (or went).
+    pub ok: bool,
+    /// The counts.
+    pub summary: Summary,
+    /// Each failed object, with its cause.
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+fn first_version() -> u32 {
+    Record::VERSION
+}
+
+impl Record {
+    /// The format written today.
+    pub const VERSION: u32 = 1;
 }
 
 impl Summary {

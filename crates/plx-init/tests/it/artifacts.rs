@@ -106,8 +106,24 @@ async fn artifacts_land_under_the_connection_directory() -> anyhow::Result<()> {
         "{}",
         run.stdout
     );
-    let summary: serde_json::Value = serde_json::from_str(&read(&summary))?;
-    assert_eq!(summary[0]["summary"]["objects"], 4);
+    // The `--summary` record, read back with its type: the keys it promises are there.
+    let records: Vec<plx_transfer::Record> = serde_json::from_str(&read(&summary))?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].version, plx_transfer::Record::VERSION);
+    assert_eq!(records[0].connection, "s3-dataset1");
+    assert!(records[0].ok && records[0].failures.is_empty());
+    assert_eq!(records[0].summary.objects, 4);
+    let raw: serde_json::Value = serde_json::from_str(&read(&summary))?;
+    for key in [
+        "version",
+        "connection",
+        "destination",
+        "ok",
+        "summary",
+        "failures",
+    ] {
+        assert!(raw[0].get(key).is_some(), "{key} missing from {raw}");
+    }
     Ok(())
 }
 

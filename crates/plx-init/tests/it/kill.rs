@@ -113,18 +113,15 @@ async fn a_pull_killed_half_way_resumes_without_fetching_what_landed() -> anyhow
         visible(&destination) == objects,
         "the tree differs after the rerun"
     );
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary)?)?;
-    let run = &summary[0]["summary"];
-    let (fetched, skipped) = (
-        run["objects"].as_u64().unwrap_or_default() as usize,
-        run["skipped"].as_u64().unwrap_or_default() as usize,
-    );
-    assert_eq!(fetched + skipped, OBJECTS, "{summary}");
+    let records: Vec<plx_transfer::Record> = serde_json::from_slice(&std::fs::read(&summary)?)?;
+    let run = &records[0].summary;
+    let (fetched, skipped) = (run.objects as usize, run.skipped as usize);
+    assert_eq!(fetched + skipped, OBJECTS, "{records:?}");
     // A file renamed into place an instant before the kill may not be recorded yet: at most
     // the one in flight (one worker) is fetched again.
     assert!(
         skipped + 1 >= at_kill.len(),
-        "{skipped} skipped, but {} had landed before the kill: {summary}",
+        "{skipped} skipped, but {} had landed before the kill: {records:?}",
         at_kill.len()
     );
     // Only the engine's state is left beside the data: no temporaries, no journal.

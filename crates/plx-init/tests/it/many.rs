@@ -97,18 +97,16 @@ fn pull(
     };
     let stderr = std::fs::read_to_string(&log)?;
     assert_eq!(status.code(), Some(0), "{stderr}");
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary)?)?;
-    assert_eq!(summary[0]["summary"]["objects"], count, "{summary}");
-    assert_eq!(summary[0]["summary"]["failed"], 0, "{summary}");
+    let records: Vec<plx_transfer::Record> = serde_json::from_slice(&std::fs::read(&summary)?)?;
+    assert_eq!(records[0].summary.objects, count as u64, "{records:?}");
+    assert_eq!(records[0].summary.failed, 0, "{records:?}");
     assert_eq!(landed(&context.path().join("artifacts")), count);
     let peak_rss_kib = stderr
         .lines()
         .find_map(|line| line.strip_prefix("peak-rss-kib="))
         .and_then(|value| value.trim().parse().ok())
         .expect("GNU time's figure");
-    let seconds = summary[0]["summary"]["elapsed"]
-        .as_f64()
-        .unwrap_or_default();
+    let seconds = records[0].summary.elapsed.as_secs_f64();
     Ok(Pulled {
         stderr,
         seconds,
