@@ -259,16 +259,7 @@ async fn pull(
                         .map(|from| from.display().to_string())
                         .unwrap_or_else(|_| pull.source.clone());
                     let to = relative_to(root, &pull.destination);
-                    let file = match pull.mode {
-                        PullMode::File => true,
-                        PullMode::Dir => false,
-                        PullMode::Check => source.join(&from).is_file(),
-                    };
-                    if file {
-                        Entry::File { from, to }
-                    } else {
-                        Entry::Dir { from, to }
-                    }
+                    engine_entry(pull.mode, from, to)
                 })
                 .collect();
             let request = plx_transfer::Copy {
@@ -286,38 +277,18 @@ async fn pull(
     let settings = S3Settings::resolve(connection, env)?;
     let client = plx_credentials::client(&settings).await?;
     let store = format!("s3://{}", settings.bucket);
-    let mut entries = Vec::new();
-    for pull in pulls {
-        let key = pull
-            .source
-            .strip_prefix(&store)
-            .unwrap_or(&pull.source)
-            .trim_start_matches('/')
-            .to_owned();
-        let to = relative_to(root, &pull.destination);
-        let mode = match pull.mode {
-            PullMode::Check => {
-                let listed = client
-                    .list_objects_v2()
-                    .bucket(&settings.bucket)
-                    .prefix(&key)
-                    .max_keys(2)
-                    .send()
-                    .await;
-                let exact = listed.as_ref().is_ok_and(|page| {
-                    page.contents()
-                        .iter()
-                        .any(|object| object.key() == Some(key.as_str()))
-                });
-                if exact { PullMode::File } else { PullMode::Dir }
-            }
-            mode => mode,
-        };
-        entries.push(match mode {
-            PullMode::File => Entry::File { from: key, to },
-            _ => Entry::Dir { from: key, to },
-        });
-    }
+    let entries = pulls
+        .iter()
+        .map(|pull| {
+            let key = pull
+                .source
+                .strip_prefix(&store)
+                .unwrap_or(&pull.source)
+                .trim_start_matches('/')
+                .to_owned();
+            engine_entry(pull.mode, key, relative_to(root, &pull.destination))
+        })
+        .collect();
     let request = Download {
         bucket: settings.bucket.clone(),
         prefix: String::new(),
@@ -325,6 +296,16 @@ async fn pull(
         ..Download::default()
     };
     Ok(plx_transfer::download(&client, &request, root, &config, events).await)
+}
+
+/// A pull as the engine takes it; whether a `paths` entry is a file or a directory is the
+/// engine's to find out.
+fn engine_entry(mode: PullMode, from: String, to: String) -> Entry {
+    match mode {
+        PullMode::File => Entry::File { from, to },
+        PullMode::Dir => Entry::Dir { from, to },
+        PullMode::Check => Entry::Path { from, to },
+    }
 }
 
 /// `destination` relative to `root`, as the engine wants it.

@@ -164,9 +164,11 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
     let mut jobs = Vec::new();
     let mut failures = Vec::new();
     for entry in &request.entries {
+        // `Path`: a file if it is one, else a directory, as the mount says.
         let (from, to, file) = match entry {
-            Entry::File { from, to } => (from, to, true),
-            Entry::Dir { from, to } => (from, to, false),
+            Entry::File { from, to } => (from, to, Some(true)),
+            Entry::Dir { from, to } => (from, to, Some(false)),
+            Entry::Path { from, to } => (from, to, None),
         };
         let relative = if from.trim_matches('/').is_empty() {
             Ok(PathBuf::new())
@@ -209,7 +211,7 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
                 continue;
             }
         };
-        if file {
+        if file.unwrap_or(meta.is_file()) {
             if meta.is_dir() {
                 failures.push(object(
                     ErrorKind::NotFound,

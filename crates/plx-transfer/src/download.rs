@@ -43,6 +43,15 @@ pub enum Entry {
         /// The local directory under the destination.
         to: String,
     },
+    /// `from` as a file where an object has exactly that key, else as a directory (Polyaxon's
+    /// `paths`, and `initializer path` without `--is-file`). The engine decides, with a listing
+    /// inside its retry loop: a listing that fails is a failure, never a guess.
+    Path {
+        /// The key or sub-prefix under the prefix.
+        from: String,
+        /// The local path under the destination.
+        to: String,
+    },
 }
 
 /// What to download.

@@ -50,7 +50,51 @@ pub(crate) async fn plan(planner: &Planner<'_>, entry: &Entry) -> Vec<ObjectErro
     match entry {
         Entry::File { from, to } => plan_file(planner, from, to).await,
         Entry::Dir { from, to } => plan_dir(planner, from, to).await,
+        Entry::Path { from, to } => plan_path(planner, from, to).await,
     }
+}
+
+/// A file if an object has exactly this key, else a directory.
+async fn plan_path(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectError> {
+    let Planner {
+        client,
+        request,
+        config,
+        planned,
+        ..
+    } = *planner;
+    let key = join_key(&request.prefix, from);
+    if !key.is_empty() {
+        let listing = Listing {
+            prefix: &key,
+            max_keys: Some(2),
+            ..Listing::default()
+        };
+        let page = match list_page(client, &request.bucket, listing, config).await {
+            Ok(page) => page,
+            Err(failure) => {
+                return vec![object(
+                    failure.kind,
+                    &format!("s3://{}/{key}", request.bucket),
+                    format!("listing failed: {}", failure.message),
+                )];
+            }
+        };
+        let exact = page
+            .contents()
+            .iter()
+            .find(|object| object.key() == Some(key.as_str()));
+        if let Some(found) = exact {
+            return match named_path(&key, to) {
+                Ok(path) => {
+                    send_named(key.clone(), path, found, planned).await;
+                    Vec::new()
+                }
+                Err(failure) => vec![failure],
+            };
+        }
+    }
+    plan_dir(planner, from, to).await
 }
 
 /// One named key: listed (not HEAD: some servers, s3s-fs, answer 500 to a HEAD on a prefix) and

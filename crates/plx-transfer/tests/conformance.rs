@@ -66,12 +66,20 @@ async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyho
         .flatten()
         .map(|entry| {
             let to = entry["to"].as_str().unwrap_or_default().to_owned();
-            match (entry["file"].as_str(), entry["dir"].as_str()) {
-                (Some(from), _) => Entry::File {
+            match (
+                entry["file"].as_str(),
+                entry["path"].as_str(),
+                entry["dir"].as_str(),
+            ) {
+                (Some(from), _, _) => Entry::File {
                     from: from.to_owned(),
                     to,
                 },
-                (_, from) => Entry::Dir {
+                (_, Some(from), _) => Entry::Path {
+                    from: from.to_owned(),
+                    to,
+                },
+                (_, _, from) => Entry::Dir {
                     from: from.unwrap_or_default().to_owned(),
                     to,
                 },
