@@ -24,13 +24,13 @@ pub use crate::{
     kind::{Kind, SchemaShape, UnknownKind},
     load::{
         AGENT_ARTIFACTS_STORE, AGENT_CONNECTIONS, CONNECTIONS_CATALOG, Content, Form,
-        MAX_DOCUMENT_BYTES, MAX_MANIFESTS_BYTES, Report, catalog_from_json, load, read_documents,
-        read_manifests, read_value, validate, validate_value,
+        MAX_DOCUMENT_BYTES, MAX_MANIFESTS_BYTES, Report, catalog_from_json, load, pod_catalog,
+        read_documents, read_manifests, read_value, validate, validate_value,
     },
     model::{
         Artifacts, BucketSchema, Catalog, ClaimSchema, Connection, ConnectionSchema,
         DEFAULT_CONTEXT_ROOT, Env, EnvVar, GitSchema, HostPathSchema, INIT_EXCLUSIVE, Init,
-        InitFile, InitGit, PathEntry, Pull, PullMode, RegistrySchema, Resource,
+        InitFile, InitGit, LookupError, PathEntry, Pull, PullMode, RegistrySchema, Resource,
     },
     parse::JobSection,
 };

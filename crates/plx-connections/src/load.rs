@@ -295,6 +295,21 @@ fn check(value: &Value, catalogs: &[Catalog], readers: bool) -> Report {
     }
 }
 
+/// The pod's catalog: the value of `POLYAXON_CONNECTIONS_CATALOG` (`None` when it is not set),
+/// read as plx-init reads it (every `env` form).
+pub fn pod_catalog(text: Option<&str>) -> Result<Catalog, crate::LookupError> {
+    let text = text.ok_or(crate::LookupError::NoCatalog)?;
+    catalog_from_json(text).map_err(|diagnostics| {
+        crate::LookupError::Invalid(
+            diagnostics
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })
+}
+
 /// Parses a catalog from the pod's `POLYAXON_CONNECTIONS_CATALOG` JSON.
 pub fn catalog_from_json(text: &str) -> Result<Catalog, Vec<Diagnostic>> {
     let report = load(text);

@@ -278,6 +278,39 @@ impl Catalog {
     pub fn all(&self) -> impl Iterator<Item = &Connection> {
         self.connections.iter().chain(self.artifacts_store.as_ref())
     }
+
+    /// The connection of that name, or an error that lists the names there are.
+    pub fn find(&self, name: &str) -> Result<&Connection, LookupError> {
+        self.get(name).ok_or_else(|| LookupError::Unknown {
+            name: name.to_owned(),
+            known: self
+                .all()
+                .map(|connection| connection.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}
+
+/// Why a program could not find its connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    /// No catalog to find the connection in.
+    #[error(
+        "no connections catalog: POLYAXON_CONNECTIONS_CATALOG is not set (give a catalog file instead)"
+    )]
+    NoCatalog,
+    /// The catalog does not parse or validate.
+    #[error("the connections catalog is invalid: {0}")]
+    Invalid(String),
+    /// The catalog has no connection of that name.
+    #[error("no connection named `{name}` in the catalog; known: {known}")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names the catalog has.
+        known: String,
+    },
 }
 
 /// An init entry or a `[from, to]` rename: where to read and where to write, relative to the

@@ -14,7 +14,7 @@ mod settings;
 
 use std::path::PathBuf;
 
-use plx_connections::{Catalog, Connection, Kind};
+use plx_connections::Kind;
 
 pub use crate::{
     client::{CONNECT_TIMEOUT, READ_TIMEOUT, client, sdk_config},
@@ -27,22 +27,9 @@ pub use crate::{
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No catalog to find the connection in.
-    #[error(
-        "no connections catalog: POLYAXON_CONNECTIONS_CATALOG is not set (give a catalog file instead)"
-    )]
-    NoCatalog,
-    /// The catalog does not parse or validate.
-    #[error("the connections catalog is invalid: {0}")]
-    Catalog(String),
-    /// The catalog has no connection of that name.
-    #[error("no connection named `{name}` in the catalog; known: {known}")]
-    UnknownConnection {
-        /// The name asked for.
-        name: String,
-        /// The names the catalog has.
-        known: String,
-    },
+    /// No catalog, an invalid one, or no connection of that name in it.
+    #[error(transparent)]
+    Lookup(#[from] plx_connections::LookupError),
     /// The connection is not an s3 connection.
     #[error("connection `{name}` is of kind {kind}; only s3 connections get an S3 client")]
     NotS3 {
@@ -77,34 +64,6 @@ pub enum Error {
     Tls(String),
 }
 
-/// The pod's catalog, from `POLYAXON_CONNECTIONS_CATALOG`.
-pub fn catalog_from_env(env: &Environment) -> Result<Catalog, Error> {
-    let text = env
-        .get(plx_connections::CONNECTIONS_CATALOG)
-        .ok_or(Error::NoCatalog)?;
-    plx_connections::catalog_from_json(text).map_err(|diagnostics| {
-        Error::Catalog(
-            diagnostics
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; "),
-        )
-    })
-}
-
-/// The connection of that name.
-pub fn find<'c>(catalog: &'c Catalog, name: &str) -> Result<&'c Connection, Error> {
-    catalog.get(name).ok_or_else(|| Error::UnknownConnection {
-        name: name.to_owned(),
-        known: catalog
-            .all()
-            .map(|connection| connection.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
-}
-
 /// An S3 client for the named connection of the pod's catalog: the Rust counterpart of Polyaxon's
 /// `get_fs_from_name`.
 pub async fn client_from_name(name: &str) -> Result<aws_sdk_s3::Client, Error> {
@@ -116,8 +75,8 @@ pub async fn client_from_name_in(
     name: &str,
     env: &Environment,
 ) -> Result<aws_sdk_s3::Client, Error> {
-    let catalog = catalog_from_env(env)?;
-    let settings = S3Settings::resolve(find(&catalog, name)?, env)?;
+    let catalog = plx_connections::pod_catalog(env.get(plx_connections::CONNECTIONS_CATALOG))?;
+    let settings = S3Settings::resolve(catalog.find(name)?, env)?;
     client(&settings).await
 }
 

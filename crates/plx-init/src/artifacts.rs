@@ -346,7 +346,7 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
     let _ = args.raise_errors;
     let env = Environment::from_process();
     let catalog = crate::catalog::load(None, &env)?;
-    let connection = plx_credentials::find(&catalog, &args.connection_name)?;
+    let connection = catalog.find(&args.connection_name)?;
     // The parent is the root and the last segment the entry, for files and directories alike:
     // `--check-path` learns which it is only when pulling.
     let (root, to) = match (args.path_to.parent(), args.path_to.file_name()) {

@@ -9,7 +9,8 @@ use plx_credentials::Environment;
 
 pub(crate) fn load(file: Option<&Path>, env: &Environment) -> anyhow::Result<Catalog> {
     let Some(file) = file else {
-        return plx_credentials::catalog_from_env(env).map_err(anyhow::Error::from);
+        let text = env.get(plx_connections::CONNECTIONS_CATALOG);
+        return plx_connections::pod_catalog(text).map_err(anyhow::Error::from);
     };
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
@@ -36,7 +37,7 @@ pub(crate) fn connection<'a>(
     unnamed: &'static str,
 ) -> anyhow::Result<&'a plx_connections::Connection> {
     match name {
-        Some(name) => Ok(plx_credentials::find(catalog, name)?),
+        Some(name) => Ok(catalog.find(name)?),
         None => catalog.artifacts_store.as_ref().context(unnamed),
     }
 }

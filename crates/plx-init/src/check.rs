@@ -22,7 +22,7 @@ pub(crate) struct Args {
 pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
     let catalog = crate::catalog::load(args.catalog.as_deref(), &env)?;
-    let connection = plx_credentials::find(&catalog, &args.name)?;
+    let connection = catalog.find(&args.name)?;
     match connection.kind {
         Kind::S3 => {}
         Kind::HostPath | Kind::VolumeClaim => return Ok(mount(connection)),

@@ -358,7 +358,10 @@ async fn client_from_name_reads_the_pod_catalog() -> anyhow::Result<()> {
     let error = plx_credentials::client_from_name_in("s3-dataset1", &Environment::default())
         .await
         .expect_err("no catalog");
-    assert!(matches!(error, plx_credentials::Error::NoCatalog));
+    assert!(matches!(
+        error,
+        plx_credentials::Error::Lookup(plx_connections::LookupError::NoCatalog)
+    ));
     Ok(())
 }
 
