@@ -18,6 +18,7 @@ mod parse;
 mod readers;
 mod rules;
 pub mod schema;
+mod spans;
 
 pub use crate::{
     diag::{Code, Diagnostic, Severity},
@@ -30,7 +31,7 @@ pub use crate::{
     model::{
         Artifacts, BucketSchema, Catalog, ClaimSchema, Connection, ConnectionSchema,
         DEFAULT_CONTEXT_ROOT, Env, EnvVar, GitSchema, HostPathSchema, INIT_EXCLUSIVE, Init,
-        InitFile, InitGit, LookupError, PathEntry, Pull, PullMode, RegistrySchema, Resource,
+        InitFile, InitGit, JobSection, LookupError, PathEntry, Pull, PullMode, RegistrySchema,
+        Resource,
     },
-    parse::JobSection,
 };

@@ -5,7 +5,8 @@ use serde_json::{Map, Value};
 use crate::{
     diag::{Code, Diagnostic, Ptr, Sink},
     model::Catalog,
-    parse::{self, JobSection, Known},
+    model::JobSection,
+    parse::{self, Known},
     readers::{self, Reader},
 };
 

@@ -9,10 +9,12 @@ use serde_json::{Map, Value};
 
 use crate::{kind::Kind, rules};
 
+pub use crate::spans::INIT_EXCLUSIVE;
+
 /// A connection: a named store, host or service that jobs refer to.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(title = "Polyaxon connection", transform = crate::schema::connection_rules)]
+#[schemars(title = "Polyaxon connection", transform = crate::spans::connection_rules)]
 pub struct Connection {
     /// A DNS-1123 label: it becomes volume and container names.
     #[schemars(extend("pattern" = rules::NAME_PATTERN, "maxLength" = rules::NAME_MAX))]
@@ -155,7 +157,7 @@ pub struct RegistrySchema {
 /// A connection's `secret` or `configMap`.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(transform = crate::schema::resource_rules)]
+#[schemars(transform = crate::spans::resource_rules)]
 pub struct Resource {
     /// The Secret's or ConfigMap's name, a DNS-1123 subdomain.
     #[schemars(extend("pattern" = rules::RESOURCE_NAME_PATTERN, "maxLength" = rules::RESOURCE_NAME_MAX))]
@@ -259,7 +261,7 @@ impl JsonSchema for Env {
 /// Connections and the optional artifacts store.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
-#[schemars(title = "Polyaxon connection catalog", transform = crate::schema::catalog_rules)]
+#[schemars(title = "Polyaxon connection catalog", transform = crate::spans::catalog_rules)]
 pub struct Catalog {
     /// The connections jobs can name.
     pub connections: Vec<Connection>,
@@ -373,7 +375,7 @@ impl JsonSchema for PathEntry {
 /// One entry of a job's `init:` section.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[schemars(title = "Polyaxon init entry", transform = crate::schema::init_rules)]
+#[schemars(title = "Polyaxon init entry", transform = crate::spans::init_rules)]
 pub struct Init {
     /// Files and directories to pull from the connection.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -413,19 +415,6 @@ pub struct Init {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Map<String, Value>>,
 }
-
-/// The fields of an init entry of which at most one may be set.
-pub const INIT_EXCLUSIVE: &[&str] = &[
-    "artifacts",
-    "paths",
-    "git",
-    "file",
-    "dockerfile",
-    "tensorboard",
-    "lineageRef",
-    "modelRef",
-    "artifactRef",
-];
 
 /// `init[].artifacts`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
@@ -576,4 +565,15 @@ fn join(base: &str, rest: &str) -> String {
     } else {
         format!("{base}/{rest}")
     }
+}
+
+/// One `run` (or replica) of a job: the connections it names and its init entries.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobSection {
+    /// Where the section is in the document.
+    pub path: String,
+    /// `connections:`.
+    pub connections: Vec<String>,
+    /// `init:`.
+    pub init: Vec<Init>,
 }
