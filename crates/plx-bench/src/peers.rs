@@ -147,309 +147,354 @@ pub struct Run<'a> {
 }
 
 pub fn command(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
+    let command = match peer.tool {
+        Tool::PlxInit | Tool::PlxInitSizes => plx_init(ctx, peer, run)?,
+        Tool::S5cmd => s5cmd(ctx, peer, run)?,
+        Tool::Rclone => rclone(ctx, peer, run)?,
+        Tool::AwsCli => aws_cli(ctx, peer, run)?,
+        Tool::Boto3 | Tool::TransferManager => python_peer(ctx, peer, run)?,
+        Tool::Polyaxon => polyaxon(ctx, peer, run)?,
+        Tool::Curl => curl(run)?,
+    };
+    let Some(mut command) = command else {
+        return Ok(None);
+    };
+    // Keys from the environment, as in a pod where a Secret's keys land in env.
+    command.envs(ctx_env(ctx));
+    Ok(Some(command))
+}
+
+/// plx-init's `artifacts` or `upload`, with a catalog naming the bench bucket.
+fn plx_init(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
+    let workload = run.workload;
+    let dst = run.destination;
+    let local_source = run.source.join(workload.prefix());
+    if peer.tool == Tool::PlxInitSizes && workload.upload {
+        return Ok(None);
+    }
+    let catalog = run.scratch.join("catalog.json");
+    std::fs::write(
+        &catalog,
+        serde_json::json!({"connections": [{
+            "name": "bench", "kind": "s3",
+            "schema": {"bucket": format!("s3://{}", ctx.bucket)},
+            "env": {"AWS_ENDPOINT_URL": ctx.endpoint, "AWS_REGION": ctx.region},
+        }]})
+        .to_string(),
+    )?;
+    let command = if workload.upload {
+        let mut command = Command::new(&ctx.plx_init);
+        command
+            .args(["upload", "--connection", "bench", "--catalog"])
+            .arg(&catalog)
+            .arg("--summary")
+            .arg(run.scratch.join("summary.json"))
+            .arg(&local_source)
+            .arg(run.upload_prefix);
+        command
+    } else {
+        let mut command = Command::new(&ctx.plx_init);
+        command
+            .args(["artifacts", "--connection", "bench", "--catalog"])
+            .arg(&catalog)
+            .arg("--path")
+            .arg(dst)
+            .arg("--summary")
+            .arg(run.scratch.join("summary.json"));
+        if peer.tool == Tool::PlxInitSizes {
+            command.arg("--no-verify");
+        }
+        for entry in &workload.entries {
+            match entry {
+                Entry::Prefix(prefix) => {
+                    let prefix = prefix.trim_end_matches('/');
+                    command.arg(format!("--dirs={prefix}:{prefix}"))
+                }
+                Entry::Key(key) => command.arg(format!("--files={key}:{key}")),
+            };
+        }
+        command
+    };
+    Ok(Some(command))
+}
+
+/// s5cmd, at its defaults or tuned.
+fn s5cmd(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
     let workload = run.workload;
     let dst = run.destination;
     let local_source = run.source.join(workload.prefix());
     let bin = ctx.venv.join("bin");
     let keys = || ctx_env(ctx);
-    let command = match peer.tool {
-        Tool::PlxInit | Tool::PlxInitSizes => {
-            if peer.tool == Tool::PlxInitSizes && workload.upload {
-                return Ok(None);
-            }
-            let catalog = run.scratch.join("catalog.json");
-            std::fs::write(
-                &catalog,
-                serde_json::json!({"connections": [{
-                    "name": "bench", "kind": "s3",
-                    "schema": {"bucket": format!("s3://{}", ctx.bucket)},
-                    "env": {"AWS_ENDPOINT_URL": ctx.endpoint, "AWS_REGION": ctx.region},
-                }]})
-                .to_string(),
-            )?;
-            if workload.upload {
-                let mut command = Command::new(&ctx.plx_init);
-                command
-                    .args(["upload", "--connection", "bench", "--catalog"])
-                    .arg(&catalog)
-                    .arg("--summary")
-                    .arg(run.scratch.join("summary.json"))
-                    .arg(&local_source)
-                    .arg(run.upload_prefix);
-                command
-            } else {
-                let mut command = Command::new(&ctx.plx_init);
-                command
-                    .args(["artifacts", "--connection", "bench", "--catalog"])
-                    .arg(&catalog)
-                    .arg("--path")
-                    .arg(dst)
-                    .arg("--summary")
-                    .arg(run.scratch.join("summary.json"));
-                if peer.tool == Tool::PlxInitSizes {
-                    command.arg("--no-verify");
-                }
-                for entry in &workload.entries {
-                    match entry {
-                        Entry::Prefix(prefix) => {
-                            let prefix = prefix.trim_end_matches('/');
-                            command.arg(format!("--dirs={prefix}:{prefix}"))
-                        }
-                        Entry::Key(key) => command.arg(format!("--files={key}:{key}")),
-                    };
-                }
-                command
-            }
-        }
-        Tool::S5cmd => {
-            let mut lines = String::new();
-            let flags = if peer.tuned {
-                format!("-c {PART_CONCURRENCY} -p {PART_MIB} ")
-            } else {
-                String::new()
-            };
-            if workload.upload {
-                writeln!(
-                    lines,
-                    "cp {flags}'{}/*' 's3://{}/{}'",
-                    local_source.display(),
-                    ctx.bucket,
-                    run.upload_prefix
-                )?;
-            } else {
-                for entry in &workload.entries {
-                    match entry {
-                        Entry::Prefix(prefix) => writeln!(
-                            lines,
-                            "cp {flags}'s3://{}/{prefix}*' '{}/{prefix}'",
-                            ctx.bucket,
-                            dst.display()
-                        )?,
-                        Entry::Key(key) => writeln!(
-                            lines,
-                            "cp {flags}'s3://{}/{key}' '{}/{key}'",
-                            ctx.bucket,
-                            dst.display()
-                        )?,
-                    }
-                }
-            }
-            let list = run.scratch.join("s5cmd.txt");
-            std::fs::write(&list, lines)?;
-            let mut command = Command::new(bin.join("s5cmd"));
-            command
-                .envs(keys())
-                .arg("--endpoint-url")
-                .arg(&ctx.endpoint);
-            if peer.tuned {
-                command.args(["--numworkers", &CONCURRENCY.to_string()]);
-            }
-            command.arg("run").arg(list);
-            command
-        }
-        Tool::Rclone => {
-            let mut command = Command::new(bin.join("rclone"));
-            command
-                .env("RCLONE_CONFIG_BENCH_TYPE", "s3")
-                .env("RCLONE_CONFIG_BENCH_PROVIDER", "Other")
-                .env("RCLONE_CONFIG_BENCH_ENDPOINT", &ctx.endpoint)
-                .env("RCLONE_CONFIG_BENCH_ACCESS_KEY_ID", &ctx.access_key)
-                .env("RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY", &ctx.secret_key)
-                .env("RCLONE_CONFIG_BENCH_REGION", &ctx.region)
-                .env("RCLONE_CONFIG", "/dev/null")
-                .args(["copy", "-v", "--stats", "0"]);
-            if workload.upload {
-                command
-                    .arg(&local_source)
-                    .arg(format!("bench:{}/{}", ctx.bucket, run.upload_prefix))
-                    .arg("--s3-no-check-bucket");
-            } else {
-                // From the bucket root with filters: rclone HEADs a prefix given as the source.
-                let mut filters = String::new();
-                for entry in &workload.entries {
-                    match entry {
-                        Entry::Prefix(prefix) => writeln!(filters, "+ /{prefix}**")?,
-                        Entry::Key(key) => writeln!(filters, "+ /{key}")?,
-                    }
-                }
-                filters.push_str("- **\n");
-                let list = run.scratch.join("rclone-filter.txt");
-                std::fs::write(&list, filters)?;
-                command
-                    .arg(format!("bench:{}", ctx.bucket))
-                    .arg(dst)
-                    .arg("--filter-from")
-                    .arg(list);
-            }
-            if peer.tuned {
-                command.args([
-                    "--transfers",
-                    &CONCURRENCY.to_string(),
-                    "--checkers",
-                    &CONCURRENCY.to_string(),
-                    "--multi-thread-streams",
-                    &PART_CONCURRENCY.to_string(),
-                    "--multi-thread-cutoff",
-                    &format!("{THRESHOLD_MIB}Mi"),
-                    "--multi-thread-chunk-size",
-                    &format!("{PART_MIB}Mi"),
-                    "--s3-upload-cutoff",
-                    &format!("{THRESHOLD_MIB}Mi"),
-                    "--s3-chunk-size",
-                    &format!("{PART_MIB}Mi"),
-                    "--s3-upload-concurrency",
-                    &PART_CONCURRENCY.to_string(),
-                ]);
-            }
-            command
-        }
-        Tool::AwsCli => {
-            let config = run.scratch.join("aws-config");
-            let mut text = "[default]\n".to_owned();
-            if peer.tuned {
-                write!(
-                    text,
-                    "s3 =\n  max_concurrent_requests = {CONCURRENCY}\n  multipart_threshold = {THRESHOLD_MIB}MB\n  multipart_chunksize = {PART_MIB}MB\n"
-                )?;
-            }
-            std::fs::write(&config, text)?;
-            let mut command = Command::new(bin.join("aws"));
-            command
-                .envs(keys())
-                .env("AWS_CONFIG_FILE", &config)
-                .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-                .arg("--endpoint-url")
-                .arg(&ctx.endpoint)
-                .args(["s3", "cp", "--recursive", "--only-show-errors"]);
-            if workload.upload {
-                command
-                    .arg(&local_source)
-                    .arg(format!("s3://{}/{}", ctx.bucket, run.upload_prefix));
-            } else {
-                // One listing of the workload's prefix, filtered to what is asked: the CLI
-                // takes no list of keys.
-                let prefix = workload.prefix();
-                command
-                    .arg(format!("s3://{}/{prefix}", ctx.bucket))
-                    .arg(dst.join(&prefix));
-                if workload
-                    .entries
-                    .iter()
-                    .any(|entry| !matches!(entry, Entry::Prefix(p) if *p == prefix))
-                {
-                    command.args(["--exclude", "*"]);
-                    for entry in &workload.entries {
-                        let (Entry::Prefix(path) | Entry::Key(path)) = entry;
-                        let relative = &path[prefix.len()..];
-                        let pattern = match entry {
-                            Entry::Prefix(_) => format!("{relative}*"),
-                            Entry::Key(_) => relative.to_owned(),
-                        };
-                        command.args(["--include", &pattern]);
-                    }
-                }
-            }
-            command
-        }
-        Tool::Boto3 | Tool::TransferManager => {
-            if peer.tool == Tool::TransferManager && !ctx.tm {
-                return Ok(None);
-            }
-            let spec = spec(ctx, peer, run)?;
-            let mut command = if peer.tool == Tool::Boto3 {
-                let mut command = Command::new(bin.join("python"));
-                command.arg(ctx.scripts.join("boto3_tm.py"));
-                command
-            } else {
-                let mut command = Command::new(&ctx.bench);
-                command.arg("tm");
-                command
-            };
-            command.envs(keys()).arg(spec);
-            command
-        }
-        Tool::Polyaxon => {
-            let catalog = serde_json::json!({"connections": [{
-                "name": "bench", "kind": "s3",
-                "schema": {"bucket": format!("s3://{}", ctx.bucket)},
-                "env": {"AWS_ENDPOINT_URL": ctx.endpoint, "AWS_REGION": ctx.region,
-                        "AWS_USE_SSL": "false"},
-            }]})
-            .to_string();
-            let pbin = ctx.polyaxon.join("bin");
-            let mut command = if workload.upload {
-                let mut command = Command::new(pbin.join("python"));
-                command
-                    .arg(ctx.scripts.join("polyaxon_put.py"))
-                    .arg(&local_source)
-                    .arg(format!("{}/{}", ctx.bucket, run.upload_prefix));
-                command
-            } else {
-                // As the init container's generated script: one `polyaxon initializer path`
-                // per entry, under `sh -e` (which plx-init's image adds; Polyaxon's does not).
-                if workload.entries.len() > 8 || ctx.s3s {
-                    return Ok(None);
-                }
-                let mut script = String::new();
-                for entry in &workload.entries {
-                    let (Entry::Prefix(path) | Entry::Key(path)) = entry;
-                    let path = path.trim_end_matches('/');
-                    writeln!(
-                        script,
-                        "{} initializer path --connection-name=bench --connection-kind=s3 --path-from=s3://{}/{path} --path-to={}/{path} --raise-errors{};",
-                        pbin.join("polyaxon").display(),
-                        ctx.bucket,
-                        dst.display(),
-                        if matches!(entry, Entry::Key(_)) {
-                            " --is-file"
-                        } else {
-                            ""
-                        },
-                    )?;
-                }
-                let mut command = Command::new("sh");
-                command.arg("-ec").arg(script);
-                command
-            };
-            command
-                .envs(keys())
-                .env("POLYAXON_SERVICE", "init")
-                .env("POLYAXON_CONNECTIONS_CATALOG", catalog)
-                .env("POLYAXON_NO_OP", "false")
-                .env("POLYAXON_HOME", run.scratch.join("polyaxon-home"));
-            command
-        }
-        Tool::Curl => {
-            let mut config = String::new();
-            for (key, url) in run.presigned {
-                if workload.upload {
-                    let relative = &key[run.upload_prefix.len()..];
-                    writeln!(
-                        config,
-                        "url = \"{url}\"\nupload-file = \"{}\"\noutput = \"/dev/null\"",
-                        local_source.join(relative).display()
-                    )?;
-                } else {
-                    writeln!(
-                        config,
-                        "url = \"{url}\"\noutput = \"{}\"",
-                        dst.join(key).display()
-                    )?;
-                }
-            }
-            let list = run.scratch.join("curl.cfg");
-            std::fs::write(&list, config)?;
-            let mut command = Command::new("curl");
-            command
-                .args(["--parallel", "--parallel-max", &CONCURRENCY.to_string()])
-                .args(["--create-dirs", "--fail", "--no-progress-meter", "-K"])
-                .arg(list);
-            command
-        }
+    let mut lines = String::new();
+    let flags = if peer.tuned {
+        format!("-c {PART_CONCURRENCY} -p {PART_MIB} ")
+    } else {
+        String::new()
     };
-    let mut command = command;
-    // Keys from the environment, as in a pod where a Secret's keys land in env.
-    command.envs(ctx_env(ctx));
+    if workload.upload {
+        writeln!(
+            lines,
+            "cp {flags}'{}/*' 's3://{}/{}'",
+            local_source.display(),
+            ctx.bucket,
+            run.upload_prefix
+        )?;
+    } else {
+        for entry in &workload.entries {
+            match entry {
+                Entry::Prefix(prefix) => writeln!(
+                    lines,
+                    "cp {flags}'s3://{}/{prefix}*' '{}/{prefix}'",
+                    ctx.bucket,
+                    dst.display()
+                )?,
+                Entry::Key(key) => writeln!(
+                    lines,
+                    "cp {flags}'s3://{}/{key}' '{}/{key}'",
+                    ctx.bucket,
+                    dst.display()
+                )?,
+            }
+        }
+    }
+    let list = run.scratch.join("s5cmd.txt");
+    std::fs::write(&list, lines)?;
+    let mut command = Command::new(bin.join("s5cmd"));
+    command
+        .envs(keys())
+        .arg("--endpoint-url")
+        .arg(&ctx.endpoint);
+    if peer.tuned {
+        command.args(["--numworkers", &CONCURRENCY.to_string()]);
+    }
+    command.arg("run").arg(list);
+    Ok(Some(command))
+}
+
+/// rclone, at its defaults or tuned.
+fn rclone(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
+    let workload = run.workload;
+    let dst = run.destination;
+    let local_source = run.source.join(workload.prefix());
+    let bin = ctx.venv.join("bin");
+    let mut command = Command::new(bin.join("rclone"));
+    command
+        .env("RCLONE_CONFIG_BENCH_TYPE", "s3")
+        .env("RCLONE_CONFIG_BENCH_PROVIDER", "Other")
+        .env("RCLONE_CONFIG_BENCH_ENDPOINT", &ctx.endpoint)
+        .env("RCLONE_CONFIG_BENCH_ACCESS_KEY_ID", &ctx.access_key)
+        .env("RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY", &ctx.secret_key)
+        .env("RCLONE_CONFIG_BENCH_REGION", &ctx.region)
+        .env("RCLONE_CONFIG", "/dev/null")
+        .args(["copy", "-v", "--stats", "0"]);
+    if workload.upload {
+        command
+            .arg(&local_source)
+            .arg(format!("bench:{}/{}", ctx.bucket, run.upload_prefix))
+            .arg("--s3-no-check-bucket");
+    } else {
+        // From the bucket root with filters: rclone HEADs a prefix given as the source.
+        let mut filters = String::new();
+        for entry in &workload.entries {
+            match entry {
+                Entry::Prefix(prefix) => writeln!(filters, "+ /{prefix}**")?,
+                Entry::Key(key) => writeln!(filters, "+ /{key}")?,
+            }
+        }
+        filters.push_str("- **\n");
+        let list = run.scratch.join("rclone-filter.txt");
+        std::fs::write(&list, filters)?;
+        command
+            .arg(format!("bench:{}", ctx.bucket))
+            .arg(dst)
+            .arg("--filter-from")
+            .arg(list);
+    }
+    if peer.tuned {
+        command.args([
+            "--transfers",
+            &CONCURRENCY.to_string(),
+            "--checkers",
+            &CONCURRENCY.to_string(),
+            "--multi-thread-streams",
+            &PART_CONCURRENCY.to_string(),
+            "--multi-thread-cutoff",
+            &format!("{THRESHOLD_MIB}Mi"),
+            "--multi-thread-chunk-size",
+            &format!("{PART_MIB}Mi"),
+            "--s3-upload-cutoff",
+            &format!("{THRESHOLD_MIB}Mi"),
+            "--s3-chunk-size",
+            &format!("{PART_MIB}Mi"),
+            "--s3-upload-concurrency",
+            &PART_CONCURRENCY.to_string(),
+        ]);
+    }
+    Ok(Some(command))
+}
+
+/// The AWS CLI's `s3 cp` / `s3 sync`.
+fn aws_cli(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
+    let workload = run.workload;
+    let dst = run.destination;
+    let local_source = run.source.join(workload.prefix());
+    let bin = ctx.venv.join("bin");
+    let keys = || ctx_env(ctx);
+    let config = run.scratch.join("aws-config");
+    let mut text = "[default]\n".to_owned();
+    if peer.tuned {
+        write!(
+            text,
+            "s3 =\n  max_concurrent_requests = {CONCURRENCY}\n  multipart_threshold = {THRESHOLD_MIB}MB\n  multipart_chunksize = {PART_MIB}MB\n"
+        )?;
+    }
+    std::fs::write(&config, text)?;
+    let mut command = Command::new(bin.join("aws"));
+    command
+        .envs(keys())
+        .env("AWS_CONFIG_FILE", &config)
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .arg("--endpoint-url")
+        .arg(&ctx.endpoint)
+        .args(["s3", "cp", "--recursive", "--only-show-errors"]);
+    if workload.upload {
+        command
+            .arg(&local_source)
+            .arg(format!("s3://{}/{}", ctx.bucket, run.upload_prefix));
+    } else {
+        // One listing of the workload's prefix, filtered to what is asked: the CLI
+        // takes no list of keys.
+        let prefix = workload.prefix();
+        command
+            .arg(format!("s3://{}/{prefix}", ctx.bucket))
+            .arg(dst.join(&prefix));
+        if workload
+            .entries
+            .iter()
+            .any(|entry| !matches!(entry, Entry::Prefix(p) if *p == prefix))
+        {
+            command.args(["--exclude", "*"]);
+            for entry in &workload.entries {
+                let (Entry::Prefix(path) | Entry::Key(path)) = entry;
+                let relative = &path[prefix.len()..];
+                let pattern = match entry {
+                    Entry::Prefix(_) => format!("{relative}*"),
+                    Entry::Key(_) => relative.to_owned(),
+                };
+                command.args(["--include", &pattern]);
+            }
+        }
+    }
+    Ok(Some(command))
+}
+
+/// boto3's TransferManager or aws-s3-transfer-manager, reading a spec file.
+fn python_peer(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
+    let bin = ctx.venv.join("bin");
+    let keys = || ctx_env(ctx);
+    if peer.tool == Tool::TransferManager && !ctx.tm {
+        return Ok(None);
+    }
+    let spec = spec(ctx, peer, run)?;
+    let mut command = if peer.tool == Tool::Boto3 {
+        let mut command = Command::new(bin.join("python"));
+        command.arg(ctx.scripts.join("boto3_tm.py"));
+        command
+    } else {
+        let mut command = Command::new(&ctx.bench);
+        command.arg("tm");
+        command
+    };
+    command.envs(keys()).arg(spec);
+    Ok(Some(command))
+}
+
+/// Polyaxon 2.18's own `initializer path` (s3fs), one call per entry, as its init container runs them.
+fn polyaxon(ctx: &Context, _: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
+    let workload = run.workload;
+    let dst = run.destination;
+    let local_source = run.source.join(workload.prefix());
+    let keys = || ctx_env(ctx);
+    let catalog = serde_json::json!({"connections": [{
+        "name": "bench", "kind": "s3",
+        "schema": {"bucket": format!("s3://{}", ctx.bucket)},
+        "env": {"AWS_ENDPOINT_URL": ctx.endpoint, "AWS_REGION": ctx.region,
+                "AWS_USE_SSL": "false"},
+    }]})
+    .to_string();
+    let pbin = ctx.polyaxon.join("bin");
+    let mut command = if workload.upload {
+        let mut command = Command::new(pbin.join("python"));
+        command
+            .arg(ctx.scripts.join("polyaxon_put.py"))
+            .arg(&local_source)
+            .arg(format!("{}/{}", ctx.bucket, run.upload_prefix));
+        command
+    } else {
+        // As the init container's generated script: one `polyaxon initializer path`
+        // per entry, under `sh -e` (which plx-init's image adds; Polyaxon's does not).
+        if workload.entries.len() > 8 || ctx.s3s {
+            return Ok(None);
+        }
+        let mut script = String::new();
+        for entry in &workload.entries {
+            let (Entry::Prefix(path) | Entry::Key(path)) = entry;
+            let path = path.trim_end_matches('/');
+            writeln!(
+                script,
+                "{} initializer path --connection-name=bench --connection-kind=s3 --path-from=s3://{}/{path} --path-to={}/{path} --raise-errors{};",
+                pbin.join("polyaxon").display(),
+                ctx.bucket,
+                dst.display(),
+                if matches!(entry, Entry::Key(_)) {
+                    " --is-file"
+                } else {
+                    ""
+                },
+            )?;
+        }
+        let mut command = Command::new("sh");
+        command.arg("-ec").arg(script);
+        command
+    };
+    command
+        .envs(keys())
+        .env("POLYAXON_SERVICE", "init")
+        .env("POLYAXON_CONNECTIONS_CATALOG", catalog)
+        .env("POLYAXON_NO_OP", "false")
+        .env("POLYAXON_HOME", run.scratch.join("polyaxon-home"));
+    Ok(Some(command))
+}
+
+/// The curl floor: presigned GETs or PUTs in parallel.
+fn curl(run: &Run<'_>) -> anyhow::Result<Option<Command>> {
+    let workload = run.workload;
+    let dst = run.destination;
+    let local_source = run.source.join(workload.prefix());
+    let mut config = String::new();
+    for (key, url) in run.presigned {
+        if workload.upload {
+            let relative = &key[run.upload_prefix.len()..];
+            writeln!(
+                config,
+                "url = \"{url}\"\nupload-file = \"{}\"\noutput = \"/dev/null\"",
+                local_source.join(relative).display()
+            )?;
+        } else {
+            writeln!(
+                config,
+                "url = \"{url}\"\noutput = \"{}\"",
+                dst.join(key).display()
+            )?;
+        }
+    }
+    let list = run.scratch.join("curl.cfg");
+    std::fs::write(&list, config)?;
+    let mut command = Command::new("curl");
+    command
+        .args(["--parallel", "--parallel-max", &CONCURRENCY.to_string()])
+        .args(["--create-dirs", "--fail", "--no-progress-meter", "-K"])
+        .arg(list);
     Ok(Some(command))
 }
 

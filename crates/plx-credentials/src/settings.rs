@@ -98,210 +98,59 @@ const DEFAULT_REGION: &str = "us-east-1";
 impl S3Settings {
     /// Resolves the settings of an s3 connection from its files, its `env` and `env`.
     pub fn resolve(connection: &Connection, env: &Environment) -> Result<S3Settings, Error> {
+        let not_s3 = || Error::NotS3 {
+            name: connection.name.clone(),
+            kind: connection.kind,
+        };
         if connection.kind != Kind::S3 {
-            return Err(Error::NotS3 {
-                name: connection.name.clone(),
-                kind: connection.kind,
-            });
+            return Err(not_s3());
         }
         let Some(ConnectionSchema::Bucket(schema)) = &connection.schema else {
-            return Err(Error::NotS3 {
-                name: connection.name.clone(),
-                kind: connection.kind,
-            });
+            return Err(not_s3());
         };
         let url = schema
             .bucket
             .strip_prefix("s3://")
             .unwrap_or(&schema.bucket);
         let (bucket, prefix) = url.split_once('/').unwrap_or((url, ""));
-        let lookup = Lookup::new(connection, env);
-        let text =
-            |keys: &[&'static str]| lookup.first(keys).map(|(key, found)| setting(key, found));
-        let secret = |keys: &[&'static str]| {
-            lookup.first(keys).map(|(key, found)| Setting {
-                value: Secret::new(found.value),
-                source: found.source,
-                key,
-            })
-        };
-        let flag = |key: &'static str, default: bool| -> Result<Setting<bool>, Error> {
-            match lookup.get(key) {
-                Some(found) => Ok(Setting {
-                    value: parse_bool(key, &found)?,
-                    source: found.source,
-                    key,
-                }),
-                None => Ok(Setting {
-                    value: default,
-                    source: Source::Default,
-                    key,
-                }),
-            }
-        };
-
-        let use_ssl = flag("AWS_USE_SSL", true)?;
-        let verify_ssl = flag("AWS_VERIFY_SSL", true)?;
-        let region = text(&["AWS_REGION", "AWS_DEFAULT_REGION"]).unwrap_or(Setting {
-            value: DEFAULT_REGION.to_owned(),
-            source: Source::Default,
-            key: "AWS_REGION",
-        });
-        let endpoint_url =
-            text(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"]).map(|mut endpoint| {
-                endpoint.value = with_scheme(&endpoint.value, use_ssl.value);
-                endpoint
-            });
-        // Without an endpoint, `AWS_USE_SSL=false` still means plain HTTP to AWS.
-        let endpoint_url = endpoint_url.or_else(|| {
-            (!use_ssl.value).then(|| Setting {
-                value: format!("http://s3.{}.amazonaws.com", region.value),
-                source: use_ssl.source.clone(),
-                key: "AWS_USE_SSL",
-            })
-        });
-        let addressing = match lookup.get("AWS_S3_ADDRESSING_STYLE") {
-            Some(found) => {
-                let value = match found.value.to_ascii_lowercase().as_str() {
-                    "path" => Addressing::Path,
-                    "virtual" => Addressing::Virtual,
-                    "auto" => default_addressing(endpoint_url.as_ref()),
-                    other => {
-                        return Err(Error::InvalidSetting {
-                            key: "AWS_S3_ADDRESSING_STYLE",
-                            origin: found.source.to_string(),
-                            message: format!(
-                                "`{other}` is not an addressing style; use path, virtual or auto"
-                            ),
-                        });
-                    }
-                };
-                Setting {
-                    value,
-                    source: found.source,
-                    key: "AWS_S3_ADDRESSING_STYLE",
-                }
-            }
-            None => Setting {
-                value: default_addressing(endpoint_url.as_ref()),
+        let read = Read(Lookup::new(connection, env));
+        let use_ssl = read.flag("AWS_USE_SSL", true)?;
+        let verify_ssl = read.flag("AWS_VERIFY_SSL", true)?;
+        let region = read
+            .text(&["AWS_REGION", "AWS_DEFAULT_REGION"])
+            .unwrap_or(Setting {
+                value: DEFAULT_REGION.to_owned(),
                 source: Source::Default,
-                key: "AWS_S3_ADDRESSING_STYLE",
-            },
-        };
-        let ca_bundle = match lookup.get("AWS_CA_BUNDLE") {
-            Some(found) => Some(Setting {
-                value: ca_path(&found.value, &lookup.mount_paths()),
-                source: found.source,
-                key: "AWS_CA_BUNDLE",
-            }),
-            None => None,
-        };
-        let role_arn = text(&["AWS_ROLE_ARN"]);
-        let session_name = text(&["AWS_SESSION_NAME", "AWS_ROLE_SESSION_NAME"]);
-        let assume = flag("AWS_ASSUME_ROLE", false)?;
-        let assume_role =
-            match (&role_arn, assume.value) {
-                (Some(role_arn), true) => {
-                    let duration =
-                        match lookup.get("AWS_SESSION_DURATION") {
-                            Some(found) => {
-                                let seconds: u64 = found.value.trim().parse().map_err(|_| {
-                                    Error::InvalidSetting {
-                                        key: "AWS_SESSION_DURATION",
-                                        origin: found.source.to_string(),
-                                        message: format!(
-                                            "`{}` is not a number of seconds",
-                                            found.value
-                                        ),
-                                    }
-                                })?;
-                                Setting {
-                                    value: Duration::from_secs(seconds),
-                                    source: found.source,
-                                    key: "AWS_SESSION_DURATION",
-                                }
-                            }
-                            None => Setting {
-                                value: Duration::from_secs(43200),
-                                source: Source::Default,
-                                key: "AWS_SESSION_DURATION",
-                            },
-                        };
-                    Some(AssumeRole {
-                        role_arn: role_arn.clone(),
-                        session_name: session_name.clone().unwrap_or(Setting {
-                            value: "S3Session".to_owned(),
-                            source: Source::Default,
-                            key: "AWS_SESSION_NAME",
-                        }),
-                        duration,
-                    })
-                }
-                (None, true) => {
-                    return Err(Error::InvalidSetting {
-                    key: "AWS_ASSUME_ROLE",
-                    origin: assume.source.to_string(),
-                    message:
-                        "AWS_ASSUME_ROLE is set but AWS_ROLE_ARN is not; give the role to assume"
-                            .to_owned(),
-                });
-                }
-                _ => None,
-            };
-        let web_identity = match (
-            &role_arn,
-            lookup.get("AWS_WEB_IDENTITY_TOKEN_FILE"),
-            &assume_role,
-        ) {
-            (Some(role_arn), Some(token_file), None) => Some(WebIdentity {
-                role_arn: role_arn.clone(),
-                token_file: Setting {
-                    value: PathBuf::from(&token_file.value),
-                    source: token_file.source,
-                    key: "AWS_WEB_IDENTITY_TOKEN_FILE",
-                },
-                session_name: session_name.unwrap_or(Setting {
-                    value: "plx-init".to_owned(),
-                    source: Source::Default,
-                    key: "AWS_ROLE_SESSION_NAME",
-                }),
-            }),
+                key: "AWS_REGION",
+            });
+        let endpoint_url = read.endpoint(&use_ssl, &region);
+        let addressing = read.addressing(endpoint_url.as_ref())?;
+        let role_arn = read.text(&["AWS_ROLE_ARN"]);
+        let session_name = read.text(&["AWS_SESSION_NAME", "AWS_ROLE_SESSION_NAME"]);
+        let assume_role = read.assume_role(role_arn.as_ref(), session_name.clone())?;
+        let web_identity = match (&role_arn, &assume_role) {
+            (Some(role_arn), None) => read.web_identity(role_arn, session_name),
             _ => None,
         };
-        let access_key_id = text(&["AWS_ACCESS_KEY_ID"]);
-        let secret_access_key = secret(&["AWS_SECRET_ACCESS_KEY"]);
-        if access_key_id.is_some() != secret_access_key.is_some() {
-            let (have, missing) = if access_key_id.is_some() {
-                ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-            } else {
-                ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
-            };
-            return Err(Error::InvalidSetting {
-                key: missing,
-                origin: "nowhere".to_owned(),
-                message: format!(
-                    "{have} is set but {missing} is not; give both, or neither to use the default credential chain"
-                ),
-            });
-        }
+        let (access_key_id, secret_access_key) = read.static_keys()?;
         Ok(S3Settings {
             connection: connection.name.clone(),
             bucket: bucket.to_owned(),
             prefix: prefix.trim_matches('/').to_owned(),
             access_key_id,
             secret_access_key,
-            session_token: secret(&["AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"]),
+            session_token: read.secret(&["AWS_SECURITY_TOKEN", "AWS_SESSION_TOKEN"]),
             region,
             endpoint_url,
             use_ssl,
             verify_ssl,
-            ca_bundle,
+            ca_bundle: read.ca_bundle(),
             addressing,
-            proxy: secret(&["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]),
-            no_proxy: text(&["NO_PROXY", "no_proxy"]),
+            proxy: read.secret(&["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"]),
+            no_proxy: read.text(&["NO_PROXY", "no_proxy"]),
             assume_role,
             web_identity,
-            sts_endpoint_url: text(&["AWS_STS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS"]),
+            sts_endpoint_url: read.text(&["AWS_STS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS"]),
         })
     }
 
@@ -465,6 +314,196 @@ impl fmt::Display for Report {
             )?;
         }
         Ok(())
+    }
+}
+
+/// The settings of one connection, each read from the first place that has it.
+struct Read<'a>(Lookup<'a>);
+
+/// `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, both or neither.
+type StaticKeys = (Option<Setting<String>>, Option<Setting<Secret>>);
+
+impl Read<'_> {
+    fn text(&self, keys: &[&'static str]) -> Option<Setting<String>> {
+        self.0.first(keys).map(|(key, found)| setting(key, found))
+    }
+
+    fn secret(&self, keys: &[&'static str]) -> Option<Setting<Secret>> {
+        self.0.first(keys).map(|(key, found)| Setting {
+            value: Secret::new(found.value),
+            source: found.source,
+            key,
+        })
+    }
+
+    fn flag(&self, key: &'static str, default: bool) -> Result<Setting<bool>, Error> {
+        Ok(match self.0.get(key) {
+            Some(found) => Setting {
+                value: parse_bool(key, &found)?,
+                source: found.source,
+                key,
+            },
+            None => Setting {
+                value: default,
+                source: Source::Default,
+                key,
+            },
+        })
+    }
+
+    /// `AWS_ENDPOINT_URL` with its scheme from `AWS_USE_SSL`; without one, `AWS_USE_SSL=false`
+    /// still means plain HTTP to AWS.
+    fn endpoint(
+        &self,
+        use_ssl: &Setting<bool>,
+        region: &Setting<String>,
+    ) -> Option<Setting<String>> {
+        let endpoint =
+            self.text(&["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"])
+                .map(|mut endpoint| {
+                    endpoint.value = with_scheme(&endpoint.value, use_ssl.value);
+                    endpoint
+                });
+        endpoint.or_else(|| {
+            (!use_ssl.value).then(|| Setting {
+                value: format!("http://s3.{}.amazonaws.com", region.value),
+                source: use_ssl.source.clone(),
+                key: "AWS_USE_SSL",
+            })
+        })
+    }
+
+    fn addressing(&self, endpoint: Option<&Setting<String>>) -> Result<Setting<Addressing>, Error> {
+        let key = "AWS_S3_ADDRESSING_STYLE";
+        let Some(found) = self.0.get(key) else {
+            return Ok(Setting {
+                value: default_addressing(endpoint),
+                source: Source::Default,
+                key,
+            });
+        };
+        let value = match found.value.to_ascii_lowercase().as_str() {
+            "path" => Addressing::Path,
+            "virtual" => Addressing::Virtual,
+            "auto" => default_addressing(endpoint),
+            other => {
+                return Err(Error::InvalidSetting {
+                    key,
+                    origin: found.source.to_string(),
+                    message: format!(
+                        "`{other}` is not an addressing style; use path, virtual or auto"
+                    ),
+                });
+            }
+        };
+        Ok(Setting {
+            value,
+            source: found.source,
+            key,
+        })
+    }
+
+    fn ca_bundle(&self) -> Option<Setting<PathBuf>> {
+        self.0.get("AWS_CA_BUNDLE").map(|found| Setting {
+            value: ca_path(&found.value, &self.0.mount_paths()),
+            source: found.source,
+            key: "AWS_CA_BUNDLE",
+        })
+    }
+
+    /// The role to assume with the static keys, when `AWS_ASSUME_ROLE` asks for one.
+    fn assume_role(
+        &self,
+        role_arn: Option<&Setting<String>>,
+        session_name: Option<Setting<String>>,
+    ) -> Result<Option<AssumeRole>, Error> {
+        let assume = self.flag("AWS_ASSUME_ROLE", false)?;
+        match (role_arn, assume.value) {
+            (Some(role_arn), true) => Ok(Some(AssumeRole {
+                role_arn: role_arn.clone(),
+                session_name: session_name.unwrap_or(Setting {
+                    value: "S3Session".to_owned(),
+                    source: Source::Default,
+                    key: "AWS_SESSION_NAME",
+                }),
+                duration: self.session_duration()?,
+            })),
+            (None, true) => Err(Error::InvalidSetting {
+                key: "AWS_ASSUME_ROLE",
+                origin: assume.source.to_string(),
+                message: "AWS_ASSUME_ROLE is set but AWS_ROLE_ARN is not; give the role to assume"
+                    .to_owned(),
+            }),
+            _ => Ok(None),
+        }
+    }
+
+    fn session_duration(&self) -> Result<Setting<Duration>, Error> {
+        let key = "AWS_SESSION_DURATION";
+        let Some(found) = self.0.get(key) else {
+            return Ok(Setting {
+                value: Duration::from_secs(43200),
+                source: Source::Default,
+                key,
+            });
+        };
+        let seconds: u64 = found
+            .value
+            .trim()
+            .parse()
+            .map_err(|_| Error::InvalidSetting {
+                key,
+                origin: found.source.to_string(),
+                message: format!("`{}` is not a number of seconds", found.value),
+            })?;
+        Ok(Setting {
+            value: Duration::from_secs(seconds),
+            source: found.source,
+            key,
+        })
+    }
+
+    /// A web identity (a projected service-account token) for the role, where the pod has one.
+    fn web_identity(
+        &self,
+        role_arn: &Setting<String>,
+        session_name: Option<Setting<String>>,
+    ) -> Option<WebIdentity> {
+        let token_file = self.0.get("AWS_WEB_IDENTITY_TOKEN_FILE")?;
+        Some(WebIdentity {
+            role_arn: role_arn.clone(),
+            token_file: Setting {
+                value: PathBuf::from(&token_file.value),
+                source: token_file.source,
+                key: "AWS_WEB_IDENTITY_TOKEN_FILE",
+            },
+            session_name: session_name.unwrap_or(Setting {
+                value: "plx-init".to_owned(),
+                source: Source::Default,
+                key: "AWS_ROLE_SESSION_NAME",
+            }),
+        })
+    }
+
+    /// The static keys: both, or neither (the default credential chain).
+    fn static_keys(&self) -> Result<StaticKeys, Error> {
+        let access_key_id = self.text(&["AWS_ACCESS_KEY_ID"]);
+        let secret_access_key = self.secret(&["AWS_SECRET_ACCESS_KEY"]);
+        if access_key_id.is_some() != secret_access_key.is_some() {
+            let (have, missing) = if access_key_id.is_some() {
+                ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            } else {
+                ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID")
+            };
+            return Err(Error::InvalidSetting {
+                key: missing,
+                origin: "nowhere".to_owned(),
+                message: format!(
+                    "{have} is set but {missing} is not; give both, or neither to use the default credential chain"
+                ),
+            });
+        }
+        Ok((access_key_id, secret_access_key))
     }
 }
 

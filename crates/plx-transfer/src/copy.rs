@@ -11,6 +11,7 @@ use std::{
 
 use cap_std::{ambient_authority, fs::Dir};
 use futures::{StreamExt, stream};
+use globset::GlobSet;
 
 use crate::{
     Config, Entry, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
@@ -132,7 +133,31 @@ pub async fn copy(
 type Planned = (Arc<Dir>, Arc<Dir>, Vec<Job>, Vec<ObjectError>);
 
 fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
-    let shown = |relative: &Path| request.source.join(relative).display().to_string();
+    let (source, dir) = open(request, destination)?;
+    let (include, exclude) = match (globs(&request.include), globs(&request.exclude)) {
+        (Ok(include), Ok(exclude)) => (include, exclude),
+        (Err(error), _) | (_, Err(error)) => return Err(object(ErrorKind::NotFound, "", error)),
+    };
+    let mount = Mount {
+        request,
+        source: &source,
+        include: &include,
+        exclude: &exclude,
+    };
+    let mut planned = Plan::default();
+    for entry in &request.entries {
+        mount.entry(entry, &mut planned);
+    }
+    Ok((
+        Arc::new(source),
+        Arc::new(dir),
+        planned.jobs,
+        planned.failures,
+    ))
+}
+
+/// The mounted directory and the destination, opened as the sandboxes every path goes through.
+fn open(request: &Copy, destination: &Path) -> Result<(Dir, Dir), ObjectError> {
     let source = Dir::open_ambient_dir(&request.source, ambient_authority()).map_err(|error| {
         object(
             ErrorKind::NotFound,
@@ -140,16 +165,13 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
             format!("cannot open the mounted directory (is the volume mounted?): {error}"),
         )
     })?;
-    std::fs::create_dir_all(destination)
-        .and_then(|()| Dir::open_ambient_dir(destination, ambient_authority()))
-        .map(|_| ())
-        .map_err(|error| {
-            object(
-                ErrorKind::Io,
-                &destination.display().to_string(),
-                format!("cannot create the destination: {error}"),
-            )
-        })?;
+    std::fs::create_dir_all(destination).map_err(|error| {
+        object(
+            ErrorKind::Io,
+            &destination.display().to_string(),
+            format!("cannot create the destination: {error}"),
+        )
+    })?;
     let dir = Dir::open_ambient_dir(destination, ambient_authority()).map_err(|error| {
         object(
             ErrorKind::Io,
@@ -157,14 +179,32 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
             format!("cannot open the destination: {error}"),
         )
     })?;
-    let (include, exclude) = match (globs(&request.include), globs(&request.exclude)) {
-        (Ok(include), Ok(exclude)) => (include, exclude),
-        (Err(error), _) | (_, Err(error)) => return Err(object(ErrorKind::NotFound, "", error)),
-    };
-    let mut jobs = Vec::new();
-    let mut failures = Vec::new();
-    for entry in &request.entries {
-        // `Path`: a file if it is one, else a directory, as the mount says.
+    Ok((source, dir))
+}
+
+/// What planning found: the files to copy, and what cannot be.
+#[derive(Default)]
+struct Plan {
+    jobs: Vec<Job>,
+    failures: Vec<ObjectError>,
+}
+
+/// The mounted directory a copy reads, and which files of a directory it keeps.
+struct Mount<'a> {
+    request: &'a Copy,
+    source: &'a Dir,
+    include: &'a Option<GlobSet>,
+    exclude: &'a Option<GlobSet>,
+}
+
+impl Mount<'_> {
+    /// A path under the mount, as messages name it.
+    fn shown(&self, relative: &Path) -> String {
+        self.request.source.join(relative).display().to_string()
+    }
+
+    /// One entry: a file, a directory, or (`Path`) whichever the mount says it is.
+    fn entry(&self, entry: &Entry, plan: &mut Plan) {
         let (from, to, file) = match entry {
             Entry::File { from, to } => (from, to, Some(true)),
             Entry::Dir { from, to } => (from, to, Some(false)),
@@ -178,12 +218,12 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
         let relative = match relative {
             Ok(relative) => relative,
             Err(error) => {
-                failures.push(object(
+                plan.failures.push(object(
                     ErrorKind::HostileKey,
                     from,
                     format!("refused: the path {error}"),
                 ));
-                continue;
+                return;
             }
         };
         let at = if relative.as_os_str().is_empty() {
@@ -192,131 +232,127 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
             relative.as_path()
         };
         // `metadata` follows symlinks, but only inside the mount: cap-std refuses the rest.
-        let meta = match source.metadata(at) {
+        let meta = match self.source.metadata(at) {
             Ok(meta) => meta,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                failures.push(object(
-                    ErrorKind::NotFound,
-                    &shown(&relative),
-                    "does not exist".to_owned(),
-                ));
-                continue;
-            }
             Err(error) => {
-                failures.push(object(
-                    ErrorKind::Denied,
-                    &shown(&relative),
-                    format!("cannot read it: {error}"),
-                ));
-                continue;
+                let (kind, message) = if error.kind() == std::io::ErrorKind::NotFound {
+                    (ErrorKind::NotFound, "does not exist".to_owned())
+                } else {
+                    (ErrorKind::Denied, format!("cannot read it: {error}"))
+                };
+                plan.failures
+                    .push(object(kind, &self.shown(&relative), message));
+                return;
             }
         };
-        if file.unwrap_or(meta.is_file()) {
-            if meta.is_dir() {
-                failures.push(object(
-                    ErrorKind::NotFound,
-                    &shown(&relative),
-                    "is a directory, not a file: pull it as a directory (dirs)".to_owned(),
-                ));
-                continue;
-            }
-            match local_path(to) {
-                Ok(path) => jobs.push(Job {
+        match (file.unwrap_or(meta.is_file()), meta.is_dir()) {
+            (true, true) => plan.failures.push(object(
+                ErrorKind::NotFound,
+                &self.shown(&relative),
+                "is a directory, not a file: pull it as a directory (dirs)".to_owned(),
+            )),
+            (true, false) => match local_path(to) {
+                Ok(path) => plan.jobs.push(Job {
                     from: relative,
                     path,
                     size: meta.len(),
                     modified: meta.modified().ok().map(|time| time.into_std()),
                 }),
-                Err(error) => failures.push(object(
+                Err(error) => plan.failures.push(object(
                     ErrorKind::HostileKey,
-                    &shown(&relative),
+                    &self.shown(&relative),
                     format!("destination `{to}` {error}"),
                 )),
-            }
-            continue;
-        }
-        if !meta.is_dir() {
-            failures.push(object(
+            },
+            (false, false) => plan.failures.push(object(
                 ErrorKind::NotFound,
-                &shown(&relative),
+                &self.shown(&relative),
                 "is a file, not a directory: pull it as a file (files)".to_owned(),
-            ));
-            continue;
+            )),
+            (false, true) => self.walk(&relative, to, plan),
         }
+    }
+
+    /// Every file under `relative` that the globs keep, landing under `to`. Directories are
+    /// walked, symlinked ones are not (no loops, no escapes).
+    fn walk(&self, relative: &Path, to: &str, plan: &mut Plan) {
         let mut pending = vec![PathBuf::new()];
         while let Some(below) = pending.pop() {
             let at = relative.join(&below);
             let listing = if at.as_os_str().is_empty() {
-                source.entries()
+                self.source.entries()
             } else {
-                source.read_dir(&at)
+                self.source.read_dir(&at)
             };
             let listing = match listing {
                 Ok(listing) => listing,
                 Err(error) => {
-                    failures.push(object(
+                    plan.failures.push(object(
                         ErrorKind::Denied,
-                        &shown(&relative.join(&below)),
+                        &self.shown(&at),
                         format!("cannot list it: {error}"),
                     ));
                     continue;
                 }
             };
             for item in listing.flatten() {
-                let name = item.file_name();
-                let inner = below.join(&name);
-                let Some(text) = inner.to_str() else {
-                    failures.push(object(
+                let inner = below.join(item.file_name());
+                if inner.to_str().is_none() {
+                    plan.failures.push(object(
                         ErrorKind::HostileKey,
-                        &shown(&relative.join(&inner)),
+                        &self.shown(&relative.join(&inner)),
                         "refused: the name is not UTF-8".to_owned(),
                     ));
                     continue;
-                };
-                let kind = match item.file_type() {
-                    Ok(kind) => kind,
-                    Err(_) => continue,
-                };
-                // Directories are walked, symlinked ones are not (no loops, no escapes).
-                if kind.is_dir() {
-                    pending.push(inner);
-                    continue;
                 }
-                let matched = include.as_ref().is_none_or(|set| set.is_match(text))
-                    && !exclude.as_ref().is_some_and(|set| set.is_match(text));
-                if !matched {
-                    continue;
-                }
-                let from = relative.join(&inner);
-                let meta = match source.metadata(&from) {
-                    Ok(meta) if meta.is_file() => meta,
-                    Ok(_) => continue,
-                    Err(error) => {
-                        failures.push(object(
-                            ErrorKind::HostileKey,
-                            &shown(&from),
-                            format!("refused: {error} (a symlink that leaves the mount?)"),
-                        ));
-                        continue;
-                    }
-                };
-                match local_path(text).and_then(|path| under(to, &path)) {
-                    Ok(path) => jobs.push(Job {
-                        from,
-                        path,
-                        size: meta.len(),
-                        modified: meta.modified().ok().map(|time| time.into_std()),
-                    }),
-                    Err(error) => failures.push(object(
-                        ErrorKind::HostileKey,
-                        &shown(&from),
-                        format!("refused: the path {error}"),
-                    )),
+                match item.file_type() {
+                    Ok(kind) if kind.is_dir() => pending.push(inner),
+                    Ok(_) => self.file(relative, &inner, to, plan),
+                    Err(_) => {}
                 }
             }
         }
     }
-    Ok((Arc::new(source), Arc::new(dir), jobs, failures))
+
+    /// One file met in a walk: kept by the globs, a regular file inside the mount, landing at a
+    /// plain path under `to`.
+    fn file(&self, relative: &Path, inner: &Path, to: &str, plan: &mut Plan) {
+        // UTF-8: the walk refused the other names.
+        let Some(text) = inner.to_str() else {
+            return;
+        };
+        let matched = self.include.as_ref().is_none_or(|set| set.is_match(text))
+            && !self.exclude.as_ref().is_some_and(|set| set.is_match(text));
+        if !matched {
+            return;
+        }
+        let from = relative.join(inner);
+        let meta = match self.source.metadata(&from) {
+            Ok(meta) if meta.is_file() => meta,
+            Ok(_) => return,
+            Err(error) => {
+                plan.failures.push(object(
+                    ErrorKind::HostileKey,
+                    &self.shown(&from),
+                    format!("refused: {error} (a symlink that leaves the mount?)"),
+                ));
+                return;
+            }
+        };
+        match local_path(text).and_then(|path| under(to, &path)) {
+            Ok(path) => plan.jobs.push(Job {
+                from,
+                path,
+                size: meta.len(),
+                modified: meta.modified().ok().map(|time| time.into_std()),
+            }),
+            Err(error) => plan.failures.push(object(
+                ErrorKind::HostileKey,
+                &self.shown(&from),
+                format!("refused: the path {error}"),
+            )),
+        }
+    }
 }
 
 fn copy_one(

@@ -132,8 +132,6 @@ async fn upload_one(
     events: &Events,
 ) -> Result<u64, Failure> {
     let size = std::fs::metadata(path).map_err(Failure::io)?.len();
-    // S3 refuses parts under 5 MiB (but the last).
-    let part_size = config.part_size.max(MIN_PART);
     emit(
         events,
         Event::Started {
@@ -141,114 +139,20 @@ async fn upload_one(
             size,
         },
     );
+    let target = Target {
+        client,
+        bucket,
+        key,
+        config,
+        events,
+    };
     // Every request carries the CRC32C of its bytes as a header (not a trailer, which older
     // stores refuse): the store checks what arrived, and keeps a checksum that makes the next
     // download's check cheap.
     if size < config.multipart_threshold {
-        let (crc32c, body) = if size <= IN_MEMORY {
-            let bytes = std::fs::read(path).map_err(Failure::io)?;
-            (crate::verify::crc::crc32c(&bytes), ByteStream::from(bytes))
-        } else {
-            let file = std::fs::File::open(path).map_err(Failure::io)?;
-            let crc32c = crc32c_of_file(&file, 0, size).map_err(Failure::io)?;
-            let body = ByteStream::from_path(path)
-                .await
-                .map_err(|error| Failure::io(std::io::Error::other(error)))?;
-            (crc32c, body)
-        };
-        client
-            .put_object()
-            .bucket(bucket)
-            .key(key)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .checksum_crc32_c(crc32c)
-            .body(body)
-            .send()
-            .await
-            .map_err(s3_failure)?;
+        put_whole(&target, path, size).await?;
     } else {
-        let created = client
-            .create_multipart_upload()
-            .bucket(bucket)
-            .key(key)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .send()
-            .await
-            .map_err(s3_failure)?;
-        let upload_id = created.upload_id().unwrap_or_default().to_owned();
-        let parts: Vec<(i32, u64, u64)> = (0..size.div_ceil(part_size))
-            .map(|index| {
-                (
-                    (index + 1) as i32,
-                    index * part_size,
-                    part_size.min(size - index * part_size),
-                )
-            })
-            .collect();
-        let uploaded: Result<Vec<CompletedPart>, Failure> = stream::iter(parts)
-            .map(|(number, offset, length)| {
-                let upload_id = upload_id.clone();
-                async move {
-                    let crc32c = std::fs::File::open(path)
-                        .and_then(|file| crc32c_of_file(&file, offset, length))
-                        .map_err(Failure::io)?;
-                    let body = ByteStream::read_from()
-                        .path(path)
-                        .offset(offset)
-                        .length(aws_smithy_types::byte_stream::Length::Exact(length))
-                        .build()
-                        .await
-                        .map_err(|error| Failure::io(std::io::Error::other(error)))?;
-                    let part = client
-                        .upload_part()
-                        .bucket(bucket)
-                        .key(key)
-                        .upload_id(&upload_id)
-                        .part_number(number)
-                        .checksum_crc32_c(&crc32c)
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(s3_failure)?;
-                    emit(events, Event::Bytes(length));
-                    Ok(CompletedPart::builder()
-                        .part_number(number)
-                        .set_e_tag(part.e_tag().map(str::to_owned))
-                        .checksum_crc32_c(crc32c)
-                        .build())
-                }
-            })
-            .buffered(config.part_concurrency.max(1))
-            .try_collect()
-            .await;
-        match uploaded {
-            Ok(parts) => {
-                client
-                    .complete_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(s3_failure)?;
-            }
-            Err(error) => {
-                // Parts of an abandoned upload cost storage until aborted.
-                let _ = client
-                    .abort_multipart_upload()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .send()
-                    .await;
-                return Err(error);
-            }
-        }
+        put_parts(&target, path, size).await?;
     }
     emit(
         events,
@@ -257,4 +161,131 @@ async fn upload_one(
         },
     );
     Ok(size)
+}
+
+/// Where one file goes, and what its requests share.
+struct Target<'a> {
+    client: &'a Client,
+    bucket: &'a str,
+    key: &'a str,
+    config: &'a Config,
+    events: &'a Events,
+}
+
+/// One PutObject, from memory when the file is small.
+async fn put_whole(target: &Target<'_>, path: &Path, size: u64) -> Result<(), Failure> {
+    let (crc32c, body) = if size <= IN_MEMORY {
+        let bytes = std::fs::read(path).map_err(Failure::io)?;
+        (crate::verify::crc::crc32c(&bytes), ByteStream::from(bytes))
+    } else {
+        let file = std::fs::File::open(path).map_err(Failure::io)?;
+        let crc32c = crc32c_of_file(&file, 0, size).map_err(Failure::io)?;
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(|error| Failure::io(std::io::Error::other(error)))?;
+        (crc32c, body)
+    };
+    target
+        .client
+        .put_object()
+        .bucket(target.bucket)
+        .key(target.key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+        .checksum_crc32_c(crc32c)
+        .body(body)
+        .send()
+        .await
+        .map_err(s3_failure)?;
+    Ok(())
+}
+
+/// A multipart upload, its parts in parallel, aborted when one fails (parts of an abandoned
+/// upload cost storage until aborted).
+async fn put_parts(target: &Target<'_>, path: &Path, size: u64) -> Result<(), Failure> {
+    // S3 refuses parts under 5 MiB (but the last).
+    let part_size = target.config.part_size.max(MIN_PART);
+    let (client, bucket, key) = (target.client, target.bucket, target.key);
+    let created = client
+        .create_multipart_upload()
+        .bucket(bucket)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+        .send()
+        .await
+        .map_err(s3_failure)?;
+    let upload_id = created.upload_id().unwrap_or_default().to_owned();
+    let parts: Vec<(i32, u64, u64)> = (0..size.div_ceil(part_size))
+        .map(|index| {
+            (
+                (index + 1) as i32,
+                index * part_size,
+                part_size.min(size - index * part_size),
+            )
+        })
+        .collect();
+    let uploaded: Result<Vec<CompletedPart>, Failure> = stream::iter(parts)
+        .map(|(number, offset, length)| {
+            let upload_id = upload_id.clone();
+            async move {
+                let crc32c = std::fs::File::open(path)
+                    .and_then(|file| crc32c_of_file(&file, offset, length))
+                    .map_err(Failure::io)?;
+                let body = ByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(aws_smithy_types::byte_stream::Length::Exact(length))
+                    .build()
+                    .await
+                    .map_err(|error| Failure::io(std::io::Error::other(error)))?;
+                let part = client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .checksum_crc32_c(&crc32c)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(s3_failure)?;
+                emit(target.events, Event::Bytes(length));
+                Ok(CompletedPart::builder()
+                    .part_number(number)
+                    .set_e_tag(part.e_tag().map(str::to_owned))
+                    .checksum_crc32_c(crc32c)
+                    .build())
+            }
+        })
+        .buffered(target.config.part_concurrency.max(1))
+        .try_collect()
+        .await;
+    match uploaded {
+        Ok(parts) => {
+            client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(s3_failure)?;
+        }
+        Err(error) => {
+            // Parts of an abandoned upload cost storage until aborted.
+            let _ = client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            return Err(error);
+        }
+    }
+    Ok(())
 }

@@ -82,76 +82,16 @@ pub(crate) fn connection(sink: &mut Sink, value: &Value, path: &Ptr) -> Parsed {
         "name",
         Need::Required("a connection name, e.g. `name: s3-dataset1`"),
     );
-    if let Some(name) = &name
-        && !rules::is_dns_label(name)
-    {
-        let hint = rules::suggest_label(name);
-        let hint = if hint.is_empty() {
-            "s3-dataset1".to_owned()
-        } else {
-            hint
-        };
-        sink.error(
-                &parsed.name_path,
-                Code::InvalidName,
-                format!(
-                    "`{name}` is not a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit): it becomes volume and container names; write `{hint}`"
-                ),
-            );
+    if let Some(name) = &name {
+        check_name(sink, name, &parsed.name_path);
     }
     parsed.name = name.clone();
 
-    let kind = match get(map, "kind") {
-        None => {
-            sink.error(
-                &parsed.kind_path,
-                Code::MissingField,
-                format!("a connection needs a kind: one of {}", kinds_list()),
-            );
-            None
-        }
-        Some(Value::String(text)) => match text.parse::<Kind>() {
-            Ok(kind) => Some(kind),
-            Err(_) => {
-                let names: Vec<&str> = Kind::ALL.iter().map(|kind| kind.as_str()).collect();
-                let hint = did_you_mean(text, &names)
-                    .map(|near| format!("did you mean `{near}`? "))
-                    .unwrap_or_default();
-                sink.error(
-                    &parsed.kind_path,
-                    Code::UnknownKind,
-                    format!("unknown kind `{text}`; {hint}valid kinds: {}", kinds_list()),
-                );
-                None
-            }
-        },
-        Some(other) => {
-            sink.error(
-                &parsed.kind_path,
-                Code::InvalidType,
-                format!(
-                    "kind must be a string, not {}; one of {}",
-                    type_name(other),
-                    kinds_list()
-                ),
-            );
-            None
-        }
-    };
+    let kind = kind_of(sink, map, &parsed.kind_path);
     parsed.kind = kind;
 
-    if let (Some(name), Some(kind)) = (&name, kind)
-        && kind.is_artifact()
-        && rules::is_dns_label(name)
-        && name.len() > INIT_NAME_MAX
-    {
-        sink.warning(
-                &parsed.name_path,
-                Code::NameTooLongForInit,
-                format!(
-                    "Polyaxon names this connection's init containers `polyaxon-init-artifacts-{name}-<10 hex>`, longer than the 63 characters Kubernetes allows; keep the name to {INIT_NAME_MAX} characters"
-                ),
-            );
+    if let (Some(name), Some(kind)) = (&name, kind) {
+        check_init_name(sink, name, kind, &parsed.name_path);
     }
 
     let description = string(sink, map, path, "description", Need::Optional);
@@ -182,21 +122,7 @@ pub(crate) fn connection(sink: &mut Sink, value: &Value, path: &Ptr) -> Parsed {
     let env = get(map, "env").and_then(|value| env(sink, value, &path.key("env")));
 
     if let Some(kind) = kind {
-        let written = |key: &str| {
-            get(map, key).is_some_and(|value| {
-                value.as_array().is_none_or(|items| !items.is_empty())
-                    && value.as_object().is_none_or(|fields| !fields.is_empty())
-            })
-        };
-        if kind.is_bucket() && !written("secret") && !written("configMap") && !written("env") {
-            sink.warning(
-                path,
-                Code::AmbientCredentials,
-                format!(
-                    "this connection of kind {kind} has no secret, configMap or env, so it uses the ambient credential chain (workload identity, instance profile); add `secret: {{name: <secret>}}` if that is not meant"
-                ),
-            );
-        }
+        check_credentials(sink, map, kind, path);
     }
 
     let errors_after = sink.diagnostics.iter().filter(|d| d.is_error()).count();
@@ -217,6 +143,101 @@ pub(crate) fn connection(sink: &mut Sink, value: &Value, path: &Ptr) -> Parsed {
         });
     }
     parsed
+}
+
+/// A connection's name becomes volume and container names: a DNS-1123 label.
+fn check_name(sink: &mut Sink, name: &str, path: &Ptr) {
+    if rules::is_dns_label(name) {
+        return;
+    }
+    let hint = rules::suggest_label(name);
+    let hint = if hint.is_empty() {
+        "s3-dataset1".to_owned()
+    } else {
+        hint
+    };
+    sink.error(
+                path,
+                Code::InvalidName,
+                format!(
+                    "`{name}` is not a DNS-1123 label (lowercase letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit): it becomes volume and container names; write `{hint}`"
+                ),
+            );
+}
+
+/// The connection's kind, one of Polyaxon's.
+fn kind_of(sink: &mut Sink, map: &Map<String, Value>, path: &Ptr) -> Option<Kind> {
+    match get(map, "kind") {
+        None => {
+            sink.error(
+                path,
+                Code::MissingField,
+                format!("a connection needs a kind: one of {}", kinds_list()),
+            );
+            None
+        }
+        Some(Value::String(text)) => match text.parse::<Kind>() {
+            Ok(kind) => Some(kind),
+            Err(_) => {
+                let names: Vec<&str> = Kind::ALL.iter().map(|kind| kind.as_str()).collect();
+                let hint = did_you_mean(text, &names)
+                    .map(|near| format!("did you mean `{near}`? "))
+                    .unwrap_or_default();
+                sink.error(
+                    path,
+                    Code::UnknownKind,
+                    format!("unknown kind `{text}`; {hint}valid kinds: {}", kinds_list()),
+                );
+                None
+            }
+        },
+        Some(other) => {
+            sink.error(
+                path,
+                Code::InvalidType,
+                format!(
+                    "kind must be a string, not {}; one of {}",
+                    type_name(other),
+                    kinds_list()
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// Polyaxon names an artifact connection's init containers after it; Kubernetes caps the length.
+fn check_init_name(sink: &mut Sink, name: &str, kind: Kind, path: &Ptr) {
+    if !(kind.is_artifact() && rules::is_dns_label(name) && name.len() > INIT_NAME_MAX) {
+        return;
+    }
+    sink.warning(
+                path,
+                Code::NameTooLongForInit,
+                format!(
+                    "Polyaxon names this connection's init containers `polyaxon-init-artifacts-{name}-<10 hex>`, longer than the 63 characters Kubernetes allows; keep the name to {INIT_NAME_MAX} characters"
+                ),
+            );
+}
+
+/// A bucket connection with nothing to sign with uses the ambient credential chain: said, in
+/// case that is not meant.
+fn check_credentials(sink: &mut Sink, map: &Map<String, Value>, kind: Kind, path: &Ptr) {
+    let written = |key: &str| {
+        get(map, key).is_some_and(|value| {
+            value.as_array().is_none_or(|items| !items.is_empty())
+                && value.as_object().is_none_or(|fields| !fields.is_empty())
+        })
+    };
+    if kind.is_bucket() && !written("secret") && !written("configMap") && !written("env") {
+        sink.warning(
+            path,
+            Code::AmbientCredentials,
+            format!(
+                "this connection of kind {kind} has no secret, configMap or env, so it uses the ambient credential chain (workload identity, instance profile); add `secret: {{name: <secret>}}` if that is not meant"
+            ),
+        );
+    }
 }
 
 pub(super) fn kinds_list() -> String {
@@ -263,8 +284,22 @@ pub(super) fn connection_schema(
     if shape == SchemaShape::Free {
         return Some(ConnectionSchema::Other(map.clone()));
     }
-    // A schema written for another kind, e.g. `bucket` on a volume_claim: one clear error, not a
-    // list of unknown and missing fields.
+    if written_for_another_kind(sink, kind, map, path) {
+        return None;
+    }
+    foreign_fields(sink, kind, map, path);
+    typed_schema(sink, kind, map, path)
+}
+
+/// A schema written for another kind, e.g. `bucket` on a volume_claim: one clear error, not a
+/// list of unknown and missing fields.
+fn written_for_another_kind(
+    sink: &mut Sink,
+    kind: Kind,
+    map: &Map<String, Value>,
+    path: &Ptr,
+) -> bool {
+    let shape = kind.schema_shape();
     let identified = [
         ("bucket", SchemaShape::Bucket, "s3, gcs or wasb"),
         ("volumeClaim", SchemaShape::Claim, "volume_claim"),
@@ -286,8 +321,14 @@ pub(super) fn connection_schema(
                 Code::SchemaKindMismatch,
                 format!("this schema has `{key}`, so it is written for {other_kinds}, but kind is {kind}; change the kind or write {}", shape_fields(shape)),
             );
-        return None;
+        return true;
     }
+    false
+}
+
+/// Each field the kind's schema does not have: another kind's (said so), or unknown.
+fn foreign_fields(sink: &mut Sink, kind: Kind, map: &Map<String, Value>, path: &Ptr) {
+    let shape = kind.schema_shape();
     let fields = shape_field_list(shape);
     for key in map.keys() {
         if fields.contains(&key.as_str()) {
@@ -316,7 +357,16 @@ pub(super) fn connection_schema(
             None => unknown_field(sink, &key_path, key, fields, &format!("a {kind} schema")),
         }
     }
-    match shape {
+}
+
+/// The schema's fields, read into its shape's type.
+fn typed_schema(
+    sink: &mut Sink,
+    kind: Kind,
+    map: &Map<String, Value>,
+    path: &Ptr,
+) -> Option<ConnectionSchema> {
+    match kind.schema_shape() {
         SchemaShape::Bucket => {
             let bucket = string(
                 sink,

@@ -107,6 +107,61 @@ pub(crate) fn job_section(
 pub(crate) fn init(sink: &mut Sink, value: &Value, path: &Ptr, known: &Known<'_>) -> Option<Init> {
     let errors_before = error_count(sink);
     let map = object(sink, value, path, "an init entry", INIT_FIELDS)?;
+    exclusive(sink, map, path);
+    let connection = string(sink, map, path, "connection", Need::Optional);
+    let target = connection.as_ref().and_then(|name| {
+        known
+            .check(sink, name, &path.key("connection"))
+            .then(|| known.get(name))
+            .flatten()
+    });
+    let artifacts =
+        get(map, "artifacts").and_then(|value| artifacts(sink, value, &path.key("artifacts")));
+    let paths = entries(sink, map, path, "paths");
+    if (artifacts.is_some() || paths.is_some())
+        && let (Some(name), Some(target)) = (&connection, target)
+        && !target.kind.is_artifact()
+    {
+        sink.error(
+                    &path.key("connection"),
+                    Code::InitConnectionKind,
+                    format!("`{name}` is a connection of kind {}, which holds no artifacts; pull artifacts from an s3, gcs, wasb, host_path or volume_claim connection", target.kind),
+                );
+    }
+    let git =
+        get(map, "git").and_then(|value| git(sink, value, path, connection.as_deref(), target));
+    let file = get(map, "file").and_then(|value| file(sink, value, &path.key("file")));
+    let dockerfile = free_object(sink, map, path, "dockerfile");
+    let tensorboard = free_object(sink, map, path, "tensorboard");
+    let container = free_object(sink, map, path, "container");
+    let lineage_ref = string(sink, map, path, "lineageRef", Need::Optional);
+    let model_ref = string(sink, map, path, "modelRef", Need::Optional);
+    let artifact_ref = string(sink, map, path, "artifactRef", Need::Optional);
+    let destination = string(sink, map, path, "path", Need::Optional);
+    if let Some(destination) = &destination {
+        check_destination(sink, destination, &path.key("path"));
+    }
+    if error_count(sink) != errors_before {
+        return None;
+    }
+    Some(Init {
+        artifacts,
+        paths,
+        git,
+        file,
+        dockerfile,
+        tensorboard,
+        lineage_ref,
+        model_ref,
+        artifact_ref,
+        connection,
+        path: destination,
+        container,
+    })
+}
+
+/// At most one of the fields that say what an init entry does.
+fn exclusive(sink: &mut Sink, map: &Map<String, Value>, path: &Ptr) {
     let set: Vec<&str> = INIT_EXCLUSIVE
         .iter()
         .copied()
@@ -127,140 +182,109 @@ pub(crate) fn init(sink: &mut Sink, value: &Value, path: &Ptr, known: &Known<'_>
             ),
         );
     }
-    let connection = string(sink, map, path, "connection", Need::Optional);
-    let target = connection.as_ref().and_then(|name| {
-        known
-            .check(sink, name, &path.key("connection"))
-            .then(|| known.get(name))
-            .flatten()
-    });
+}
 
-    let artifacts = get(map, "artifacts").and_then(|value| {
-        let artifacts_path = path.key("artifacts");
-        let fields = object(
-            sink,
-            value,
-            &artifacts_path,
-            "`artifacts`",
-            ARTIFACTS_FIELDS,
-        )?;
-        let files = entries(sink, fields, &artifacts_path, "files");
-        let dirs = entries(sink, fields, &artifacts_path, "dirs");
-        let workers = match get(fields, "workers") {
-            None => None,
-            Some(Value::Number(number)) => match number.as_u64() {
-                Some(workers @ 1..=1024) => Some(workers as u32),
-                _ => {
-                    sink.error(
-                        &artifacts_path.key("workers"),
-                        Code::OutOfRange,
-                        format!("workers is {number}; give a whole number from 1 to 1024"),
-                    );
-                    None
-                }
-            },
-            Some(other) => {
+/// `artifacts: {files, dirs, workers}`.
+fn artifacts(sink: &mut Sink, value: &Value, artifacts_path: &Ptr) -> Option<Artifacts> {
+    let fields = object(sink, value, artifacts_path, "`artifacts`", ARTIFACTS_FIELDS)?;
+    let files = entries(sink, fields, artifacts_path, "files");
+    let dirs = entries(sink, fields, artifacts_path, "dirs");
+    let workers = match get(fields, "workers") {
+        None => None,
+        Some(Value::Number(number)) => match number.as_u64() {
+            Some(workers @ 1..=1024) => Some(workers as u32),
+            _ => {
                 sink.error(
                     &artifacts_path.key("workers"),
-                    Code::InvalidType,
-                    format!("workers must be a number, not {}", type_name(other)),
+                    Code::OutOfRange,
+                    format!("workers is {number}; give a whole number from 1 to 1024"),
                 );
                 None
             }
-        };
-        Some(Artifacts {
-            files,
-            dirs,
-            workers,
-        })
-    });
-    let paths = entries(sink, map, path, "paths");
-    if (artifacts.is_some() || paths.is_some())
-        && let (Some(name), Some(target)) = (&connection, target)
-        && !target.kind.is_artifact()
-    {
-        sink.error(
-                    &path.key("connection"),
-                    Code::InitConnectionKind,
-                    format!("`{name}` is a connection of kind {}, which holds no artifacts; pull artifacts from an s3, gcs, wasb, host_path or volume_claim connection", target.kind),
-                );
-    }
-    let git = get(map, "git").and_then(|value| {
-        let git_path = path.key("git");
-        let fields = object(sink, value, &git_path, "`git`", GIT_FIELDS)?;
-        let url = string(sink, fields, &git_path, "url", Need::Optional);
-        if url.is_none() && connection.is_none() {
-            sink.error(&git_path.key("url"), Code::MissingField, "a git init entry needs `git.url` or a `connection` of kind git");
-        }
-        if let (Some(name), Some(target)) = (&connection, target)
-            && !matches!(target.kind, Kind::Git | Kind::Ssh) {
-                sink.error(&path.key("connection"), Code::InitConnectionKind, format!("`{name}` is a connection of kind {}; a git init entry needs a git (or ssh) connection", target.kind));
-            }
-        let revision = string(sink, fields, &git_path, "revision", Need::Optional);
-        let flags = string_list(sink, fields, &git_path, "flags");
-        Some(InitGit { url, revision, flags })
-    });
-    let file = get(map, "file").and_then(|value| {
-        let file_path = path.key("file");
-        let fields = object(sink, value, &file_path, "`file`", INIT_FILE_FIELDS)?;
-        let content = string(
-            sink,
-            fields,
-            &file_path,
-            "content",
-            Need::Required("the file's content"),
-        );
-        let filename = string(sink, fields, &file_path, "filename", Need::Optional);
-        if let Some(filename) = &filename {
-            check_relative(sink, filename, &file_path.key("filename"));
-        }
-        let chmod = string(sink, fields, &file_path, "chmod", Need::Optional);
-        let kind = string(sink, fields, &file_path, "kind", Need::Optional);
-        Some(InitFile {
-            content: content?,
-            filename,
-            chmod,
-            kind,
-        })
-    });
-    let dockerfile = free_object(sink, map, path, "dockerfile");
-    let tensorboard = free_object(sink, map, path, "tensorboard");
-    let container = free_object(sink, map, path, "container");
-    let lineage_ref = string(sink, map, path, "lineageRef", Need::Optional);
-    let model_ref = string(sink, map, path, "modelRef", Need::Optional);
-    let artifact_ref = string(sink, map, path, "artifactRef", Need::Optional);
-    let destination = string(sink, map, path, "path", Need::Optional);
-    if let Some(destination) = &destination {
-        let destination_path = path.key("path");
-        if let Some(reason) = rules::escape_reason(destination) {
+        },
+        Some(other) => {
             sink.error(
-                &destination_path,
-                Code::PathEscape,
-                format!(
-                    "`{destination}` {reason}; give an absolute path without `..`, e.g. `/data`"
-                ),
+                &artifacts_path.key("workers"),
+                Code::InvalidType,
+                format!("workers must be a number, not {}", type_name(other)),
             );
-        } else if !destination.starts_with('/') {
-            sink.error(&destination_path, Code::InvalidMountPath, format!("`{destination}` is relative; the destination is a mount path, write it absolute, e.g. `/{destination}`"));
+            None
         }
-    }
-    if error_count(sink) != errors_before {
-        return None;
-    }
-    Some(Init {
-        artifacts,
-        paths,
-        git,
-        file,
-        dockerfile,
-        tensorboard,
-        lineage_ref,
-        model_ref,
-        artifact_ref,
-        connection,
-        path: destination,
-        container,
+    };
+    Some(Artifacts {
+        files,
+        dirs,
+        workers,
     })
+}
+
+/// `git: {url, revision, flags}`, cloning `git.url` or the entry's git (or ssh) connection.
+fn git(
+    sink: &mut Sink,
+    value: &Value,
+    path: &Ptr,
+    connection: Option<&str>,
+    target: Option<&Connection>,
+) -> Option<InitGit> {
+    let git_path = path.key("git");
+    let fields = object(sink, value, &git_path, "`git`", GIT_FIELDS)?;
+    let url = string(sink, fields, &git_path, "url", Need::Optional);
+    if url.is_none() && connection.is_none() {
+        sink.error(
+            &git_path.key("url"),
+            Code::MissingField,
+            "a git init entry needs `git.url` or a `connection` of kind git",
+        );
+    }
+    if let (Some(name), Some(target)) = (connection, target)
+        && !matches!(target.kind, Kind::Git | Kind::Ssh)
+    {
+        sink.error(&path.key("connection"), Code::InitConnectionKind, format!("`{name}` is a connection of kind {}; a git init entry needs a git (or ssh) connection", target.kind));
+    }
+    let revision = string(sink, fields, &git_path, "revision", Need::Optional);
+    let flags = string_list(sink, fields, &git_path, "flags");
+    Some(InitGit {
+        url,
+        revision,
+        flags,
+    })
+}
+
+/// `file: {content, filename, chmod, kind}`: a file written into the run.
+fn file(sink: &mut Sink, value: &Value, file_path: &Ptr) -> Option<InitFile> {
+    let fields = object(sink, value, file_path, "`file`", INIT_FILE_FIELDS)?;
+    let content = string(
+        sink,
+        fields,
+        file_path,
+        "content",
+        Need::Required("the file's content"),
+    );
+    let filename = string(sink, fields, file_path, "filename", Need::Optional);
+    if let Some(filename) = &filename {
+        check_relative(sink, filename, &file_path.key("filename"));
+    }
+    let chmod = string(sink, fields, file_path, "chmod", Need::Optional);
+    let kind = string(sink, fields, file_path, "kind", Need::Optional);
+    Some(InitFile {
+        content: content?,
+        filename,
+        chmod,
+        kind,
+    })
+}
+
+/// An init entry's `path`: an absolute mount path that stays where it is put.
+fn check_destination(sink: &mut Sink, destination: &str, destination_path: &Ptr) {
+    if let Some(reason) = rules::escape_reason(destination) {
+        sink.error(
+            destination_path,
+            Code::PathEscape,
+            format!("`{destination}` {reason}; give an absolute path without `..`, e.g. `/data`"),
+        );
+    } else if !destination.starts_with('/') {
+        sink.error(destination_path, Code::InvalidMountPath, format!("`{destination}` is relative; the destination is a mount path, write it absolute, e.g. `/{destination}`"));
+    }
 }
 
 pub(super) fn entries(
