@@ -57,21 +57,11 @@ pub(crate) async fn plan(planner: &Planner<'_>, entry: &Entry) -> Vec<ObjectErro
 /// A file if an object has exactly this key, else a directory.
 async fn plan_path(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectError> {
     let Planner {
-        client,
-        request,
-        config,
-        planned,
-        ..
+        request, planned, ..
     } = *planner;
     let key = join_key(&request.prefix, from);
     if !key.is_empty() {
-        let listing = Listing {
-            prefix: &key,
-            max_keys: Some(2),
-            ..Listing::default()
-        };
-        let page = match list_page(client, &request.bucket, listing, config).await {
-            Ok(page) => page,
+        match exact(planner, &key).await {
             Err(failure) => {
                 return vec![object(
                     failure.kind,
@@ -79,74 +69,83 @@ async fn plan_path(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErr
                     format!("listing failed: {}", failure.message),
                 )];
             }
-        };
-        let exact = page
-            .contents()
-            .iter()
-            .find(|object| object.key() == Some(key.as_str()));
-        if let Some(found) = exact {
-            return match named_path(&key, to) {
-                Ok(path) => {
-                    send_named(key.clone(), path, found, planned).await;
-                    Vec::new()
-                }
-                Err(failure) => vec![failure],
-            };
+            Ok(Some(found)) => {
+                return match named_path(&key, to) {
+                    Ok(path) => {
+                        send_named(key.clone(), path, &found, planned).await;
+                        Vec::new()
+                    }
+                    Err(failure) => vec![failure],
+                };
+            }
+            Ok(None) => {}
         }
     }
     plan_dir(planner, from, to).await
 }
 
-/// One named key: listed (not HEAD: some servers, s3s-fs, answer 500 to a HEAD on a prefix) and
-/// sent to fetch, or said missing, or said to be a prefix.
+/// One named key, sent to fetch, or said missing, or said to be a prefix.
 async fn plan_file(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectError> {
     let Planner {
         client,
         request,
-        config,
         planned,
         ..
     } = *planner;
-    let mut failures = Vec::new();
     let key = join_key(&request.prefix, from);
     let path = match named_path(&key, to) {
         Ok(path) => path,
         Err(failure) => return vec![failure],
     };
-    let listing = Listing {
-        prefix: &key,
-        max_keys: Some(2),
-        ..Listing::default()
-    };
-    match list_page(client, &request.bucket, listing, config).await {
-        Ok(page) => match page
-            .contents()
-            .iter()
-            .find(|object| object.key() == Some(key.as_str()))
-        {
-            Some(object) => send_named(key, path, object, planned).await,
-            None => {
-                let message = if has_objects(client, &request.bucket, &format!("{key}/")).await {
-                    "is a prefix, not an object: pull it as a directory (dirs)"
-                } else {
-                    "does not exist"
-                };
-                failures.push(object(
-                    ErrorKind::NotFound,
-                    &format!("s3://{}/{key}", request.bucket),
-                    message.to_owned(),
-                ));
-            }
-        },
+    let found = match exact(planner, &key).await {
+        Ok(found) => found,
         Err(failure) => {
-            failures.push(object(
+            return vec![object(
                 failure.kind,
                 &format!("s3://{}/{key}", request.bucket),
                 failure.message,
-            ));
+            )];
         }
+    };
+    if let Some(found) = found {
+        send_named(key, path, &found, planned).await;
+        return Vec::new();
     }
-    failures
+    let message = if has_objects(client, &request.bucket, &format!("{key}/")).await {
+        "is a prefix, not an object: pull it as a directory (dirs)"
+    } else {
+        "does not exist"
+    };
+    vec![object(
+        ErrorKind::NotFound,
+        &format!("s3://{}/{key}", request.bucket),
+        message.to_owned(),
+    )]
+}
+
+/// The object whose key is exactly `key`, found by listing it: not HEAD, since some servers
+/// (s3s-fs) answer 500 to a HEAD on a prefix.
+async fn exact(
+    planner: &Planner<'_>,
+    key: &str,
+) -> Result<Option<aws_sdk_s3::types::Object>, Failure> {
+    let listing = Listing {
+        prefix: key,
+        max_keys: Some(2),
+        ..Listing::default()
+    };
+    let page = list_page(
+        planner.client,
+        &planner.request.bucket,
+        listing,
+        planner.config,
+    )
+    .await?;
+    Ok(page
+        .contents()
+        .iter()
+        .find(|object| object.key() == Some(key))
+        .cloned())
 }
 
 /// Every object under a prefix, page by page, each sent to fetch as its page comes in.
