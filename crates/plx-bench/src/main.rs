@@ -115,6 +115,21 @@ pub struct Sample {
     pub measured: Measured,
 }
 
+/// The bucket every workload is seeded into.
+const BUCKET: &str = "bench";
+
+/// What every measured run shares: the server, its process, and where files go.
+struct Bench<'a> {
+    args: &'a RunArgs,
+    runtime: &'a tokio::runtime::Runtime,
+    server: &'a S3Server,
+    ctx: peers::Context,
+    pid: u32,
+    timeout: Duration,
+    source: PathBuf,
+    scratch: PathBuf,
+}
+
 fn run(args: &RunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // The server's container is removed when dropped, which needs the runtime.
@@ -124,6 +139,61 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         "garage" => Backend::Garage,
         other => bail!("--server {other}: use s3s or garage"),
     };
+    let (workloads, rows) = select(args);
+    let server_dir = args.work.join("server");
+    let _ = std::fs::remove_dir_all(&server_dir);
+    // Apart for --quick: its workloads are smaller versions under the same prefixes.
+    let source = args
+        .work
+        .join(if args.quick { "source-quick" } else { "source" });
+    let scratch = args.work.join("scratch");
+    std::fs::create_dir_all(&scratch)?;
+    std::fs::create_dir_all(&source)?;
+
+    eprintln!("plx-bench: starting {backend:?}");
+    let server = runtime.block_on(S3Server::start_with(backend, Some(&server_dir)))?;
+    runtime.block_on(server.create_bucket(BUCKET))?;
+    let bench = Bench {
+        args,
+        runtime: &runtime,
+        server: &server,
+        ctx: peers::Context {
+            endpoint: server.endpoint.clone(),
+            bucket: BUCKET.to_owned(),
+            region: server.region.clone(),
+            access_key: server.access_key.clone(),
+            secret_key: server.secret_key.clone(),
+            plx_init: args.plx_init.clone(),
+            venv: args.venv.clone(),
+            polyaxon: args.polyaxon.clone(),
+            bench: std::env::current_exe()?,
+            scripts: Path::new(env!("CARGO_MANIFEST_DIR")).join("peers"),
+            tm: cfg!(feature = "tm"),
+            s3s: backend == Backend::S3s,
+        },
+        pid: container_pid(server.container_id())?,
+        timeout: Duration::from_secs(if args.quick { 120 } else { 900 }),
+        source,
+        scratch,
+    };
+    let mut samples = Vec::new();
+    let mut skipped = Vec::new();
+    for workload in &workloads {
+        workload_rounds(&bench, workload, &rows, &mut samples, &mut skipped)?;
+    }
+    let _ = std::fs::remove_dir_all(&args.landing);
+    finish(
+        &bench,
+        format!("{backend:?}"),
+        &workloads,
+        &rows,
+        &samples,
+        &skipped,
+    )
+}
+
+/// The workloads and tools asked for (`--workload`, `--tool`; `--quick` runs the defaults only).
+fn select(args: &RunArgs) -> (Vec<workload::Workload>, Vec<Peer>) {
     let mut workloads = workload::all(args.quick);
     if !args.workloads.is_empty() {
         workloads.retain(|workload| {
@@ -145,153 +215,166 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     if args.quick {
         rows.retain(|peer| !peer.tuned);
     }
-    let server_dir = args.work.join("server");
-    let _ = std::fs::remove_dir_all(&server_dir);
-    // Apart for --quick: its workloads are smaller versions under the same prefixes.
-    let source = args
-        .work
-        .join(if args.quick { "source-quick" } else { "source" });
-    let scratch = args.work.join("scratch");
-    std::fs::create_dir_all(&scratch)?;
-    std::fs::create_dir_all(&source)?;
+    (workloads, rows)
+}
 
-    eprintln!("plx-bench: starting {backend:?}");
-    let server = runtime.block_on(S3Server::start_with(backend, Some(&server_dir)))?;
-    let pid = container_pid(server.container_id())?;
-    let bucket = "bench";
-    runtime.block_on(server.create_bucket(bucket))?;
-    let ctx = peers::Context {
-        endpoint: server.endpoint.clone(),
-        bucket: bucket.to_owned(),
-        region: server.region.clone(),
-        access_key: server.access_key.clone(),
-        secret_key: server.secret_key.clone(),
-        plx_init: args.plx_init.clone(),
-        venv: args.venv.clone(),
-        polyaxon: args.polyaxon.clone(),
-        bench: std::env::current_exe()?,
-        scripts: Path::new(env!("CARGO_MANIFEST_DIR")).join("peers"),
-        tm: cfg!(feature = "tm"),
-        s3s: backend == Backend::S3s,
-    };
-    let timeout = Duration::from_secs(if args.quick { 120 } else { 900 });
-    let mut samples = Vec::new();
-    let mut skipped = Vec::new();
-    for workload in &workloads {
-        eprintln!("plx-bench: {}: {}", workload.name, workload.about);
-        let manifest = workload::materialize(workload, &source)?;
-        if !workload.upload {
-            let seeded = runtime.block_on(plx_transfer::upload(
-                &server.client,
-                bucket,
-                workload.prefix().trim_end_matches('/'),
-                &source.join(workload.prefix()),
-                &plx_transfer::Config::default(),
-                &None,
-            ));
-            seeded.map_err(|error| anyhow::format_err!("seeding {}: {error}", workload.name))?;
-        }
-        let upload_prefix = |peer: Peer| format!("up/{}/", peer.slug());
-        // A warm-up run of plx-init, not counted: the server's caches start the same for all.
-        let warm_up = if args.quick { 0 } else { 1 };
-        let rounds = if args.quick { 1 } else { args.rounds };
-        for round in 0..warm_up + rounds {
-            let order: Vec<Peer> = if round < warm_up {
-                vec![rows[0]]
-            } else {
-                let shift = (round - warm_up) % rows.len();
-                rows[shift..]
-                    .iter()
-                    .chain(&rows[..shift])
-                    .copied()
-                    .collect()
+/// One workload: seeded, then every tool in rotated order each round, after a warm-up run of
+/// plx-init that is not counted (the server's caches start the same for all).
+fn workload_rounds<'w>(
+    bench: &Bench<'_>,
+    workload: &'w workload::Workload,
+    rows: &[Peer],
+    samples: &mut Vec<Sample>,
+    skipped: &mut Vec<(&'w str, Peer)>,
+) -> anyhow::Result<()> {
+    let args = bench.args;
+    eprintln!("plx-bench: {}: {}", workload.name, workload.about);
+    let manifest = workload::materialize(workload, &bench.source)?;
+    if !workload.upload {
+        let seeded = bench.runtime.block_on(plx_transfer::upload(
+            &bench.server.client,
+            BUCKET,
+            workload.prefix().trim_end_matches('/'),
+            &bench.source.join(workload.prefix()),
+            &plx_transfer::Config::default(),
+            &None,
+        ));
+        seeded.map_err(|error| anyhow::format_err!("seeding {}: {error}", workload.name))?;
+    }
+    let warm_up = if args.quick { 0 } else { 1 };
+    let rounds = if args.quick { 1 } else { args.rounds };
+    for round in 0..warm_up + rounds {
+        let order: Vec<Peer> = if round < warm_up {
+            vec![rows[0]]
+        } else {
+            let shift = (round - warm_up) % rows.len();
+            rows[shift..]
+                .iter()
+                .chain(&rows[..shift])
+                .copied()
+                .collect()
+        };
+        for peer in order {
+            let Some(measured) = measure_one(bench, workload, &manifest, peer)? else {
+                if round == warm_up {
+                    skipped.push((workload.name, peer));
+                }
+                continue;
             };
-            for peer in order {
-                let destination = args.landing.join("dst");
-                let _ = std::fs::remove_dir_all(&args.landing);
-                std::fs::create_dir_all(&destination)?;
-                let prefix = upload_prefix(peer);
-                let presigned = if peer.tool == Tool::Curl {
-                    runtime.block_on(presign(&server.client, bucket, workload, &prefix))?
-                } else {
-                    Vec::new()
-                };
-                let run = peers::Run {
-                    workload,
-                    destination: &destination,
-                    source: &source,
-                    upload_prefix: &prefix,
-                    scratch: &scratch,
-                    presigned: &presigned,
-                };
-                let _ = std::fs::remove_file(scratch.join("summary.json"));
-                let Some(command) = peers::command(&ctx, peer, &run)? else {
-                    if round == warm_up {
-                        skipped.push((workload.name, peer));
-                    }
-                    continue;
-                };
-                let (mut measured, output) = measure::run(command, pid, timeout, &scratch)?;
-                if measured.invalid.is_none() {
-                    let checked = if workload.upload {
-                        runtime.block_on(check_upload(&server.client, bucket, workload, &prefix))
-                    } else {
-                        workload::check_tree(workload, &manifest, &destination)
-                    };
-                    if let Err(problem) = checked {
-                        measured.invalid = Some(format!(
-                            "{problem} (the tool said: {})",
-                            measure::tail(&output)
-                        ));
-                    }
-                }
-                if measured.invalid.is_none()
-                    && matches!(peer.tool, Tool::PlxInit | Tool::PlxInitSizes)
-                    && let Some(retried) = retried(&scratch.join("summary.json"))
-                    && retried > 0
-                {
-                    measured.invalid = Some(format!("{retried} retries"));
-                }
-                if workload.upload {
-                    runtime.block_on(delete_prefix(&server.client, bucket, &prefix))?;
-                }
-                // How plx-init checked what it pulled: against stored CRCs, ETags, or sizes only.
-                let checks = match peer.tool {
-                    Tool::PlxInit | Tool::PlxInitSizes if !workload.upload => {
-                        let summary = scratch.join("summary.json");
-                        format!(
-                            "  crc {} unverified {}",
-                            summed(&summary, |s| s.crc_checked).unwrap_or_default(),
-                            summed(&summary, |s| s.unverified).unwrap_or_default()
-                        )
-                    }
-                    _ => String::new(),
-                };
-                eprintln!(
-                    "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{checks}{}",
-                    peer.label(),
-                    measured.wall,
-                    measured.client_cpu,
-                    measured.server_cpu,
-                    measured.rss_kib / 1024,
-                    measured
-                        .invalid
-                        .as_ref()
-                        .map(|why| format!("  INVALID: {why}"))
-                        .unwrap_or_default()
-                );
-                if round >= warm_up {
-                    samples.push(Sample {
-                        workload: workload.name,
-                        peer: peer.label(),
-                        round: round - warm_up,
-                        measured,
-                    });
-                }
+            if round >= warm_up {
+                samples.push(Sample {
+                    workload: workload.name,
+                    peer: peer.label(),
+                    round: round - warm_up,
+                    measured,
+                });
             }
         }
     }
+    Ok(())
+}
+
+/// One tool on one workload: run under GNU time, its result checked (the tree against the
+/// manifest, or the uploaded objects), and said; `None` when the tool has no such run.
+fn measure_one(
+    bench: &Bench<'_>,
+    workload: &workload::Workload,
+    manifest: &workload::Manifest,
+    peer: Peer,
+) -> anyhow::Result<Option<measure::Measured>> {
+    let (args, source, scratch) = (bench.args, &bench.source, &bench.scratch);
+    let destination = args.landing.join("dst");
     let _ = std::fs::remove_dir_all(&args.landing);
+    std::fs::create_dir_all(&destination)?;
+    let prefix = format!("up/{}/", peer.slug());
+    let presigned = if peer.tool == Tool::Curl {
+        bench
+            .runtime
+            .block_on(presign(&bench.server.client, BUCKET, workload, &prefix))?
+    } else {
+        Vec::new()
+    };
+    let run = peers::Run {
+        workload,
+        destination: &destination,
+        source,
+        upload_prefix: &prefix,
+        scratch,
+        presigned: &presigned,
+    };
+    let _ = std::fs::remove_file(scratch.join("summary.json"));
+    let Some(command) = peers::command(&bench.ctx, peer, &run)? else {
+        return Ok(None);
+    };
+    let (mut measured, output) = measure::run(command, bench.pid, bench.timeout, scratch)?;
+    if measured.invalid.is_none() {
+        let checked = if workload.upload {
+            bench.runtime.block_on(check_upload(
+                &bench.server.client,
+                BUCKET,
+                workload,
+                &prefix,
+            ))
+        } else {
+            workload::check_tree(workload, manifest, &destination)
+        };
+        if let Err(problem) = checked {
+            measured.invalid = Some(format!(
+                "{problem} (the tool said: {})",
+                measure::tail(&output)
+            ));
+        }
+    }
+    if measured.invalid.is_none()
+        && matches!(peer.tool, Tool::PlxInit | Tool::PlxInitSizes)
+        && let Some(retried) = retried(&scratch.join("summary.json"))
+        && retried > 0
+    {
+        measured.invalid = Some(format!("{retried} retries"));
+    }
+    if workload.upload {
+        bench
+            .runtime
+            .block_on(delete_prefix(&bench.server.client, BUCKET, &prefix))?;
+    }
+    // How plx-init checked what it pulled: against stored CRCs, ETags, or sizes only.
+    let checks = match peer.tool {
+        Tool::PlxInit | Tool::PlxInitSizes if !workload.upload => {
+            let summary = scratch.join("summary.json");
+            format!(
+                "  crc {} unverified {}",
+                summed(&summary, |s| s.crc_checked).unwrap_or_default(),
+                summed(&summary, |s| s.unverified).unwrap_or_default()
+            )
+        }
+        _ => String::new(),
+    };
+    eprintln!(
+        "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{checks}{}",
+        peer.label(),
+        measured.wall,
+        measured.client_cpu,
+        measured.server_cpu,
+        measured.rss_kib / 1024,
+        measured
+            .invalid
+            .as_ref()
+            .map(|why| format!("  INVALID: {why}"))
+            .unwrap_or_default()
+    );
+    Ok(Some(measured))
+}
+
+/// The samples and the report written; with `--quick`, any invalid run fails the whole.
+fn finish(
+    bench: &Bench<'_>,
+    server: String,
+    workloads: &[workload::Workload],
+    rows: &[Peer],
+    samples: &[Sample],
+    skipped: &[(&str, Peer)],
+) -> anyhow::Result<()> {
+    let args = bench.args;
     let lines: Vec<String> = samples
         .iter()
         .map(|sample| serde_json::to_string(sample).unwrap_or_default())
@@ -302,19 +385,19 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         .filter(|sample| sample.measured.invalid.is_some())
         .collect();
     if let Some(path) = &args.report {
-        let versions = versions(&ctx);
+        let versions = versions(&bench.ctx);
         report::write(
             path,
             &report::Context {
-                server: format!("{backend:?}"),
+                server,
                 rounds: args.rounds,
                 versions,
                 landing: args.landing.display().to_string(),
             },
-            &workloads,
-            &rows,
-            &samples,
-            &skipped,
+            workloads,
+            rows,
+            samples,
+            skipped,
         )?;
         eprintln!("plx-bench: wrote {}", path.display());
     }
