@@ -26,6 +26,9 @@ pub(crate) fn values_schema(root: &Path, check: bool) -> anyhow::Result<()> {
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// The chart's values schema: the catalog schema's connection definitions, then the chart's own
+/// settings. It is long because it is one `json!` literal laid out as `values.yaml` is, key by
+/// key, so that the two read side by side; cutting it would scatter that layout.
 fn schema(catalog: &Value) -> anyhow::Result<Value> {
     let field = |name: &str| {
         catalog["properties"]

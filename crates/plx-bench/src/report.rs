@@ -123,84 +123,8 @@ pub fn write(
     writeln!(md)?;
     let mut panels = Vec::new();
     for workload in workloads {
-        let rows = rows(workload, peers, samples);
-        let objects = workload.wanted().len() as f64;
-        let gib = workload.bytes() as f64 / (1u64 << 30) as f64;
-        let mb = workload.bytes() as f64 / 1e6;
-        let small = objects / gib.max(1e-9) > 1000.0;
-        writeln!(md, "### {}: {}\n", workload.name, workload.about)?;
-        writeln!(
-            md,
-            "| tool | wall s | objects/s | MB/s | client CPU s | CPU {} | server CPU s | peak RSS MiB | wall ÷ plx-init | CPU ÷ plx-init |",
-            if small {
-                "s per 1,000 objects"
-            } else {
-                "s per GiB"
-            }
-        )?;
-        writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
-        let ours = rows
-            .iter()
-            .find(|row| row.label == "plx-init")
-            .map(|row| (row.wall.median, row.cpu.median));
-        for row in &rows {
-            let per = if small {
-                row.cpu.median / objects * 1000.0
-            } else {
-                row.cpu.median / gib
-            };
-            let (wall_ratio, cpu_ratio) = match ours {
-                Some((wall, cpu)) => (row.wall.median / wall, row.cpu.median / cpu),
-                None => (f64::NAN, f64::NAN),
-            };
-            let spread = if row.wall.max > row.wall.min * 1.15 {
-                " ⚠"
-            } else {
-                ""
-            };
-            writeln!(
-                md,
-                "| {}{} | {:.2} [{:.2}–{:.2}]{spread} | {:.0} | {:.0} | {:.2} [{:.2}–{:.2}] | {:.3} | {:.2} | {:.0} | {:.2} | {:.2} |",
-                row.label,
-                if row.invalid > 0 {
-                    format!(" ({} invalid)", row.invalid)
-                } else {
-                    String::new()
-                },
-                row.wall.median,
-                row.wall.min,
-                row.wall.max,
-                objects / row.wall.median,
-                mb / row.wall.median,
-                row.cpu.median,
-                row.cpu.min,
-                row.cpu.max,
-                per,
-                row.server,
-                row.rss_mib,
-                wall_ratio,
-                cpu_ratio,
-            )?;
-        }
-        let missing: Vec<String> = skipped
-            .iter()
-            .filter(|(name, _)| *name == workload.name)
-            .map(|(_, peer)| peer.label())
-            .collect();
-        if !missing.is_empty() {
-            writeln!(md, "\nNot run: {} (see below).", missing.join(", "))?;
-        }
-        writeln!(md)?;
-        panels.push((
-            workload.name,
-            rows.iter()
-                .filter_map(|row| {
-                    let ours = ours?.0;
-                    (row.wall.median.is_finite())
-                        .then(|| (row.label.clone(), row.wall.median / ours))
-                })
-                .collect::<Vec<_>>(),
-        ));
+        let panel = table(&mut md, workload, peers, samples, skipped)?;
+        panels.push((workload.name, panel));
     }
     writeln!(md, "{END}")?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -217,6 +141,92 @@ pub fn write(
     };
     std::fs::write(path, updated)?;
     draw(&chart, &panels)
+}
+
+/// One workload's table (every tool's medians, spreads and ratios to plx-init) and its panel of
+/// the chart: each tool's median wall time over plx-init's.
+fn table(
+    md: &mut String,
+    workload: &Workload,
+    peers: &[Peer],
+    samples: &[Sample],
+    skipped: &[(&str, Peer)],
+) -> anyhow::Result<Vec<(String, f64)>> {
+    let rows = rows(workload, peers, samples);
+    let objects = workload.wanted().len() as f64;
+    let gib = workload.bytes() as f64 / (1u64 << 30) as f64;
+    let mb = workload.bytes() as f64 / 1e6;
+    let small = objects / gib.max(1e-9) > 1000.0;
+    writeln!(md, "### {}: {}\n", workload.name, workload.about)?;
+    writeln!(
+        md,
+        "| tool | wall s | objects/s | MB/s | client CPU s | CPU {} | server CPU s | peak RSS MiB | wall ÷ plx-init | CPU ÷ plx-init |",
+        if small {
+            "s per 1,000 objects"
+        } else {
+            "s per GiB"
+        }
+    )?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
+    let ours = rows
+        .iter()
+        .find(|row| row.label == "plx-init")
+        .map(|row| (row.wall.median, row.cpu.median));
+    for row in &rows {
+        let per = if small {
+            row.cpu.median / objects * 1000.0
+        } else {
+            row.cpu.median / gib
+        };
+        let (wall_ratio, cpu_ratio) = match ours {
+            Some((wall, cpu)) => (row.wall.median / wall, row.cpu.median / cpu),
+            None => (f64::NAN, f64::NAN),
+        };
+        let spread = if row.wall.max > row.wall.min * 1.15 {
+            " ⚠"
+        } else {
+            ""
+        };
+        writeln!(
+            md,
+            "| {}{} | {:.2} [{:.2}–{:.2}]{spread} | {:.0} | {:.0} | {:.2} [{:.2}–{:.2}] | {:.3} | {:.2} | {:.0} | {:.2} | {:.2} |",
+            row.label,
+            if row.invalid > 0 {
+                format!(" ({} invalid)", row.invalid)
+            } else {
+                String::new()
+            },
+            row.wall.median,
+            row.wall.min,
+            row.wall.max,
+            objects / row.wall.median,
+            mb / row.wall.median,
+            row.cpu.median,
+            row.cpu.min,
+            row.cpu.max,
+            per,
+            row.server,
+            row.rss_mib,
+            wall_ratio,
+            cpu_ratio,
+        )?;
+    }
+    let missing: Vec<String> = skipped
+        .iter()
+        .filter(|(name, _)| *name == workload.name)
+        .map(|(_, peer)| peer.label())
+        .collect();
+    if !missing.is_empty() {
+        writeln!(md, "\nNot run: {} (see below).", missing.join(", "))?;
+    }
+    writeln!(md)?;
+    Ok(rows
+        .iter()
+        .filter_map(|row| {
+            let ours = ours?.0;
+            (row.wall.median.is_finite()).then(|| (row.label.clone(), row.wall.median / ours))
+        })
+        .collect::<Vec<_>>())
 }
 
 /// One panel per workload: each tool's median wall time over plx-init's, on a log scale.

@@ -8,4 +8,5 @@ mod copy;
 mod download;
 mod faults;
 mod fuzz_corpus;
+mod hostile;
 mod memory;
