@@ -43,6 +43,39 @@ pub fn cases(area: &str) -> anyhow::Result<Vec<(String, Value)>> {
     Ok(cases)
 }
 
+/// Every model case (`conformance/model/`, its folders walked), sorted, each named by its path
+/// under that folder; for the tests that hold other readers (the webhook, the chart's values
+/// schema) to the cases the model's own runner checks.
+pub fn model_cases() -> anyhow::Result<Vec<(String, Value)>> {
+    let root = crate::workspace_root().join("conformance/model");
+    let mut files = Vec::new();
+    let mut pending = vec![root.clone()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir)?.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|ext| ext == "yaml") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut cases = Vec::new();
+    for file in files {
+        let name = file
+            .strip_prefix(&root)
+            .unwrap_or(&file)
+            .display()
+            .to_string();
+        let case: Value = serde_yaml::from_str(&std::fs::read_to_string(&file)?)
+            .map_err(|error| anyhow::format_err!("{name}: {error}"))?;
+        cases.push((name, case));
+    }
+    anyhow::ensure!(!cases.is_empty(), "no model conformance case found");
+    Ok(cases)
+}
+
 fn name_of(file: &Path) -> String {
     file.file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())

@@ -10,6 +10,7 @@ mod cases;
 mod embedded;
 mod faults;
 mod files;
+mod helm;
 mod moto;
 mod polyaxon;
 mod proxy;
@@ -17,10 +18,11 @@ pub mod s3;
 mod tls;
 
 pub use crate::{
-    cases::{cases, fuzz_inputs, report, run_cases},
+    cases::{cases, fuzz_inputs, model_cases, report, run_cases},
     embedded::Embedded,
     faults::{Fault, FaultProxy},
     files::{all_files, bytes, landed_files, visible_files},
+    helm::{helm_harness, helm_python},
     moto::Moto,
     polyaxon::{polyaxon_converter, polyaxon_python},
     proxy::{HttpProxy, TcpForwarder},

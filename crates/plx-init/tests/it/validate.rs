@@ -270,14 +270,7 @@ fn a_rendered_stream_is_checked_object_by_object() {
 fn the_helm_post_renderer_refuses_a_broken_release_whole_and_says_why() -> anyhow::Result<()> {
     use std::{io::Write, path::PathBuf, process::Stdio};
     let root = plx_testkit::workspace_root();
-    let python = std::env::var_os("PLX_HELM_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/plx-tools/bin/python"));
-    assert!(
-        python.exists(),
-        "{} is missing: run the tests with `cargo xtask test`, which installs helm-python-sdk",
-        python.display()
-    );
+    let python = plx_testkit::helm_python();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_plx-init"))
         .parent()
         .map(PathBuf::from)
@@ -306,7 +299,7 @@ fn the_helm_post_renderer_refuses_a_broken_release_whole_and_says_why() -> anyho
         ])),
     ]);
     let mut child = Command::new(&python)
-        .arg(root.join("crates/plx-webhook/tests/chart/helm.py"))
+        .arg(plx_testkit::helm_harness())
         .env("HELM_PLUGINS", root.join("helm-plugins"))
         .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
         .stdin(Stdio::piped())

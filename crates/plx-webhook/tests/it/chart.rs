@@ -55,23 +55,16 @@ impl Helm {
         {
             return Helm::Binary;
         }
-        let python = std::env::var_os("PLX_HELM_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| plx_testkit::workspace_root().join("target/plx-tools/bin/python"));
-        assert!(
-            python.exists(),
-            "{} is missing: run the tests with `cargo xtask test` (or `cargo xtask chart`), which installs helm-python-sdk",
-            python.display()
-        );
+        let python = plx_testkit::helm_python();
         Helm::Python(python)
     }
 
-    /// Runs requests (see tests/chart/helm.py) and returns one answer each.
+    /// Runs requests (see plx-testkit's helm.py) and returns one answer each.
     fn run(&self, requests: &[Value]) -> Vec<Value> {
         match self {
             Helm::Python(python) => {
                 let mut child = Command::new(python)
-                    .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/chart/helm.py"))
+                    .arg(plx_testkit::helm_harness())
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())

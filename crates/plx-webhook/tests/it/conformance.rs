@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use std::{collections::BTreeSet, path::Path};
+use std::collections::BTreeSet;
 
 use plx_connections::Severity;
 use serde_json::{Map, Value, json};
@@ -80,26 +80,9 @@ fn as_configmap(document: &Value) -> Option<Value> {
     )
 }
 
-fn cases(dir: &Path, out: &mut Vec<(String, Value)>) {
-    for entry in std::fs::read_dir(dir).expect("the cases").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            cases(&path, out);
-        } else if path.extension().is_some_and(|ext| ext == "yaml") {
-            let case: Value =
-                serde_yaml::from_str(&std::fs::read_to_string(&path).expect("readable"))
-                    .expect("YAML");
-            out.push((path.display().to_string(), case));
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_catalog_case_gets_plx_init_validates_verdict_and_codes() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/model");
-    let mut all = Vec::new();
-    cases(&root, &mut all);
-    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let all = plx_testkit::model_cases()?;
     let webhook = Webhook::start(Options::default()).await?;
     let (mut compared, mut failures) = (0, Vec::new());
     for (index, (name, case)) in all.iter().enumerate() {

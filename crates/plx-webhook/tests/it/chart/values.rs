@@ -5,24 +5,8 @@ use super::*;
 /// The model's conformance cases that a values file can hold, as values files: (case id, case,
 /// values). A connection or a list of them becomes `connections:`.
 fn values_cases() -> Vec<(String, Value, Value)> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../conformance/model");
-    let mut cases = Vec::new();
-    let mut pending = vec![root.clone()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).expect("readable").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml") {
-                cases.push(path);
-            }
-        }
-    }
-    cases.sort();
     let mut found = Vec::new();
-    for path in &cases {
-        let case: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(path).expect("readable")).expect("YAML");
+    for (id, case) in plx_testkit::model_cases().expect("the model's conformance cases") {
         if case.get("catalog").is_some() {
             continue;
         }
@@ -35,11 +19,6 @@ fn values_cases() -> Vec<(String, Value, Value)> {
             Some(plx_connections::Form::Values) => document.clone(),
             _ => continue,
         };
-        let id = path
-            .strip_prefix(&root)
-            .unwrap_or(path)
-            .display()
-            .to_string();
         found.push((id, case, values));
     }
     found

@@ -1,4 +1,4 @@
-"""Real Helm v4 code (helm-python-sdk, the C ABI over Helm's Go SDK) for the chart tests.
+"""Real Helm v4 code (helm-python-sdk, the C ABI over Helm's Go SDK) for the tests that run Helm.
 
 Reads a JSON list of requests on stdin and writes a JSON list of answers on stdout, so one
 process serves a whole test:
