@@ -27,7 +27,7 @@ pub(crate) struct Args {
     /// Act as a Helm post-renderer: check the manifests on stdin object by object, print the
     /// findings on stderr, and write the manifests unchanged on stdout only when there is no error
     /// (the `plx-validate` Helm plugin runs this).
-    #[arg(long, conflicts_with_all = ["files", "format"])]
+    #[arg(long, conflicts_with_all = ["files", "format", "catalogs"])]
     post_render: bool,
 }
 
@@ -51,7 +51,7 @@ struct FileOutput<'a> {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     if args.post_render {
-        return post_render(args);
+        return post_render();
     }
     // Read everything first: an unreadable file is a usage problem (exit 2), whatever the others hold.
     let mut catalog_texts = Vec::new();
@@ -151,15 +151,8 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 /// `--post-render`: Helm hands the rendered manifests on stdin and applies what comes back on
 /// stdout, so a release with a broken catalog is refused whole, before any object changes.
-fn post_render(args: &Args) -> anyhow::Result<ExitCode> {
-    let mut catalogs = Vec::new();
-    for path in &args.catalogs {
-        if let Some(Content::Catalog(catalog)) =
-            plx_connections::validate(&read(path)?, &[]).content
-        {
-            catalogs.push(catalog);
-        }
-    }
+/// Only objects are checked, and each carries its own catalog: `--catalog` has no use here.
+fn post_render() -> anyhow::Result<ExitCode> {
     let text = read(&PathBuf::from("-"))?;
     let mut documents = plx_connections::read_manifests(&text).map_err(|error| {
         anyhow::anyhow!(
@@ -169,7 +162,7 @@ fn post_render(args: &Args) -> anyhow::Result<ExitCode> {
     })?;
     // Only Kubernetes objects: whatever else a renderer emits is Helm's to refuse, not ours.
     documents.retain(is_object);
-    let reports = objects("helm", &documents, &catalogs);
+    let reports = objects("helm", &documents, &[]);
     let mut findings = Vec::new();
     if reports.is_empty() {
         writeln!(
