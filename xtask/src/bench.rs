@@ -310,9 +310,18 @@ const PEERS: &[&str] = &[
 /// Polyaxon's own path needs its `fs` extra (s3fs); its botocore pin differs from the CLI's.
 const POLYAXON_FS: &[&str] = &["polyaxon[fs]==2.18.0"];
 
-/// `cargo xtask bench [--quick] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]`.
+/// `cargo xtask bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T]
+/// [--rounds N] [--latency MS,MS…] [--bandwidth MBPS]`. `--no-tm` leaves the transfer-manager
+/// peer out of a full run (its build is long).
 pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|arg| arg == "--quick");
+    let no_tm = args.iter().any(|arg| arg == "--no-tm");
+    let args: Vec<String> = args
+        .iter()
+        .filter(|arg| *arg != "--no-tm")
+        .cloned()
+        .collect();
+    let args = args.as_slice();
     let garage = !quick
         || args
             .windows(2)
@@ -334,7 +343,7 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
     // of its own, because its features change shared crates and would rebuild the images'.
     let mut build = crate::cargo();
     build.args(["build", "--quiet", "--profile", "image", "-p", "plx-bench"]);
-    let target = if quick {
+    let target = if quick || no_tm {
         root.join("target")
     } else {
         build.args(["--features", "tm"]);

@@ -46,11 +46,16 @@ tasks:
   chart                the Helm chart through real Helm v4 code: lint, render every ci/
                        scenario into typed objects, the values schema against the conformance
                        cases, the rendered webhook and helm-test pods run for real
-  bench [--quick] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]
+  bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]
+        [--latency MS,MS...] [--bandwidth MBPS]
                        plx-init side by side with s5cmd, rclone, the AWS CLI, boto3, Polyaxon's
                        s3fs path, aws-s3-transfer-manager and a curl floor on one S3 server
                        (Garage by default), every run checked, into docs/benchmarks.md;
-                       --quick: small W1, W3 and W5 on s3s, correctness only (in `test`)
+                       --latency: also through the latency proxy, MS away (W3 also capped at
+                       --bandwidth MB/s per connection, 90 by default), a table per path;
+                       --no-tm: without the transfer-manager peer (a long build);
+                       --quick: small W1, W3 and W5 on s3s, W1 also 20 ms away, correctness
+                       only (in `test`)
   bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and
                        64 connections, and during certificate rotation; 60 s each), memory
                        sampled every second, into docs/benchmarks.md

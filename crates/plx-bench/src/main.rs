@@ -3,6 +3,7 @@
 //! `docs/benchmarks.md` for the results and how to read them.
 
 mod measure;
+mod net;
 mod peers;
 mod report;
 #[cfg(feature = "tm")]
@@ -59,6 +60,13 @@ struct RunArgs {
     /// Only these tools (by name, as in the table: plx-init, s5cmd, rclone, …).
     #[arg(long = "tool")]
     tools: Vec<String>,
+    /// Also through the latency proxy, this many milliseconds away (several: `--latency 5,20,50`;
+    /// 0 is the proxy alone). W3 also runs with each connection capped at `--bandwidth`.
+    #[arg(long, value_delimiter = ',')]
+    latency: Vec<u64>,
+    /// The per-connection cap for W3 behind the proxy, in MB/s (S3 gives about 90).
+    #[arg(long, default_value = "90")]
+    bandwidth: u64,
     /// Measured rounds per workload, after a warm-up.
     #[arg(long, default_value = "3")]
     rounds: usize,
@@ -109,8 +117,13 @@ fn tm(_: &Path) -> anyhow::Result<()> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Sample {
     pub workload: &'static str,
+    /// The way to the server (`net::Path::label`).
+    pub network: String,
     pub peer: String,
     pub round: usize,
+    /// plx-init's in-flight controller, step by step (from its summary).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<plx_transfer::Step>,
     #[serde(flatten)]
     pub measured: Measured,
 }
@@ -218,8 +231,9 @@ fn select(args: &RunArgs) -> (Vec<workload::Workload>, Vec<Peer>) {
     (workloads, rows)
 }
 
-/// One workload: seeded, then every tool in rotated order each round, after a warm-up run of
-/// plx-init that is not counted (the server's caches start the same for all).
+/// One workload: seeded, then over each path (straight, then through the latency proxy) every
+/// tool in rotated order each round, after a warm-up run of plx-init that is not counted (the
+/// server's caches start the same for all).
 fn workload_rounds<'w>(
     bench: &Bench<'_>,
     workload: &'w workload::Workload,
@@ -241,47 +255,80 @@ fn workload_rounds<'w>(
         ));
         seeded.map_err(|error| anyhow::format_err!("seeding {}: {error}", workload.name))?;
     }
-    let warm_up = if args.quick { 0 } else { 1 };
-    let rounds = if args.quick { 1 } else { args.rounds };
-    for round in 0..warm_up + rounds {
-        let order: Vec<Peer> = if round < warm_up {
-            vec![rows[0]]
-        } else {
-            let shift = (round - warm_up) % rows.len();
-            rows[shift..]
-                .iter()
-                .chain(&rows[..shift])
-                .copied()
-                .collect()
+    let latencies: Vec<u64> = if args.quick && args.latency.is_empty() && workload.name == "W1" {
+        // One short run through the proxy, for correctness: the delay on every request of
+        // keep-alive connections, and the controller and hedging in a real pull.
+        vec![20]
+    } else {
+        args.latency.clone()
+    };
+    for path in net::Path::for_workload(workload.name, &latencies, args.bandwidth * 1_000_000) {
+        let route = bench
+            .runtime
+            .block_on(net::Route::open(&path, bench.server))?;
+        let ctx = peers::Context {
+            endpoint: route.endpoint.clone(),
+            ..bench.ctx.clone()
         };
-        for peer in order {
-            let Some(measured) = measure_one(bench, workload, &manifest, peer)? else {
-                if round == warm_up {
-                    skipped.push((workload.name, peer));
-                }
-                continue;
+        if path != net::Path::DIRECT {
+            eprintln!("plx-bench: {} over {}", workload.name, path.label());
+        }
+        let warm_up = if args.quick { 0 } else { 1 };
+        let rounds = if args.quick { 1 } else { args.rounds };
+        for round in 0..warm_up + rounds {
+            let order: Vec<Peer> = if round < warm_up {
+                vec![rows[0]]
+            } else {
+                let shift = (round - warm_up) % rows.len();
+                rows[shift..]
+                    .iter()
+                    .chain(&rows[..shift])
+                    .copied()
+                    .collect()
             };
-            if round >= warm_up {
-                samples.push(Sample {
-                    workload: workload.name,
-                    peer: peer.label(),
-                    round: round - warm_up,
-                    measured,
-                });
+            for peer in order {
+                let on = On {
+                    ctx: &ctx,
+                    route: &route,
+                };
+                let Some((measured, steps)) = measure_one(bench, &on, workload, &manifest, peer)?
+                else {
+                    if round == warm_up && path == net::Path::DIRECT {
+                        skipped.push((workload.name, peer));
+                    }
+                    continue;
+                };
+                if round >= warm_up {
+                    samples.push(Sample {
+                        workload: workload.name,
+                        network: path.label(),
+                        peer: peer.label(),
+                        round: round - warm_up,
+                        steps,
+                        measured,
+                    });
+                }
             }
         }
     }
     Ok(())
 }
 
+/// The path a measured run takes: the tools' context (its endpoint) and a client on it.
+struct On<'a> {
+    ctx: &'a peers::Context,
+    route: &'a net::Route,
+}
+
 /// One tool on one workload: run under GNU time, its result checked (the tree against the
 /// manifest, or the uploaded objects), and said; `None` when the tool has no such run.
 fn measure_one(
     bench: &Bench<'_>,
+    on: &On<'_>,
     workload: &workload::Workload,
     manifest: &workload::Manifest,
     peer: Peer,
-) -> anyhow::Result<Option<measure::Measured>> {
+) -> anyhow::Result<Option<(measure::Measured, Vec<plx_transfer::Step>)>> {
     let (args, source, scratch) = (bench.args, &bench.source, &bench.scratch);
     let destination = args.landing.join("dst");
     let _ = std::fs::remove_dir_all(&args.landing);
@@ -290,7 +337,7 @@ fn measure_one(
     let presigned = if peer.tool == Tool::Curl {
         bench
             .runtime
-            .block_on(presign(&bench.server.client, BUCKET, workload, &prefix))?
+            .block_on(presign(&on.route.client, BUCKET, workload, &prefix))?
     } else {
         Vec::new()
     };
@@ -303,12 +350,15 @@ fn measure_one(
         presigned: &presigned,
     };
     let _ = std::fs::remove_file(scratch.join("summary.json"));
-    let Some(command) = peers::command(&bench.ctx, peer, &run)? else {
+    let Some(command) = peers::command(on.ctx, peer, &run)? else {
         return Ok(None);
     };
     let (mut measured, output) = measure::run(command, bench.pid, bench.timeout, scratch)?;
+    let parts = peers::curl_parts(&destination);
     if measured.invalid.is_none() {
-        let checked = if workload.upload {
+        let checked = if peer.tool == Tool::Curl && parts.exists() {
+            workload::check_parts(workload, &parts, peers::PART_MIB << 20)
+        } else if workload.upload {
             bench.runtime.block_on(check_upload(
                 &bench.server.client,
                 BUCKET,
@@ -349,8 +399,20 @@ fn measure_one(
         }
         _ => String::new(),
     };
+    let steps = match peer.tool {
+        Tool::PlxInit if !workload.upload => {
+            steps(&scratch.join("summary.json")).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    let peak = steps
+        .iter()
+        .map(|step| step.limit)
+        .max()
+        .map(|peak| format!("  in flight ≤ {peak}"))
+        .unwrap_or_default();
     eprintln!(
-        "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{checks}{}",
+        "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{checks}{peak}{}",
         peer.label(),
         measured.wall,
         measured.client_cpu,
@@ -362,7 +424,19 @@ fn measure_one(
             .map(|why| format!("  INVALID: {why}"))
             .unwrap_or_default()
     );
-    Ok(Some(measured))
+    Ok(Some((measured, steps)))
+}
+
+/// plx-init's controller steps, from its `--summary`.
+fn steps(summary: &Path) -> Option<Vec<plx_transfer::Step>> {
+    let records: Vec<plx_transfer::Record> =
+        serde_json::from_slice(&std::fs::read(summary).ok()?).ok()?;
+    Some(
+        records
+            .into_iter()
+            .flat_map(|record| record.summary.steps)
+            .collect(),
+    )
 }
 
 /// The samples and the report written; with `--quick`, any invalid run fails the whole.

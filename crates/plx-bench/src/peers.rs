@@ -1,5 +1,6 @@
 //! The tools side by side, and the command each runs for a workload: with its own defaults, and
-//! tuned to plx-init's defaults (32 objects and 8 parts of 8 MiB in flight, parts from 16 MiB).
+//! tuned to plx-init's (up to 256 requests in flight, 8 parts of 8 MiB per object, parts from
+//! 16 MiB).
 
 use std::{
     fmt::Write as _,
@@ -9,8 +10,9 @@ use std::{
 
 use crate::workload::{Entry, Workload};
 
-/// plx-init's defaults, which the tuned rows copy.
-pub const CONCURRENCY: usize = 32;
+/// plx-init's defaults, which the tuned rows copy: its cap on requests in flight (it finds how
+/// many it needs below it; the peers have no such controller, so they get the cap).
+pub const CONCURRENCY: usize = 256;
 pub const PART_CONCURRENCY: usize = 8;
 pub const PART_MIB: u64 = 8;
 pub const THRESHOLD_MIB: u64 = 16;
@@ -109,6 +111,7 @@ impl Peer {
 }
 
 /// Where the tools are and what the server is.
+#[derive(Clone)]
 pub struct Context {
     pub endpoint: String,
     pub bucket: String,
@@ -472,8 +475,31 @@ fn curl(run: &Run<'_>) -> anyhow::Result<Option<Command>> {
     let dst = run.destination;
     let local_source = run.source.join(workload.prefix());
     let mut config = String::new();
+    let wanted = workload.wanted();
+    // Only large objects (W3): each in ranged parts, as plx-init fetches it, into part files
+    // beside the destination (the floor moves bytes; it does not assemble them), with as many
+    // connections as plx-init keeps on them.
+    let ranged = !workload.upload && wanted.values().all(|size| *size >= THRESHOLD_MIB << 20);
+    let parallel = if ranged {
+        wanted.len() * PART_CONCURRENCY
+    } else {
+        CONCURRENCY
+    };
     for (key, url) in run.presigned {
-        if workload.upload {
+        if ranged {
+            let size = wanted.get(key.as_str()).copied().unwrap_or(0);
+            let part = PART_MIB << 20;
+            for (index, start) in (0..size).step_by(part as usize).enumerate() {
+                let end = (start + part).min(size) - 1;
+                writeln!(
+                    config,
+                    "url = \"{url}\"\nrange = \"{start}-{end}\"\noutput = \"{}\"",
+                    curl_parts(run.destination)
+                        .join(format!("{key}.{index}"))
+                        .display()
+                )?;
+            }
+        } else if workload.upload {
             let relative = &key[run.upload_prefix.len()..];
             writeln!(
                 config,
@@ -492,10 +518,15 @@ fn curl(run: &Run<'_>) -> anyhow::Result<Option<Command>> {
     std::fs::write(&list, config)?;
     let mut command = Command::new("curl");
     command
-        .args(["--parallel", "--parallel-max", &CONCURRENCY.to_string()])
+        .args(["--parallel", "--parallel-max", &parallel.to_string()])
         .args(["--create-dirs", "--fail", "--no-progress-meter", "-K"])
         .arg(list);
     Ok(Some(command))
+}
+
+/// Where the curl floor's ranged parts land: beside the destination, on the same file system.
+pub fn curl_parts(destination: &Path) -> PathBuf {
+    destination.with_file_name("curl-parts")
 }
 
 fn ctx_env(ctx: &Context) -> Vec<(&'static str, String)> {

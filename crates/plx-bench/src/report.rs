@@ -48,13 +48,14 @@ fn stats(values: &[f64]) -> Option<Stats> {
     })
 }
 
-fn rows(workload: &Workload, peers: &[Peer], samples: &[Sample]) -> Vec<Row> {
+fn rows(workload: &Workload, peers: &[Peer], samples: &[&Sample]) -> Vec<Row> {
     peers
         .iter()
         .filter_map(|peer| {
             let label = peer.label();
             let mine: Vec<&Sample> = samples
                 .iter()
+                .copied()
                 .filter(|sample| sample.workload == workload.name && sample.peer == label)
                 .collect();
             let valid: Vec<&&Sample> = mine
@@ -121,10 +122,44 @@ pub fn write(
         writeln!(md, "| {tool} | {version} |")?;
     }
     writeln!(md)?;
+    // In the order they ran: straight to the server first, then each latency.
+    let mut networks: Vec<&str> = Vec::new();
+    for sample in samples {
+        if !networks.contains(&sample.network.as_str()) {
+            networks.push(&sample.network);
+        }
+    }
     let mut panels = Vec::new();
-    for workload in workloads {
-        let panel = table(&mut md, workload, peers, samples, skipped)?;
-        panels.push((workload.name, panel));
+    for (index, network) in networks.iter().enumerate() {
+        let here: Vec<&Sample> = samples
+            .iter()
+            .filter(|sample| sample.network == *network)
+            .collect();
+        let level = if networks.len() > 1 {
+            writeln!(md, "### Over {network}\n")?;
+            "####"
+        } else {
+            "###"
+        };
+        for workload in workloads {
+            if !here.iter().any(|sample| sample.workload == workload.name) {
+                continue;
+            }
+            let panel = table(&mut md, level, workload, peers, &here, skipped)?;
+            if index == 0 {
+                panels.push((workload.name, panel));
+            }
+        }
+    }
+    if networks.len() > 1 {
+        targets(&mut md, &networks, samples)?;
+    }
+    let inflight = path.with_file_name("benchmarks-inflight.svg");
+    if draw_steps(&inflight, samples)? {
+        writeln!(
+            md,
+            "![plx-init's requests in flight over time, W1 near and far](benchmarks-inflight.svg)\n"
+        )?;
     }
     writeln!(md, "{END}")?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -147,9 +182,10 @@ pub fn write(
 /// the chart: each tool's median wall time over plx-init's.
 fn table(
     md: &mut String,
+    level: &str,
     workload: &Workload,
     peers: &[Peer],
-    samples: &[Sample],
+    samples: &[&Sample],
     skipped: &[(&str, Peer)],
 ) -> anyhow::Result<Vec<(String, f64)>> {
     let rows = rows(workload, peers, samples);
@@ -157,7 +193,7 @@ fn table(
     let gib = workload.bytes() as f64 / (1u64 << 30) as f64;
     let mb = workload.bytes() as f64 / 1e6;
     let small = objects / gib.max(1e-9) > 1000.0;
-    writeln!(md, "### {}: {}\n", workload.name, workload.about)?;
+    writeln!(md, "{level} {}: {}\n", workload.name, workload.about)?;
     writeln!(
         md,
         "| tool | wall s | objects/s | MB/s | client CPU s | CPU {} | server CPU s | peak RSS MiB | wall ÷ plx-init | CPU ÷ plx-init |",
@@ -276,6 +312,156 @@ fn draw(path: &Path, panels: &[(&str, Vec<(String, f64)>)]) -> anyhow::Result<()
     }
     root.present()?;
     Ok(())
+}
+
+/// The median wall time of `peer` on `workload` over `network`, valid runs only.
+fn median_wall(samples: &[Sample], network: &str, workload: &str, peer: &str) -> Option<f64> {
+    let walls: Vec<f64> = samples
+        .iter()
+        .filter(|sample| {
+            sample.network == network
+                && sample.workload == workload
+                && sample.peer == peer
+                && sample.measured.invalid.is_none()
+        })
+        .map(|sample| sample.measured.wall)
+        .collect();
+    stats(&walls).map(|stats| stats.median)
+}
+
+/// The targets, each read off the tables above: met or not, with the figure.
+fn targets(md: &mut String, networks: &[&str], samples: &[Sample]) -> anyhow::Result<()> {
+    writeln!(md, "### Targets\n")?;
+    writeln!(md, "| over | target | figure | met |\n|---|---|---|---|")?;
+    let mut line = |network: &str, target: String, figure: Option<f64>, met: fn(f64) -> bool| {
+        let (figure, met) = match figure {
+            Some(value) => (
+                format!("{value:.2}"),
+                if met(value) { "yes" } else { "**no**" },
+            ),
+            None => ("not run".to_owned(), "–"),
+        };
+        writeln!(md, "| {network} | {target} | {figure} | {met} |")
+    };
+    for network in networks {
+        for workload in ["W1", "W2"] {
+            let ours = median_wall(samples, network, workload, "plx-init");
+            let s5cmd = median_wall(samples, network, workload, "s5cmd (defaults)");
+            line(
+                network,
+                format!("{workload}: s5cmd (defaults) ÷ plx-init ≥ 1.3"),
+                s5cmd.zip(ours).map(|(theirs, ours)| theirs / ours),
+                |ratio| ratio >= 1.3,
+            )?;
+            if network.starts_with("20 ms") {
+                let polyaxon = median_wall(samples, network, workload, "polyaxon 2.18 (s3fs)");
+                line(
+                    network,
+                    format!("{workload}: Polyaxon's path ÷ plx-init ≥ 10"),
+                    polyaxon.zip(ours).map(|(theirs, ours)| theirs / ours),
+                    |ratio| ratio >= 10.0,
+                )?;
+            }
+        }
+        let ours = median_wall(samples, network, "W3", "plx-init");
+        let floor = median_wall(samples, network, "W3", "curl floor");
+        line(
+            network,
+            "W3: plx-init ÷ curl floor ≤ 1.15".to_owned(),
+            ours.zip(floor).map(|(ours, floor)| ours / floor),
+            |ratio| ratio <= 1.15,
+        )?;
+    }
+    let rss = samples
+        .iter()
+        .filter(|sample| sample.peer == "plx-init" && sample.measured.invalid.is_none())
+        .map(|sample| sample.measured.rss_kib as f64 / 1024.0)
+        .fold(None, |most: Option<f64>, rss| {
+            Some(most.map_or(rss, |most| most.max(rss)))
+        });
+    line(
+        "all",
+        "plx-init's peak RSS < 64 MiB".to_owned(),
+        rss,
+        |mib| mib < 64.0,
+    )?;
+    writeln!(md)?;
+    Ok(())
+}
+
+/// plx-init's requests in flight over time (the controller's steps) on W1, at the nearest and
+/// the farthest latency measured through the proxy; false when there is nothing to draw.
+fn draw_steps(path: &Path, samples: &[Sample]) -> anyhow::Result<bool> {
+    let runs: Vec<&Sample> = samples
+        .iter()
+        .filter(|sample| {
+            sample.workload == "W1"
+                && sample.peer == "plx-init"
+                && sample.round == 0
+                && sample.network.ends_with(" ms")
+                && !sample.steps.is_empty()
+        })
+        .collect();
+    let delay = |sample: &Sample| {
+        sample
+            .network
+            .trim_end_matches(" ms")
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    let (Some(near), Some(far)) = (
+        runs.iter().min_by_key(|sample| delay(sample)),
+        runs.iter().max_by_key(|sample| delay(sample)),
+    ) else {
+        return Ok(false);
+    };
+    if delay(near) == delay(far) {
+        return Ok(false);
+    }
+    let longest = [near, far]
+        .iter()
+        .flat_map(|sample| sample.steps.iter().map(|step| step.at))
+        .fold(0.1f64, f64::max);
+    let highest = [near, far]
+        .iter()
+        .flat_map(|sample| sample.steps.iter().map(|step| step.limit as f64))
+        .fold(8.0f64, f64::max);
+    let root = SVGBackend::new(path, (900, 360)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "W1: plx-init's requests in flight (mean per controller step) over the run",
+            ("sans-serif", 14),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..longest * 1.05, 0f64..highest * 1.1)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .y_desc("requests in flight")
+        .draw()?;
+    for (sample, color) in [(near, BLUE), (far, RED)] {
+        chart
+            .draw_series(LineSeries::new(
+                sample.steps.iter().map(|step| (step.at, step.in_flight)),
+                color.stroke_width(2),
+            ))?
+            .label(format!("{} (limit dashed)", sample.network))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+        chart.draw_series(LineSeries::new(
+            sample.steps.iter().map(|step| (step.at, step.limit as f64)),
+            color.mix(0.4).stroke_width(1),
+        ))?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(true)
 }
 
 fn date() -> String {

@@ -326,6 +326,34 @@ fn walk(root: &Path, dir: &Path, found: &mut Vec<(String, PathBuf)>) -> std::io:
     Ok(())
 }
 
+/// The curl floor's ranged parts (`<key>.<index>` under `parts`, 8 MiB each): every part of every
+/// wanted object, with the bytes the seed makes for its range.
+pub fn check_parts(workload: &Workload, parts: &Path, part_size: u64) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for (key, size) in workload.wanted() {
+        for (index, start) in (0..size).step_by(part_size as usize).enumerate() {
+            let length = (part_size.min(size - start)) as usize;
+            let path = parts.join(format!("{key}.{index}"));
+            match std::fs::read(&path) {
+                Ok(got) => {
+                    let mut want = vec![0u8; length];
+                    fill(key, start, &mut want);
+                    if got != want {
+                        problems.push(format!("{key} part {index}: wrong bytes"));
+                    }
+                }
+                Err(_) => problems.push(format!("{key} part {index} missing")),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        problems.truncate(5);
+        Err(problems.join("; "))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

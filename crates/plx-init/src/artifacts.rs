@@ -33,7 +33,9 @@ pub(crate) struct Args {
     /// A custom destination root (Polyaxon's `init[].path`).
     #[arg(long, value_name = "DEST")]
     path: Option<String>,
-    /// Objects in flight at once (Polyaxon defines `workers` and ignores it; this uses it).
+    /// The most requests in flight (Polyaxon defines `workers` and ignores it; this uses it as a
+    /// cap). Without it a pull finds how many it needs, up to 256: a few dozen for a store
+    /// nearby, hundreds for one far away.
     #[arg(long)]
     workers: Option<usize>,
     /// Check sizes only, not each object's bytes against the CRC the store keeps or its ETag
@@ -190,7 +192,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     destination: Some(root.display().to_string()),
                     target: None,
                     ok: false,
-                    summary: error.summary,
+                    summary: *error.summary,
                     failures,
                 });
             }
@@ -242,7 +244,10 @@ async fn pull(
     verify: bool,
     events: &plx_transfer::Events,
 ) -> anyhow::Result<Result<plx_transfer::Summary, plx_transfer::Error>> {
+    // `--workers` caps requests in flight (a download finds how many it needs below it) and
+    // the objects a mount copy handles at once.
     let config = Config {
+        requests: workers.unwrap_or(Config::default().requests),
         concurrency: workers.unwrap_or(Config::default().concurrency),
         verify,
         ..Config::default()
@@ -387,7 +392,7 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
                 && nothing_under(&error, &request.source) =>
         {
             tracing::info!(source = request.source, "no outputs to restore");
-            Ok(error.summary)
+            Ok(*error.summary)
         }
         pulled => pulled,
     };

@@ -71,7 +71,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let target = format!("s3://{}/{prefix}", settings.bucket);
     let (summary, failures) = match sent {
         Ok(summary) => (summary, Vec::new()),
-        Err(error) => (error.summary, error.failures),
+        Err(error) => (*error.summary, error.failures),
     };
     println!(
         "{}: {} objects, {} bytes, {} retried to {target} in {:.1} s ({:.1} MB/s)",

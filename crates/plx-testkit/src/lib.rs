@@ -11,6 +11,7 @@ mod embedded;
 mod faults;
 mod files;
 mod helm;
+mod latency;
 mod moto;
 mod polyaxon;
 mod proxy;
@@ -23,6 +24,7 @@ pub use crate::{
     faults::{Fault, FaultProxy},
     files::{all_files, bytes, landed_files, visible_files},
     helm::{helm_harness, helm_python},
+    latency::{Counts, LatencyProxy, Network},
     moto::Moto,
     polyaxon::{polyaxon_converter, polyaxon_python},
     proxy::{HttpProxy, TcpForwarder},

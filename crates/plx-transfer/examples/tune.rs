@@ -43,16 +43,16 @@ async fn main() -> anyhow::Result<()> {
     );
 
     println!("\nW-small: 2000 objects x 4 KiB");
-    println!("| concurrency | median | objects/s |");
+    println!("| requests in flight (cap) | median | objects/s |");
     println!("|---|---|---|");
-    for concurrency in [4, 8, 16, 32, 64, 128] {
+    for requests in [4, 8, 16, 32, 64, 128] {
         let config = Config {
-            concurrency,
+            requests,
             ..Config::default()
         };
         let median = measure(&server, "small", &config).await?;
         println!(
-            "| {concurrency} | {:.2} s | {:.0} |",
+            "| {requests} | {:.2} s | {:.0} |",
             median.as_secs_f64(),
             2000.0 / median.as_secs_f64()
         );

@@ -67,14 +67,14 @@ pub async fn copy(
                 "",
                 format!("planning stopped: {error}"),
             )],
-            summary: Summary::default(),
+            summary: Box::default(),
         })?;
     let (source, dir, jobs, mut failures) = match planned {
         Ok(planned) => planned,
         Err(failure) => {
             return Err(Error {
                 failures: vec![failure],
-                summary: Summary::default(),
+                summary: Box::default(),
             });
         }
     };

@@ -5,7 +5,7 @@
 
 use std::{
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, atomic::Ordering},
     time::Instant,
 };
 
@@ -16,6 +16,8 @@ use futures::{StreamExt, stream};
 use crate::{
     Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
     fetch::{Fetcher, Outcome},
+    flow::Flow,
+    hedge::Hedge,
     landing::sweep,
     object,
     path::Parents,
@@ -84,7 +86,7 @@ pub async fn download(
     let fail = |failures: Vec<ObjectError>| {
         Err(Error {
             failures,
-            summary: Summary::default(),
+            summary: Box::default(),
         })
     };
     let dir = match open_destination(destination) {
@@ -132,6 +134,8 @@ pub async fn download(
     let parents = Parents::new(dir.clone());
     let journal = Journal::open(&dir);
     let summary = Mutex::new(Summary::default());
+    let (flow, hedge) = (Flow::new(config.request_cap()), Hedge::new());
+    let large = tokio::sync::Semaphore::new(config.concurrency.max(1));
     let fetcher = &Fetcher {
         client,
         bucket: &request.bucket,
@@ -141,6 +145,9 @@ pub async fn download(
         summary: &summary,
         config,
         events,
+        flow: &flow,
+        hedge: &hedge,
+        large: &large,
     };
     let journal = &journal;
     let fetching = queue
@@ -149,7 +156,8 @@ pub async fn download(
             record(fetcher, journal, &job, &outcome);
             (job, outcome)
         })
-        .buffer_unordered(config.concurrency.max(1))
+        // As many objects as requests may fly: each waits for its place in flight (`flow`).
+        .buffer_unordered(config.request_cap())
         .collect::<Vec<(Job, Result<Outcome, Failure>)>>();
     let (mut failures, outcomes) = futures::join!(planning, fetching);
 
@@ -161,6 +169,9 @@ pub async fn download(
             .map(|(job, _)| job.path.as_path()),
     );
     let mut summary = summary.into_inner().unwrap_or_default();
+    summary.hedged = hedge.hedged.load(Ordering::Relaxed);
+    summary.hedges_won = hedge.won.load(Ordering::Relaxed);
+    summary.steps = flow.steps();
     tally(&mut summary, &mut failures, &request.bucket, outcomes);
     if let Ok(state) = state.lock()
         && let Err(error) = state.save(&dir)

@@ -15,6 +15,8 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
     Config, ErrorKind, Event, Events, Summary, emit,
+    flow::{Flow, Slot},
+    hedge::Hedge,
     landing::{Temporary, open_part, part_name},
     path::Parents,
     plan::Job,
@@ -43,6 +45,12 @@ pub(crate) struct Fetcher<'a> {
     pub(crate) summary: &'a Mutex<Summary>,
     pub(crate) config: &'a Config,
     pub(crate) events: &'a Events,
+    /// How many requests fly, and when a late one is raced.
+    pub(crate) flow: &'a Flow,
+    pub(crate) hedge: &'a Hedge,
+    /// Large objects in flight (`Config::concurrency`): each holds a file while its parts wait
+    /// for places in flight.
+    pub(crate) large: &'a tokio::sync::Semaphore,
 }
 
 /// The file a fetch writes under its hidden name, and the guard that removes it on failure.
@@ -110,23 +118,43 @@ impl Fetcher<'_> {
                 size: job.size,
             },
         );
-        let (result, retries) =
-            retrying(self.config, &job.key, self.events, || self.fetch_once(job)).await;
+        let (result, retries) = retrying(self.config, &job.key, self.events, || async {
+            let result = self.fetch_once(job).await;
+            self.pushed_back(&result);
+            result
+        })
+        .await;
         if let Ok(mut summary) = self.summary.lock() {
             summary.retried += u64::from(retries);
         }
         result
     }
 
+    /// A 503 SlowDown means fewer requests in flight, at once.
+    fn pushed_back<T>(&self, result: &Result<T, Failure>) {
+        if let Err(failure) = result
+            && failure.busy
+        {
+            self.flow.slow_down();
+        }
+    }
+
     async fn fetch_once(&self, job: &Job) -> Result<Outcome, Failure> {
+        let config = self.config;
+        let ranged = job.size >= config.multipart_threshold && job.size > config.part_size;
+        // A small object waits for a place in flight before it opens a file; a large one for a
+        // place among the large, and its parts each for a place in flight.
+        let (slot, _large) = if ranged {
+            (None, self.large.acquire().await.ok())
+        } else {
+            (Some(self.flow.slot().await), None)
+        };
         // From here on, every file is named inside the directory that holds it.
         let (dir, name) = self
             .parents
             .of(&job.path)
             .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
         let name = name.to_string_lossy().into_owned();
-        let config = self.config;
-        let ranged = job.size >= config.multipart_threshold && job.size > config.part_size;
         let landing = open_landing(&dir, &name, job, ranged, config)?;
         let seen_etag = landing
             .progress
@@ -142,10 +170,9 @@ impl Fetcher<'_> {
             md5s: Mutex::default(),
             crcs: Mutex::default(),
         };
-        let (streamed, stored) = if ranged {
-            (Sum::Off, self.fetch_parts(&flight).await?)
-        } else {
-            self.fetch_whole(&flight).await?
+        let (streamed, stored) = match slot {
+            None => (Sum::Off, self.fetch_parts(&flight).await?),
+            Some(slot) => self.fetch_whole(&flight, slot).await?,
         };
         self.land(flight, streamed, stored).await
     }
@@ -216,23 +243,30 @@ impl Fetcher<'_> {
     }
 
     /// One GET of the whole object, hashed as it streams: with the store's CRC where it keeps one
-    /// over the whole object, else with MD5 for the ETag.
-    async fn fetch_whole(&self, flight: &InFlight<'_>) -> Result<(Sum, Option<Stored>), Failure> {
+    /// over the whole object, else with MD5 for the ETag. The place in flight is given back when
+    /// the body is in.
+    async fn fetch_whole(
+        &self,
+        flight: &InFlight<'_>,
+        slot: Slot<'_>,
+    ) -> Result<(Sum, Option<Stored>), Failure> {
         let (job, config) = (flight.job, self.config);
         // With checksum mode on, the store sends the CRC it keeps, and the SDK checks it as the
         // body streams. Not for a multipart object: Garage sends a composite CRC bare, and the
         // SDK would take it for the whole object's.
+        let checksum_mode = etag_parts(&job.stamp)
+            .is_none()
+            .then_some(aws_sdk_s3::types::ChecksumMode::Enabled);
         let response = self
-            .client
-            .get_object()
-            .bucket(self.bucket)
-            .key(&job.key)
-            .set_checksum_mode(
-                etag_parts(&job.stamp)
-                    .is_none()
-                    .then_some(aws_sdk_s3::types::ChecksumMode::Enabled),
-            )
-            .send()
+            .hedge
+            .race(|| {
+                self.client
+                    .get_object()
+                    .bucket(self.bucket)
+                    .key(&job.key)
+                    .set_checksum_mode(checksum_mode.clone())
+                    .send()
+            })
             .await
             .map_err(s3_failure)?;
         let response_etag = response
@@ -257,12 +291,12 @@ impl Fetcher<'_> {
         let mut body = response.body;
         let mut digest = Hasher::new(config.verify, stored.map(|stored| stored.crc));
         let mut written = 0u64;
-        while let Some(chunk) = body.try_next().await.map_err(|error| {
-            Failure::transient(
-                ErrorKind::Transport,
-                format!("the body broke off after {written} bytes: {error}"),
-            )
-        })? {
+        let quiet = self.hedge.quiet();
+        while let Some(chunk) = next_chunk(&mut body, quiet, || {
+            format!("the body broke off after {written} bytes")
+        })
+        .await?
+        {
             flight
                 .landing
                 .file
@@ -272,6 +306,7 @@ impl Fetcher<'_> {
             written += chunk.len() as u64;
             emit(self.events, Event::Bytes(chunk.len() as u64));
         }
+        drop(slot);
         if written != job.size {
             return Err(Failure::transient(
                 ErrorKind::Corrupt,
@@ -299,67 +334,83 @@ impl Fetcher<'_> {
     ) -> Result<Sum, Failure> {
         let job = flight.job;
         let (result, _) = retrying(self.config, &job.key, self.events, || async {
-            let response = self
-                .client
-                .get_object()
-                .bucket(self.bucket)
-                .key(&job.key)
-                .range(format!("bytes={start}-{end}"))
-                .send()
-                .await
-                .map_err(s3_failure)?;
-            let part_etag = response
-                .e_tag()
-                .map(|etag| etag.trim_matches('"').to_owned());
-            if let Ok(mut etag) = flight.etag.lock() {
-                match (etag.as_ref(), part_etag) {
-                    // The object changed between parts: the bytes would be a mix of two versions.
-                    (Some(seen), Some(part)) if *seen != part => {
-                        return Err(Failure::transient(
-                            ErrorKind::Corrupt,
-                            format!(
-                                "the object changed during the download (ETag {seen} then {part})"
-                            ),
-                        ));
-                    }
-                    (None, part) => *etag = part,
-                    _ => {}
-                }
-            }
-            let mut body = response.body;
-            let mut offset = start;
-            let mut digest = Hasher::new(self.config.verify, crc);
-            while let Some(chunk) = body.try_next().await.map_err(|error| {
-                Failure::transient(
-                    ErrorKind::Transport,
-                    format!("part {start}-{end} broke off: {error}"),
-                )
-            })? {
-                if offset + chunk.len() as u64 > end + 1 {
-                    return Err(Failure::transient(
-                        ErrorKind::Corrupt,
-                        format!("part {start}-{end} is longer than asked"),
-                    ));
-                }
-                flight
-                    .landing
-                    .file
-                    .write_all_at(&chunk, offset)
-                    .map_err(Failure::io)?;
-                digest.update(&chunk);
-                offset += chunk.len() as u64;
-                emit(self.events, Event::Bytes(chunk.len() as u64));
-            }
-            if offset != end + 1 {
-                return Err(Failure::transient(
-                    ErrorKind::Corrupt,
-                    format!("part {start}-{end} ended after {} bytes", offset - start),
-                ));
-            }
-            Ok(digest.finish())
+            let slot = self.flow.slot().await;
+            let result = self
+                .fetch_range_once(flight, Range { start, end, crc })
+                .await;
+            drop(slot);
+            self.pushed_back(&result);
+            result
         })
         .await;
         result
+    }
+
+    /// One try at a part: a GET raced when late, its body written at its offset and hashed.
+    async fn fetch_range_once(
+        &self,
+        flight: &InFlight<'_>,
+        Range { start, end, crc }: Range,
+    ) -> Result<Sum, Failure> {
+        let job = flight.job;
+        let range = format!("bytes={start}-{end}");
+        let response = self
+            .hedge
+            .race(|| {
+                self.client
+                    .get_object()
+                    .bucket(self.bucket)
+                    .key(&job.key)
+                    .range(&range)
+                    .send()
+            })
+            .await
+            .map_err(s3_failure)?;
+        let part_etag = response
+            .e_tag()
+            .map(|etag| etag.trim_matches('"').to_owned());
+        if let Ok(mut etag) = flight.etag.lock() {
+            match (etag.as_ref(), part_etag) {
+                // The object changed between parts: the bytes would be a mix of two versions.
+                (Some(seen), Some(part)) if *seen != part => {
+                    return Err(Failure::transient(
+                        ErrorKind::Corrupt,
+                        format!("the object changed during the download (ETag {seen} then {part})"),
+                    ));
+                }
+                (None, part) => *etag = part,
+                _ => {}
+            }
+        }
+        let mut body = response.body;
+        let mut offset = start;
+        let mut digest = Hasher::new(self.config.verify, crc);
+        let quiet = self.hedge.quiet();
+        while let Some(chunk) =
+            next_chunk(&mut body, quiet, || format!("part {start}-{end} broke off")).await?
+        {
+            if offset + chunk.len() as u64 > end + 1 {
+                return Err(Failure::transient(
+                    ErrorKind::Corrupt,
+                    format!("part {start}-{end} is longer than asked"),
+                ));
+            }
+            flight
+                .landing
+                .file
+                .write_all_at(&chunk, offset)
+                .map_err(Failure::io)?;
+            digest.update(&chunk);
+            offset += chunk.len() as u64;
+            emit(self.events, Event::Bytes(chunk.len() as u64));
+        }
+        if offset != end + 1 {
+            return Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!("part {start}-{end} ended after {} bytes", offset - start),
+            ));
+        }
+        Ok(digest.finish())
     }
 
     /// The bytes on disk: synced, their size checked, verified, and renamed into place. Bad
@@ -449,6 +500,30 @@ impl Fetcher<'_> {
             bytes: job.size,
             check,
         })
+    }
+}
+
+/// The body's next chunk; a body silent for `quiet` is given up (a transient failure, so the
+/// retry loop fetches again at once instead of waiting out the SDK's stall protection).
+async fn next_chunk(
+    body: &mut aws_sdk_s3::primitives::ByteStream,
+    quiet: std::time::Duration,
+    what: impl Fn() -> String,
+) -> Result<Option<bytes::Bytes>, Failure> {
+    match tokio::time::timeout(quiet, body.try_next()).await {
+        Ok(Ok(chunk)) => Ok(chunk),
+        Ok(Err(error)) => Err(Failure::transient(
+            ErrorKind::Transport,
+            format!("{}: {error}", what()),
+        )),
+        Err(_) => Err(Failure::transient(
+            ErrorKind::Transport,
+            format!(
+                "{}: no byte for {:.1} s (a stalled response; fetched again)",
+                what(),
+                quiet.as_secs_f64()
+            ),
+        )),
     }
 }
 

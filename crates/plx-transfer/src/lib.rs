@@ -14,6 +14,8 @@ mod copy;
 mod download;
 mod explain;
 mod fetch;
+mod flow;
+mod hedge;
 mod landing;
 mod path;
 mod plan;
@@ -29,6 +31,7 @@ pub use crate::{
     copy::{Copy, copy},
     download::{Download, Entry, download},
     explain::{About, Explained, explain},
+    flow::Step,
     path::{KeyError, local_path},
     upload::upload,
 };
@@ -36,7 +39,16 @@ pub use crate::{
 /// The knobs; the defaults are sized for a small pod (two cores) talking to a nearby store.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Objects in flight at once.
+    /// Downloads: the most requests in flight. A download finds how many it needs below this
+    /// from what it measures (it starts at 32 and climbs while more pays; a 503 SlowDown halves
+    /// it), so a far store gets hundreds and a near one a few dozen without a flag.
+    pub requests: usize,
+    /// Downloads: the memory the requests in flight may hold, counted at [`REQUEST_MEMORY`]
+    /// each (a connection's buffers and the SDK's state for one request); it caps the requests
+    /// in flight below `requests` when smaller.
+    pub memory: u64,
+    /// Uploads and copies: objects in flight at once. Downloads: large objects (fetched in
+    /// parts) in flight at once.
     pub concurrency: usize,
     /// Objects at least this large are fetched (and sent) in parts.
     pub multipart_threshold: u64,
@@ -57,6 +69,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
+            // s5cmd's: enough for a store 50 ms away, and within 1,024 open files.
+            requests: 256,
+            memory: 48 * 1024 * 1024,
             concurrency: 32,
             multipart_threshold: 16 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
@@ -68,26 +83,47 @@ impl Default for Config {
     }
 }
 
+/// What one request in flight is counted to hold in memory: its connection's read buffer
+/// (which grows up to about 100 KiB on a fast body), the SDK's request state and the chunk being
+/// written. The benchmark's peak RSS at 256 in flight is the check on it.
+pub const REQUEST_MEMORY: u64 = 192 * 1024;
+
 impl Config {
-    /// Open files and sockets this configuration may hold at once: per object in flight a file,
-    /// its directory and a connection, and for a large one a connection per part in flight; plus
-    /// the listings running ahead, the directories kept open between files, and some slack for
-    /// the runtime and the state.
-    pub fn open_files(&self) -> u64 {
-        self.concurrency as u64 * (3 + self.part_concurrency as u64)
-            + plan::PLANNERS as u64
-            + path::OPEN_DIRS as u64
-            + 16
+    /// Downloads: the most requests in flight, by `requests` and by `memory`.
+    pub fn request_cap(&self) -> usize {
+        self.requests
+            .min((self.memory / REQUEST_MEMORY).max(1) as usize)
+            .max(1)
     }
 
-    /// This configuration with fewer objects (and, if need be, parts) in flight, so that it
-    /// fits under `limit` open files.
+    /// Open files and sockets this configuration may hold at once. A download: per request in
+    /// flight a file, its directory and a connection, and a connection more for each hedge (at
+    /// most one request in 16 at once, in practice one in twenty over a run). An upload or copy:
+    /// per object in flight a file, its directory and a connection, and for a large one a
+    /// connection per part in flight. Plus the listings running ahead, the directories kept
+    /// open between files, and some slack for the runtime and the state.
+    pub fn open_files(&self) -> u64 {
+        let requests = self.requests as u64 * 3 + (self.requests as u64).div_ceil(16);
+        let objects = self.concurrency as u64 * (3 + self.part_concurrency as u64);
+        requests.max(objects) + plan::PLANNERS as u64 + path::OPEN_DIRS as u64 + 16
+    }
+
+    /// This configuration with fewer requests, objects (and, if need be, parts) in flight, so
+    /// that it fits under `limit` open files.
     pub fn within(mut self, limit: u64) -> Config {
-        while self.open_files() > limit && (self.concurrency > 1 || self.part_concurrency > 1) {
-            if self.concurrency > 1 {
+        while self.open_files() > limit
+            && (self.requests > 1 || self.concurrency > 1 || self.part_concurrency > 1)
+        {
+            let requests = self.requests as u64 * 3;
+            let objects = self.concurrency as u64 * (3 + self.part_concurrency as u64);
+            if requests >= objects && self.requests > 1 {
+                self.requests -= 1;
+            } else if self.concurrency > 1 {
                 self.concurrency -= 1;
-            } else {
+            } else if self.part_concurrency > 1 {
                 self.part_concurrency -= 1;
+            } else {
+                self.requests -= 1;
             }
         }
         self
@@ -116,9 +152,11 @@ pub(crate) fn fitted(config: &Config) -> std::borrow::Cow<'_, Config> {
             let fitted = config.clone().within(limit);
             tracing::warn!(
                 limit,
-                "the open-file limit (RLIMIT_NOFILE) is {limit}: {} objects and {} parts in flight instead of {} and {}",
+                "the open-file limit (RLIMIT_NOFILE) is {limit}: at most {} requests, {} objects and {} parts in flight instead of {}, {} and {}",
+                fitted.requests,
                 fitted.concurrency,
                 fitted.part_concurrency,
+                config.requests,
                 config.concurrency,
                 config.part_concurrency
             );
@@ -195,6 +233,15 @@ pub struct Summary {
     /// Objects checked against the CRC the store keeps (`x-amz-checksum-*`) rather than the
     /// ETag's MD5: the cheaper check, where the store offers it.
     pub crc_checked: u64,
+    /// Downloads: requests whose response was late and that were raced by a second one.
+    #[serde(default)]
+    pub hedged: u64,
+    /// Of those, the races the second request won.
+    #[serde(default)]
+    pub hedges_won: u64,
+    /// Downloads: the in-flight controller's steps (when, its limit, requests in flight).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Step>,
     /// Wall time (in seconds when serialised).
     #[serde(serialize_with = "seconds", deserialize_with = "from_seconds")]
     pub elapsed: Duration,
@@ -257,7 +304,7 @@ impl Summary {
         } else {
             Err(Error {
                 failures,
-                summary: self,
+                summary: Box::new(self),
             })
         }
     }
@@ -318,8 +365,9 @@ pub(crate) fn object(kind: ErrorKind, key: &str, message: String) -> ObjectError
 pub struct Error {
     /// Each failure.
     pub failures: Vec<ObjectError>,
-    /// What was done before and besides them.
-    pub summary: Summary,
+    /// What was done before and besides them (boxed: the summary carries the controller's
+    /// steps, and an error stays small).
+    pub summary: Box<Summary>,
 }
 
 fn plural(count: usize) -> String {

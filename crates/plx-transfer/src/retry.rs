@@ -10,6 +10,8 @@ pub(crate) struct Failure {
     pub(crate) kind: ErrorKind,
     pub(crate) message: String,
     pub(crate) transient: bool,
+    /// The store said to slow down (503 SlowDown): fewer requests in flight.
+    pub(crate) busy: bool,
 }
 
 impl Failure {
@@ -18,6 +20,7 @@ impl Failure {
             kind,
             message: message.into(),
             transient: false,
+            busy: false,
         }
     }
 
@@ -26,6 +29,7 @@ impl Failure {
             kind,
             message: message.into(),
             transient: true,
+            busy: false,
         }
     }
 
@@ -39,10 +43,15 @@ pub(crate) fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Failure {
     let explained = crate::explain::explain(&error, &crate::explain::About::Object);
+    let busy = error.code() == Some("SlowDown")
+        || error
+            .raw_response()
+            .is_some_and(|raw| raw.status().as_u16() == 503);
     Failure {
         kind: explained.kind,
         message: explained.message,
         transient: explained.transient,
+        busy,
     }
 }
 

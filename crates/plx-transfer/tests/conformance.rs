@@ -1,9 +1,9 @@
 //! The transfer conformance runner: every case under `conformance/transfer/` seeds a fresh bucket on
 //! a real server, downloads its entries, and must give exactly its tree and its failures.
 
-use std::{collections::BTreeMap, path::Path, process::ExitCode};
+use std::{collections::BTreeMap, path::Path, process::ExitCode, time::Duration};
 
-use plx_testkit::{Moto, S3Server};
+use plx_testkit::{LatencyProxy, Moto, Network, S3Server};
 use plx_transfer::{Config, Download, Entry, ErrorKind};
 use serde_json::Value;
 
@@ -27,7 +27,8 @@ async fn run() -> anyhow::Result<bool> {
             }
             _ => server.client.clone(),
         };
-        if let Err(problem) = check(&client, &format!("case-{index:03}"), case).await {
+        let bucket = format!("case-{index:03}");
+        if let Err(problem) = check(&client, &server, &bucket, case).await {
             failed.push(format!(
                 "{name} ({}): {problem}",
                 case["description"].as_str().unwrap_or("")
@@ -42,7 +43,12 @@ async fn run() -> anyhow::Result<bool> {
     ))
 }
 
-async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyhow::Result<()> {
+async fn check(
+    client: &aws_sdk_s3::Client,
+    server: &S3Server,
+    bucket: &str,
+    case: &Value,
+) -> anyhow::Result<()> {
     plx_testkit::s3::create_bucket(client, bucket).await?;
     for (key, content) in case["objects"].as_object().into_iter().flatten() {
         let content = content.as_str().unwrap_or_default();
@@ -99,11 +105,30 @@ async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyho
         std::fs::create_dir_all(path.parent().unwrap_or(destination.path()))?;
         std::fs::write(path, content.as_str().unwrap_or_default())?;
     }
+    // Seeded straight; downloaded through the case's network, if it has one.
+    let proxy = match case.get("network") {
+        Some(network) => Some(far(server, network).await?),
+        None => None,
+    };
+    let far_client = proxy.as_ref().map(|proxy| {
+        plx_testkit::s3::client_for(
+            &proxy.endpoint(),
+            &server.region,
+            &server.access_key,
+            &server.secret_key,
+        )
+    });
+    let config = Config {
+        requests: case["requests"]
+            .as_u64()
+            .map_or(Config::default().requests, |requests| requests as usize),
+        ..Config::default()
+    };
     let result = plx_transfer::download(
-        client,
+        far_client.as_ref().unwrap_or(client),
         &request,
         destination.path(),
-        &Config::default(),
+        &config,
         &None,
     )
     .await;
@@ -151,11 +176,33 @@ async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyho
     for (field, got) in [
         ("crc_checked", summary.map(|summary| summary.crc_checked)),
         ("unverified", summary.map(|summary| summary.unverified)),
+        ("retried", summary.map(|summary| summary.retried)),
     ] {
         if let Some(want) = case["expect"][field].as_u64()
             && got != Some(want)
         {
             problems.push(format!("{field} {got:?}, expected {want}"));
+        }
+    }
+    for (field, got) in [
+        ("hedged_at_least", summary.map(|summary| summary.hedged)),
+        ("retried_at_least", summary.map(|summary| summary.retried)),
+    ] {
+        if let Some(want) = case["expect"][field].as_u64()
+            && got.is_none_or(|got| got < want)
+        {
+            problems.push(format!("{field}: {got:?}, expected at least {want}"));
+        }
+    }
+    if let (Some(proxy), Some(network)) = (&proxy, case.get("network")) {
+        // The case's faults happened: a case that injects none tests nothing.
+        let counts = proxy.counts();
+        let made = |share: &str, count: &std::sync::atomic::AtomicU64| {
+            network[share].as_f64().unwrap_or(0.0) > 0.0
+                && count.load(std::sync::atomic::Ordering::Relaxed) == 0
+        };
+        if made("late", &counts.late) || made("stall", &counts.stalled) {
+            problems.push("the proxy injected none of the case's faults".to_owned());
         }
     }
     if let Some(tree) = case["expect"]["tree"].as_object() {
@@ -173,6 +220,28 @@ async fn check(client: &aws_sdk_s3::Client, bucket: &str, case: &Value) -> anyho
     } else {
         anyhow::bail!(problems.join("; "))
     }
+}
+
+/// A latency proxy in front of `server`, as the case's `network` says.
+async fn far(server: &S3Server, network: &Value) -> anyhow::Result<LatencyProxy> {
+    let upstream = server
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|error| anyhow::anyhow!("{}: {error}", server.endpoint))?;
+    let seconds = |field: &str| Duration::from_secs(network[field].as_u64().unwrap_or(0));
+    let network = Network {
+        late: network["late"].as_f64().unwrap_or(0.0),
+        late_by: seconds("late_by_s"),
+        stall: network["stall"].as_f64().unwrap_or(0.0),
+        stall_for: seconds("stall_for_s"),
+        spare: network["spare"].as_u64().unwrap_or(0),
+        seed: network["seed"].as_u64().unwrap_or(1),
+        ..Network::far(Duration::from_millis(
+            network["delay_ms"].as_u64().unwrap_or(0),
+        ))
+    };
+    LatencyProxy::start(upstream, network).await
 }
 
 /// A PUT that sends the CRC `crc` of its bytes, for the store to check and keep.

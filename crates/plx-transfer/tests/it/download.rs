@@ -463,6 +463,7 @@ async fn a_cancelled_download_leaves_no_partial_file() -> anyhow::Result<()> {
         part_size: 128 * 1024,
         part_concurrency: 2,
         concurrency: 4,
+        requests: 4,
         ..Config::default()
     };
     let task = tokio::spawn(async move {
@@ -596,7 +597,7 @@ async fn a_server_killed_and_restarted_mid_transfer_completes_after_retries() ->
     );
     let destination = tempfile::tempdir()?;
     let config = Config {
-        concurrency: 2,
+        requests: 2,
         attempts: 10,
         backoff: std::time::Duration::from_millis(300),
         ..Config::default()

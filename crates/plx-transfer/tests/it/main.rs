@@ -6,6 +6,7 @@
 mod checksum;
 mod copy;
 mod download;
+mod far;
 mod faults;
 mod fuzz_corpus;
 mod hostile;
