@@ -288,5 +288,6 @@ async fn a_stalled_body_is_fetched_again() -> anyhow::Result<()> {
         causes.iter().any(|cause| cause.contains("no byte for")),
         "no stall was given up: {causes:?}"
     );
+    assert!(summary.retried as usize >= causes.len().min(1));
     Ok(())
 }
