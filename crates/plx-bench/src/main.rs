@@ -463,6 +463,11 @@ fn finish(
         report::write(
             path,
             &report::Context {
+                section: if args.latency.is_empty() {
+                    "transfer"
+                } else {
+                    "latency"
+                },
                 server,
                 rounds: args.rounds,
                 versions,

@@ -8,14 +8,22 @@ use plotters::prelude::*;
 use crate::{Sample, peers::Peer, workload::Workload};
 
 pub struct Context {
+    /// `transfer` or `latency`.
+    pub section: &'static str,
     pub server: String,
     pub rounds: usize,
     pub versions: Vec<(String, String)>,
     pub landing: String,
 }
 
-const BEGIN: &str = "<!-- transfer:begin (written by `cargo xtask bench`) -->";
-const END: &str = "<!-- transfer:end -->";
+/// The section a run writes: `transfer` (loopback, with its chart) or `latency` (a run with
+/// `--latency`, its tables per path, targets and the in-flight plot), each between its markers.
+fn markers(section: &str) -> (String, String) {
+    (
+        format!("<!-- {section}:begin (written by `cargo xtask bench`) -->"),
+        format!("<!-- {section}:end -->"),
+    )
+}
 
 struct Row {
     label: String,
@@ -103,8 +111,10 @@ pub fn write(
     skipped: &[(&str, Peer)],
 ) -> anyhow::Result<()> {
     let chart = path.with_file_name("benchmarks-transfer.svg");
+    let (begin_marker, end_marker) = markers(context.section);
+    let latency = context.section == "latency";
     let mut md = String::new();
-    writeln!(md, "{BEGIN}")?;
+    writeln!(md, "{begin_marker}")?;
     writeln!(
         md,
         "Measured {} on this machine (2 vCPU, 24 GiB; client and server share both cores) against one {} server, downloads landing on {} (tmpfs). Median of {} rounds [min–max] after a warm-up, tools in rotated order; every run checked (downloads: the whole tree against a sha256 manifest, nothing extra; uploads: every object's size, the MD5 of every single-part object, 16 ranges of each multipart one). Ratios are the peer's median over plx-init's: above 1 means plx-init is faster or cheaper. CPU is the client's user+system seconds, children included.\n",
@@ -113,10 +123,12 @@ pub fn write(
         context.landing,
         context.rounds
     )?;
-    writeln!(
-        md,
-        "![wall time, relative to plx-init](benchmarks-transfer.svg)\n"
-    )?;
+    if !latency {
+        writeln!(
+            md,
+            "![wall time, relative to plx-init](benchmarks-transfer.svg)\n"
+        )?;
+    }
     writeln!(md, "| tool | version |\n|---|---|")?;
     for (tool, version) in &context.versions {
         writeln!(md, "| {tool} | {version} |")?;
@@ -161,20 +173,24 @@ pub fn write(
             "![plx-init's requests in flight over time, W1 near and far](benchmarks-inflight.svg)\n"
         )?;
     }
-    writeln!(md, "{END}")?;
+    writeln!(md, "{end_marker}")?;
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (text.find(BEGIN), text.find(END)) {
+    let updated = match (text.find(&begin_marker), text.find(&end_marker)) {
         (Some(begin), Some(end)) if begin < end => {
             format!(
                 "{}{}{}",
                 &text[..begin],
                 md.trim_end(),
-                &text[end + END.len()..]
+                &text[end + end_marker.len()..]
             )
         }
+        _ if latency => format!("{text}\n## Transfers from a store far away\n\n{md}"),
         _ => format!("{text}\n## Transfers\n\n{md}"),
     };
     std::fs::write(path, updated)?;
+    if latency {
+        return Ok(());
+    }
     draw(&chart, &panels)
 }
 
