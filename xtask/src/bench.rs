@@ -322,10 +322,13 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .cloned()
         .collect();
     let args = args.as_slice();
-    let garage = !quick
-        || args
-            .windows(2)
-            .any(|pair| pair[0] == "--server" && pair[1] == "garage");
+    // The server the run asks for: Garage unless `--server s3s` (or `--quick`, which defaults
+    // to s3s); only then is Garage built.
+    let server = args
+        .windows(2)
+        .find(|pair| pair[0] == "--server")
+        .map(|pair| pair[1].as_str());
+    let garage = server == Some("garage") || (!quick && server.is_none());
     let venv = crate::venvs::venv(&root.join("target/plx-bench/peers"), PEERS)?;
     let polyaxon = crate::venvs::venv(&root.join("target/plx-bench/polyaxon"), POLYAXON_FS)?;
     if Command::new("curl").arg("--version").output().is_err() {

@@ -491,9 +491,11 @@ fn curl(run: &Run<'_>) -> anyhow::Result<Option<Command>> {
             let part = PART_MIB << 20;
             for (index, start) in (0..size).step_by(part as usize).enumerate() {
                 let end = (start + part).min(size) - 1;
+                // `range` is per transfer only within a `next` group (else the last one given
+                // applies to every URL); so are `create-dirs` and `fail`.
                 writeln!(
                     config,
-                    "url = \"{url}\"\nrange = \"{start}-{end}\"\noutput = \"{}\"",
+                    "url = \"{url}\"\nrange = \"{start}-{end}\"\noutput = \"{}\"\ncreate-dirs\nfail\nnext",
                     curl_parts(run.destination)
                         .join(format!("{key}.{index}"))
                         .display()

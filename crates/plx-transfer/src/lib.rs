@@ -40,8 +40,9 @@ pub use crate::{
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Downloads: the most requests in flight. A download finds how many it needs below this
-    /// from what it measures (it starts at 32 and climbs while more pays; a 503 SlowDown halves
-    /// it), so a far store gets hundreds and a near one a few dozen without a flag.
+    /// and the memory bound from what it measures (it starts at 32 and climbs while more pays;
+    /// a 503 SlowDown halves it), so a far store gets more and a near one a few dozen without a
+    /// flag.
     pub requests: usize,
     /// Downloads: the memory the requests in flight may hold, counted at [`REQUEST_MEMORY`]
     /// each (a connection's buffers and the SDK's state for one request); it caps the requests
@@ -71,7 +72,8 @@ impl Default for Config {
         Config {
             // s5cmd's: enough for a store 50 ms away, and within 1,024 open files.
             requests: 256,
-            memory: 48 * 1024 * 1024,
+            // With the base, under 64 MiB: 64 requests in flight.
+            memory: 32 * 1024 * 1024,
             concurrency: 32,
             multipart_threshold: 16 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
@@ -83,10 +85,12 @@ impl Default for Config {
     }
 }
 
-/// What one request in flight is counted to hold in memory: its connection's read buffer
-/// (which grows up to about 100 KiB on a fast body), the SDK's request state and the chunk being
-/// written. The benchmark's peak RSS at 256 in flight is the check on it.
-pub const REQUEST_MEMORY: u64 = 192 * 1024;
+/// What one request in flight is counted to hold in memory: its connection's read buffer (which
+/// grows to hold a body of a few hundred KiB that arrives faster than it is written), the SDK's
+/// request state and the chunk being written. Measured: 1,000 objects of 256 KiB peaked at 124
+/// MiB with 256 requests in flight, 97 MiB with about 100 and 55 to 68 MiB with 64
+/// (`docs/benchmarks.md`): the connections the pool keeps hold their buffers too.
+pub const REQUEST_MEMORY: u64 = 512 * 1024;
 
 impl Config {
     /// Downloads: the most requests in flight, by `requests` and by `memory`.
