@@ -492,10 +492,14 @@ fn curl(run: &Run<'_>) -> anyhow::Result<Option<Command>> {
             for (index, start) in (0..size).step_by(part as usize).enumerate() {
                 let end = (start + part).min(size) - 1;
                 // `range` is per transfer only within a `next` group (else the last one given
-                // applies to every URL); so are `create-dirs` and `fail`.
+                // applies to every URL); so are `create-dirs` and `fail`. `next` goes between
+                // groups: a trailing one is an empty transfer, which curl refuses.
+                if !config.is_empty() {
+                    config.push_str("next\n");
+                }
                 writeln!(
                     config,
-                    "url = \"{url}\"\nrange = \"{start}-{end}\"\noutput = \"{}\"\ncreate-dirs\nfail\nnext",
+                    "url = \"{url}\"\nrange = \"{start}-{end}\"\noutput = \"{}\"\ncreate-dirs\nfail",
                     curl_parts(run.destination)
                         .join(format!("{key}.{index}"))
                         .display()
