@@ -212,7 +212,9 @@ async fn stragglers_are_raced_and_one_response_lands() -> anyhow::Result<()> {
     let network = Network {
         late: 0.04,
         late_by: Duration::from_secs(600),
-        spare: 40,
+        // The run starts 32 requests at once and races only after 16 answers: a straggler
+        // among the first ones would be waited for. 80 covers both with room.
+        spare: 80,
         seed: 7,
         ..Network::far(Duration::from_millis(5))
     };
@@ -251,12 +253,11 @@ async fn a_stalled_body_is_fetched_again() -> anyhow::Result<()> {
     let server = S3Server::start().await?;
     server.create_bucket(BUCKET).await?;
     let objects = seeded(&server, "stall", 120, 6).await?;
-    // After a warm-up, 3% of bodies go silent for ten minutes part-way (within their first
-    // 64 KiB: only the 3 MiB objects' parts are long enough to be caught mid-body).
+    // After a warm-up, 10% of bodies go silent for ten minutes part-way.
     let network = Network {
-        stall: 0.03,
+        stall: 0.1,
         stall_for: Duration::from_secs(600),
-        spare: 40,
+        spare: 80,
         seed: 11,
         ..Network::far(Duration::from_millis(5))
     };
@@ -284,8 +285,13 @@ async fn a_stalled_body_is_fetched_again() -> anyhow::Result<()> {
             causes.push(cause);
         }
     }
+    // Given up by the engine's quiet timer ("no byte for") or, when the run's times are long
+    // (a loaded machine), by the SDK's stalled-stream protection first ("streaming error"):
+    // either way fetched again, never waited out.
     assert!(
-        causes.iter().any(|cause| cause.contains("no byte for")),
+        causes
+            .iter()
+            .any(|cause| cause.contains("no byte for") || cause.contains("streaming error")),
         "no stall was given up: {causes:?}"
     );
     assert!(summary.retried as usize >= causes.len().min(1));
