@@ -429,10 +429,8 @@ fn measure_one(
 
 /// plx-init's controller steps, from its `--summary`.
 fn steps(summary: &Path) -> Option<Vec<plx_transfer::Step>> {
-    let records: Vec<plx_transfer::Record> =
-        serde_json::from_slice(&std::fs::read(summary).ok()?).ok()?;
     Some(
-        records
+        records(summary)?
             .into_iter()
             .flat_map(|record| record.summary.steps)
             .collect(),
@@ -498,11 +496,19 @@ fn retried(summary: &Path) -> Option<u64> {
     summed(summary, |s| s.retried)
 }
 
+/// plx-init's `--summary` records.
+fn records(summary: &Path) -> Option<Vec<plx_transfer::Record>> {
+    serde_json::from_slice(&std::fs::read(summary).ok()?).ok()
+}
+
 /// A count of plx-init's `--summary` (its records), summed over its entries.
 fn summed(summary: &Path, field: fn(&plx_transfer::Summary) -> u64) -> Option<u64> {
-    let records: Vec<plx_transfer::Record> =
-        serde_json::from_slice(&std::fs::read(summary).ok()?).ok()?;
-    Some(records.iter().map(|record| field(&record.summary)).sum())
+    Some(
+        records(summary)?
+            .iter()
+            .map(|record| field(&record.summary))
+            .sum(),
+    )
 }
 
 fn container_pid(id: &str) -> anyhow::Result<u32> {

@@ -118,25 +118,25 @@ impl Fetcher<'_> {
                 size: job.size,
             },
         );
-        let (result, retries) = retrying(self.config, &job.key, self.events, || async {
-            let result = self.fetch_once(job).await;
-            self.pushed_back(&result);
-            result
-        })
-        .await;
+        let (result, retries) =
+            retrying(self.config, &job.key, self.events, || self.fetch_once(job)).await;
         if let Ok(mut summary) = self.summary.lock() {
             summary.retried += u64::from(retries);
         }
         result
     }
 
-    /// A 503 SlowDown means fewer requests in flight, at once.
-    fn pushed_back<T>(&self, result: &Result<T, Failure>) {
-        if let Err(failure) = result
-            && failure.busy
-        {
+    /// A GET's failure, read once where the request failed; a 503 SlowDown also means fewer
+    /// requests in flight, at once.
+    fn request_failed<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
+        &self,
+        error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> Failure {
+        let failure = s3_failure(error);
+        if failure.busy {
             self.flow.slow_down();
         }
+        failure
     }
 
     async fn fetch_once(&self, job: &Job) -> Result<Outcome, Failure> {
@@ -268,7 +268,7 @@ impl Fetcher<'_> {
                     .send()
             })
             .await
-            .map_err(s3_failure)?;
+            .map_err(|error| self.request_failed(error))?;
         let response_etag = response
             .e_tag()
             .map(|etag| etag.trim_matches('"').to_owned());
@@ -334,13 +334,10 @@ impl Fetcher<'_> {
     ) -> Result<Sum, Failure> {
         let job = flight.job;
         let (result, _) = retrying(self.config, &job.key, self.events, || async {
-            let slot = self.flow.slot().await;
-            let result = self
-                .fetch_range_once(flight, Range { start, end, crc })
-                .await;
-            drop(slot);
-            self.pushed_back(&result);
-            result
+            // The place is held until the part's body is in.
+            let _slot = self.flow.slot().await;
+            self.fetch_range_once(flight, Range { start, end, crc })
+                .await
         })
         .await;
         result
@@ -365,7 +362,7 @@ impl Fetcher<'_> {
                     .send()
             })
             .await
-            .map_err(s3_failure)?;
+            .map_err(|error| self.request_failed(error))?;
         let part_etag = response
             .e_tag()
             .map(|etag| etag.trim_matches('"').to_owned());

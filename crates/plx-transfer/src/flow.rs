@@ -148,7 +148,6 @@ impl Control {
         if self.slowed_in == Some(self.step) {
             return;
         }
-        self.slowed_in = Some(self.step);
         let limit = self.limit;
         self.ceiling = limit.saturating_sub(1).max(1);
         self.phase = Phase::Hold(0);
