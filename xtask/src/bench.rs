@@ -342,10 +342,18 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
     if garage {
         crate::images::garage_image(root)?;
     }
-    // The transfer-manager peer is a long build: the full benchmark only, in a target directory
-    // of its own, because its features change shared crates and would rebuild the images'.
+    // `--quick` checks correctness only: the harness built with the tests' profile (in
+    // `cargo xtask test` it is built already) spares a cold CI run a release build of the SDK,
+    // s3s and testcontainers. A measured run takes the `image` profile, since the latency proxy
+    // runs in the harness. The transfer-manager peer is a long build: the full benchmark only,
+    // in a target directory of its own, because its features change shared crates and would
+    // rebuild the images'.
     let mut build = crate::cargo();
-    build.args(["build", "--quiet", "--profile", "image", "-p", "plx-bench"]);
+    build.args(["build", "--quiet", "-p", "plx-bench"]);
+    let profile = if quick { "debug" } else { "image" };
+    if !quick {
+        build.args(["--profile", "image"]);
+    }
     let target = if quick || no_tm {
         root.join("target")
     } else {
@@ -354,7 +362,7 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
     };
     build.env("CARGO_TARGET_DIR", &target);
     crate::status(&mut build)?;
-    let mut command = Command::new(target.join("image/plx-bench"));
+    let mut command = Command::new(target.join(profile).join("plx-bench"));
     command
         .arg("run")
         .arg("--work")

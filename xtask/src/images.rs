@@ -42,7 +42,7 @@ root_domain = ".s3.garage.localhost"
 struct ScratchImage<'a> {
     tag: &'a str,
     /// `name@version`, with the `cargo install` flags it needs; empty for a binary of this
-    /// workspace, built with the `image` profile and packed afresh on every run.
+    /// workspace (built by `image_binaries` first), packed afresh on every run.
     install: &'a [&'a str],
     binary: &'a str,
     /// Files written into the image, by path.
@@ -66,6 +66,7 @@ struct ScratchImage<'a> {
 /// Polyaxon's init image (every time; cheap when nothing changed), the s3s-fs test server's and
 /// the stand-in for Polyaxon's init image (cached: made only when missing).
 pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
+    image_binaries()?;
     build_scratch_image(
         root,
         &ScratchImage {
@@ -132,18 +133,25 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
     polyaxon_init::images(root)
 }
 
-/// Builds `binary` of this workspace with the `image` profile, into `target/image/`.
-pub(crate) fn image_binary(binary: &str) -> anyhow::Result<()> {
-    // `-p`: only this package's features, so the binary holds no more than it needs.
+/// Builds the binaries this workspace ships, plx-init and plx-webhook, with the `image` profile
+/// into `target/image/`. One cargo call for both: their shared dependencies (tokio, hyper,
+/// rustls, ...) are then built once with one feature set, where two calls would build each of
+/// them twice in release (minutes of a cold CI run); features unused by a binary add code the
+/// linker drops.
+pub(crate) fn image_binaries() -> anyhow::Result<()> {
     status(cargo().args([
         "build",
         "--quiet",
         "--profile",
         "image",
         "-p",
-        binary,
+        "plx-init",
         "--bin",
-        binary,
+        "plx-init",
+        "-p",
+        "plx-webhook",
+        "--bin",
+        "plx-webhook",
     ]))
 }
 
@@ -183,7 +191,6 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
         return Ok(());
     }
     let binary = if ours {
-        image_binary(image.binary)?;
         root.join("target/image").join(image.binary)
     } else {
         let tools = root.join("target/plx-tools").join(image.binary);

@@ -116,7 +116,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         }
         Task::PolyaxonInit { base } => {
-            images::image_binary("plx-init")?;
+            images::image_binaries()?;
             polyaxon_init::layered(&root, &base)?;
             eprintln!(
                 "xtask: built {} on {base}; tag it for your registry and push it",
