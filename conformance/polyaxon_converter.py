@@ -1,7 +1,8 @@
 """Generates a run's init containers with Polyaxon 2.18's own converter, as its agent does.
 
 Input (argv[1]): a JSON object {"agent": the agent config, "operation": a compiled operation,
-"uuid": the run's uuid}. Output on stdout: {"initContainers": [...], "volumes": [...]}, the
+"uuid": the run's uuid}; `{{ globals.* }}` templates in the operation are filled in first, as
+Polyaxon's compiler fills them in (the run's path is its uuid). Output on stdout: {"initContainers": [...], "volumes": [...]}, the
 pod spec's fields as the agent would send them to the API server (Kubernetes' JSON names).
 
 It calls what the agent's `create_from_run` calls (`BaseExecutor.convert`: `AgentResolver`,
@@ -38,11 +39,44 @@ def pod_spec(resource):
     return None
 
 
+def resolved(operation, agent, run_uuid):
+    """The operation with its `{{ globals.* }}` templates filled in, as Polyaxon's compiler
+    fills them in before the agent sees a run (`resolve_globals_contexts`, then
+    `apply_runtime_contexts`); an operation without templates is returned as it is."""
+    if "{{" not in json.dumps(operation):
+        return operation
+    import datetime
+
+    from polyaxon._compiler.contexts.contexts import resolve_globals_contexts
+    from polyaxon._flow.operations.compiled_operation import V1CompiledOperation
+    from polyaxon._polyaxonfile.specs import CompiledOperationSpecification
+
+    config = V1CompiledOperation.read(operation)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    contexts = resolve_globals_contexts(
+        namespace=agent.namespace,
+        owner_name="acme",
+        project_name="vision",
+        project_uuid="0" * 32,
+        run_uuid=run_uuid,
+        run_name="train",
+        run_path=run_uuid,
+        iteration=None,
+        created_at=now,
+        compiled_at=now,
+        plugins=config.plugins,
+        artifacts_store=agent.artifacts_store,
+    )
+    config = CompiledOperationSpecification.apply_runtime_contexts(config, contexts=contexts)
+    return config.to_dict()
+
+
 def main():
     case = json.loads(sys.argv[1])
     agent = json.dumps(case["agent"])
     # The converter reads a few settings (the runs' service account) from the agent's config.
     settings.AGENT_CONFIG = AgentConfig.read(agent)
+    case["operation"] = resolved(case["operation"], settings.AGENT_CONFIG, case["uuid"])
     resource = Executor.convert(
         owner_name="acme",
         project_name="vision",

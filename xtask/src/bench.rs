@@ -311,8 +311,9 @@ const PEERS: &[&str] = &[
 const POLYAXON_FS: &[&str] = &["polyaxon[fs]==2.18.0"];
 
 /// `cargo xtask bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T]
-/// [--rounds N] [--latency MS,MS…] [--bandwidth MBPS]`. `--no-tm` leaves the transfer-manager
-/// peer out of a full run (its build is long).
+/// [--rounds N] [--latency MS,MS…] [--bandwidth MBPS] [--sweep N]`. `--no-tm` leaves the
+/// transfer-manager peer out of a full run (its build is long); `--sweep N` measures a sweep of
+/// N plx-init runs with one node cache instead of the tools side by side.
 pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
     let quick = args.iter().any(|arg| arg == "--quick");
     let no_tm = args.iter().any(|arg| arg == "--no-tm");

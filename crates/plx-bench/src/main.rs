@@ -6,6 +6,7 @@ mod measure;
 mod net;
 mod peers;
 mod report;
+mod sweep;
 #[cfg(feature = "tm")]
 mod tm;
 mod workload;
@@ -70,6 +71,10 @@ struct RunArgs {
     /// Measured rounds per workload, after a warm-up.
     #[arg(long, default_value = "3")]
     rounds: usize,
+    /// Instead of the tools side by side: a sweep of this many plx-init runs per download
+    /// workload with one node cache, each against the first (the report's `sweep` section).
+    #[arg(long)]
+    sweep: Option<usize>,
     /// Scratch space on disk: the server's data and the workloads' local copies.
     #[arg(long)]
     work: PathBuf,
@@ -189,6 +194,28 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         source,
         scratch,
     };
+    if let Some(runs) = args.sweep {
+        let mut sweeps = Vec::new();
+        for workload in workloads.iter().filter(|workload| !workload.upload) {
+            eprintln!("plx-bench: {} ({} runs, one node cache)", workload.name, runs);
+            let manifest = seeded(&bench, workload)?;
+            let done = sweep::sweep(&bench, &bench.ctx, workload, &manifest, runs)?;
+            sweeps.push((workload.name, workload.objects.len(), done));
+        }
+        let _ = std::fs::remove_dir_all(&args.landing);
+        if let Some(path) = &args.report {
+            sweep::write(path, &format!("{backend:?}"), &sweeps)?;
+        }
+        let invalid = sweeps
+            .iter()
+            .flat_map(|(_, _, runs)| runs)
+            .filter(|run| run.measured.invalid.is_some())
+            .count();
+        if invalid > 0 {
+            bail!("{invalid} sweep runs were invalid");
+        }
+        return Ok(());
+    }
     let mut samples = Vec::new();
     let mut skipped = Vec::new();
     for workload in &workloads {
@@ -243,18 +270,7 @@ fn workload_rounds<'w>(
 ) -> anyhow::Result<()> {
     let args = bench.args;
     eprintln!("plx-bench: {}: {}", workload.name, workload.about);
-    let manifest = workload::materialize(workload, &bench.source)?;
-    if !workload.upload {
-        let seeded = bench.runtime.block_on(plx_transfer::upload(
-            &bench.server.client,
-            BUCKET,
-            workload.prefix().trim_end_matches('/'),
-            &bench.source.join(workload.prefix()),
-            &plx_transfer::Config::default(),
-            &None,
-        ));
-        seeded.map_err(|error| anyhow::format_err!("seeding {}: {error}", workload.name))?;
-    }
+    let manifest = seeded(bench, workload)?;
     let latencies: Vec<u64> = if args.quick && args.latency.is_empty() && workload.name == "W1" {
         // One short run through the proxy, for correctness: the delay on every request of
         // keep-alive connections, and the controller and hedging in a real pull.
@@ -312,6 +328,23 @@ fn workload_rounds<'w>(
         }
     }
     Ok(())
+}
+
+/// The workload made on disk and, for a download, uploaded into the bucket; its manifest.
+fn seeded(bench: &Bench<'_>, workload: &workload::Workload) -> anyhow::Result<workload::Manifest> {
+    let manifest = workload::materialize(workload, &bench.source)?;
+    if !workload.upload {
+        let seeded = bench.runtime.block_on(plx_transfer::upload(
+            &bench.server.client,
+            BUCKET,
+            workload.prefix().trim_end_matches('/'),
+            &bench.source.join(workload.prefix()),
+            &plx_transfer::Config::default(),
+            &None,
+        ));
+        seeded.map_err(|error| anyhow::format_err!("seeding {}: {error}", workload.name))?;
+    }
+    Ok(manifest)
 }
 
 /// The path a measured run takes: the tools' context (its endpoint) and a client on it.

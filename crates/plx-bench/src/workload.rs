@@ -267,12 +267,6 @@ pub fn check_tree(
     let mut problems = Vec::new();
     let mut seen = 0;
     for (relative, path) in &found {
-        if matches!(
-            relative.as_str(),
-            ".plx-transfer.json" | ".plx-transfer.journal"
-        ) {
-            continue;
-        }
         if !wanted.contains_key(relative.as_str()) {
             problems.push(format!("unexpected file {relative}"));
             continue;

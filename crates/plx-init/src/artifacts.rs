@@ -14,7 +14,10 @@ use plx_connections::{Connection, Init, Kind, PathEntry, PullMode};
 use plx_credentials::{Environment, S3Settings};
 use plx_transfer::{Config, Download, Entry};
 
-use crate::progress::Progress;
+use crate::{
+    manifest::{self, Manifest},
+    progress::Progress,
+};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -52,9 +55,44 @@ pub(crate) struct Args {
     /// Also write the summary as JSON to this file.
     #[arg(long, value_name = "FILE")]
     summary: Option<PathBuf>,
+    /// Record what each S3 pull gave in this JSON file (also PLX_MANIFEST): per object its key,
+    /// size, ETag, version id, checksum and local path, with the connection, bucket and
+    /// destination; merged with what the file holds, written when the pull succeeds. Keep it
+    /// with the run's artifacts as its data lineage.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Pull exactly what this manifest records (also PLX_PIN), in place of the entries: each
+    /// object at its recorded version where the bucket keeps versions, else only while its ETag
+    /// and size are unchanged (a changed object fails, exit 1, naming what changed).
+    #[arg(long, value_name = "FILE")]
+    pin: Option<PathBuf>,
+    /// A node cache shared by the pods of a node (a hostPath), also PLX_CACHE_DIR: objects this
+    /// pod's listing shows unchanged are copied from it, checked again, instead of fetched;
+    /// what is fetched is kept there.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// The node cache's size (also PLX_CACHE_SIZE): bytes, or with Ki, Mi, Gi or Ti; least
+    /// recently used objects go past it. Half its file system by default.
+    #[arg(long, value_name = "SIZE", value_parser = quantity)]
+    cache_size: Option<u64>,
     /// Seconds between progress log lines when not on a terminal.
     #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = seconds)]
     progress_every: Duration,
+}
+
+/// A size as Kubernetes writes quantities: bytes, or with Ki, Mi, Gi or Ti.
+fn quantity(text: &str) -> Result<u64, String> {
+    let units = [("Ki", 10), ("Mi", 20), ("Gi", 30), ("Ti", 40)];
+    let (number, shift) = units
+        .iter()
+        .find_map(|(unit, shift)| text.strip_suffix(unit).map(|number| (number, *shift)))
+        .unwrap_or((text, 0));
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|number| number.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{text}` is not a size: bytes, or a number with Ki, Mi, Gi or Ti"))
 }
 
 fn seconds(text: &str) -> Result<Duration, String> {
@@ -130,8 +168,15 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .artifacts_store
         .as_ref()
         .map(|store| store.name.clone());
+    let how = How::from_env(
+        args.manifest.as_deref(),
+        args.pin.as_deref(),
+        args.cache.as_deref(),
+        args.cache_size,
+    )?;
     let mut failed = false;
     let mut summaries = Vec::new();
+    let mut pulled_objects = Vec::new();
     for init in &inits {
         let connection = crate::catalog::connection(
             &catalog,
@@ -147,19 +192,34 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
             .or(args.workers);
         let root = PathBuf::from(init.destination_root(store.as_deref(), &context_root));
         let progress = Progress::start(&connection.name, args.progress_every);
+        let pin = how.pinned(connection, &root, None)?;
         let pulled = pull(
             connection,
             &env,
             &root,
             &pulls,
-            workers,
-            !args.no_verify,
+            &Tuning {
+                workers,
+                verify: !args.no_verify,
+                manifest: how.manifest.is_some(),
+                pin,
+                cache: how.cache.clone(),
+            },
             progress.events(),
         )
         .await;
         progress.finish().await;
-        match pulled? {
-            Ok(summary) => {
+        let Pulled { result, bucket } = pulled?;
+        match result {
+            Ok(mut summary) => {
+                if let Some(bucket) = bucket {
+                    pulled_objects.push(manifest::Pull {
+                        connection: connection.name.clone(),
+                        bucket,
+                        destination: root.display().to_string(),
+                        objects: std::mem::take(&mut summary.landed),
+                    });
+                }
                 report(&connection.name, &root, &summary);
                 summaries.push(plx_transfer::Record {
                     version: plx_transfer::Record::VERSION,
@@ -202,6 +262,12 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         std::fs::write(file, serde_json::to_vec_pretty(&summaries)?)
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
+    // Lineage for a run that got its data: a failed pull leaves the manifest as it was.
+    if let Some(file) = &how.manifest
+        && !failed
+    {
+        manifest::write(file, pulled_objects)?;
+    }
     Ok(if failed {
         ExitCode::from(1)
     } else {
@@ -234,22 +300,125 @@ fn read_init(file: &Path, catalog: &plx_connections::Catalog) -> anyhow::Result<
     }
 }
 
+/// The manifest a run writes and the one it pins, as the flags or the environment name them.
+struct How {
+    manifest: Option<PathBuf>,
+    pin: Option<(PathBuf, Manifest)>,
+    /// The node cache's directory and size.
+    cache: Option<(PathBuf, Option<u64>)>,
+}
+
+impl How {
+    fn from_env(
+        manifest: Option<&Path>,
+        pin: Option<&Path>,
+        cache: Option<&Path>,
+        cache_size: Option<u64>,
+    ) -> anyhow::Result<How> {
+        let cache_size = match (cache_size, std::env::var("PLX_CACHE_SIZE")) {
+            (Some(size), _) => Some(size),
+            (None, Ok(text)) if !text.is_empty() => Some(
+                quantity(&text).map_err(|error| anyhow::anyhow!("PLX_CACHE_SIZE: {error}"))?,
+            ),
+            _ => None,
+        };
+        let cache = manifest::from_env(cache, "PLX_CACHE_DIR").map(|dir| (dir, cache_size));
+        let pin = match manifest::from_env(pin, "PLX_PIN") {
+            Some(file) => {
+                let manifest = Manifest::read(&file)?;
+                Some((file, manifest))
+            }
+            None => None,
+        };
+        Ok(How {
+            manifest: manifest::from_env(manifest, "PLX_MANIFEST"),
+            pin,
+            cache,
+        })
+    }
+
+    /// The pinned objects for `connection` into `root` (those under `under` only, when given),
+    /// or None without a pin; an error (exit 2) when the manifest cannot pin this pull.
+    fn pinned(
+        &self,
+        connection: &Connection,
+        root: &Path,
+        under: Option<&str>,
+    ) -> anyhow::Result<Option<Pin>> {
+        let Some((file, manifest)) = &self.pin else {
+            return Ok(None);
+        };
+        if connection.kind != Kind::S3 {
+            anyhow::bail!(
+                "connection `{}` is of kind {}: a manifest pins S3 objects; pull it without --pin (PLX_PIN)",
+                connection.name,
+                connection.kind
+            );
+        }
+        let pull = manifest.pinned(file, &connection.name, root)?;
+        let objects: Vec<plx_transfer::Pinned> = pull
+            .objects
+            .iter()
+            .filter(|object| {
+                under.is_none_or(|under| {
+                    under.is_empty()
+                        || object.path == under
+                        || object.path.starts_with(&format!("{under}/"))
+                })
+            })
+            .cloned()
+            .collect();
+        if objects.is_empty() {
+            anyhow::bail!(
+                "the manifest {} pins nothing of connection `{}` under {}",
+                file.display(),
+                connection.name,
+                root.join(under.unwrap_or_default()).display()
+            );
+        }
+        Ok(Some(Pin {
+            bucket: pull.bucket.clone(),
+            objects,
+        }))
+    }
+}
+
+/// What a pin fetches for one pull.
+struct Pin {
+    bucket: String,
+    objects: Vec<plx_transfer::Pinned>,
+}
+
+/// How a pull runs: its caps, checks, and whether it records or follows a manifest.
+struct Tuning {
+    workers: Option<usize>,
+    verify: bool,
+    manifest: bool,
+    pin: Option<Pin>,
+    cache: Option<(PathBuf, Option<u64>)>,
+}
+
+/// A pull's outcome, and the bucket an S3 pull read (for the manifest).
+struct Pulled {
+    result: Result<plx_transfer::Summary, plx_transfer::Error>,
+    bucket: Option<String>,
+}
+
 /// Pulls into `root`: the outer error is configuration (exit 2), the inner one data (exit 1).
 async fn pull(
     connection: &Connection,
     env: &Environment,
     root: &Path,
     pulls: &[plx_connections::Pull],
-    workers: Option<usize>,
-    verify: bool,
+    tuning: &Tuning,
     events: &plx_transfer::Events,
-) -> anyhow::Result<Result<plx_transfer::Summary, plx_transfer::Error>> {
+) -> anyhow::Result<Pulled> {
     // `--workers` caps requests in flight (a download finds how many it needs below it) and
     // the objects a mount copy handles at once.
     let config = Config {
-        requests: workers.unwrap_or(Config::default().requests),
-        concurrency: workers.unwrap_or(Config::default().concurrency),
-        verify,
+        requests: tuning.workers.unwrap_or(Config::default().requests),
+        concurrency: tuning.workers.unwrap_or(Config::default().concurrency),
+        verify: tuning.verify,
         ..Config::default()
     };
     match connection.kind {
@@ -272,7 +441,16 @@ async fn pull(
                 entries,
                 ..plx_transfer::Copy::default()
             };
-            return Ok(plx_transfer::copy(&request, root, &config, events).await);
+            if tuning.manifest {
+                tracing::warn!(
+                    "{}: the manifest records S3 objects; a mount's files are not in it",
+                    connection.name
+                );
+            }
+            return Ok(Pulled {
+                result: plx_transfer::copy(&request, root, &config, events).await,
+                bucket: None,
+            });
         }
         kind => anyhow::bail!(
             "connection `{}` is of kind {kind}; plx-init pulls from s3, host_path and volume_claim connections (gcs and wasb are not supported yet)",
@@ -282,25 +460,53 @@ async fn pull(
     let settings = S3Settings::resolve(connection, env)?;
     let client = plx_credentials::client(&settings).await?;
     let store = format!("s3://{}", settings.bucket);
-    let entries = pulls
-        .iter()
-        .map(|pull| {
-            let key = pull
-                .source
-                .strip_prefix(&store)
-                .unwrap_or(&pull.source)
-                .trim_start_matches('/')
-                .to_owned();
-            engine_entry(pull.mode, key, relative_to(root, &pull.destination))
-        })
-        .collect();
+    let entries = match &tuning.pin {
+        Some(pin) if pin.bucket != settings.bucket => anyhow::bail!(
+            "connection `{}` reads bucket `{}`, the manifest pinned objects of bucket `{}`: pin a manifest of this connection",
+            connection.name,
+            settings.bucket,
+            pin.bucket
+        ),
+        Some(pin) => pin.objects.iter().cloned().map(Entry::Pinned).collect(),
+        None => pulls
+            .iter()
+            .map(|pull| {
+                let key = pull
+                    .source
+                    .strip_prefix(&store)
+                    .unwrap_or(&pull.source)
+                    .trim_start_matches('/')
+                    .to_owned();
+                engine_entry(pull.mode, key, relative_to(root, &pull.destination))
+            })
+            .collect(),
+    };
+    let cache = tuning
+        .cache
+        .as_ref()
+        .map(|(dir, budget)| plx_transfer::NodeCache {
+            dir: dir.clone(),
+            store: plx_transfer::store_of(
+                settings
+                    .endpoint_url
+                    .as_ref()
+                    .map(|endpoint| endpoint.value.as_str()),
+                &settings.region.value,
+            ),
+            budget: *budget,
+        });
     let request = Download {
         bucket: settings.bucket.clone(),
         prefix: String::new(),
         entries,
+        manifest: tuning.manifest,
+        cache,
         ..Download::default()
     };
-    Ok(plx_transfer::download(&client, &request, root, &config, events).await)
+    Ok(Pulled {
+        result: plx_transfer::download(&client, &request, root, &config, events).await,
+        bucket: Some(settings.bucket.clone()),
+    })
 }
 
 /// A pull as the engine takes it; whether a `paths` entry is a file or a directory is the
@@ -370,19 +576,29 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
         destination: root.join(&to).display().to_string(),
         mode,
     };
+    // Polyaxon's generated command line is fixed: the manifest and the pin come from the
+    // container's environment (`init[].container.env`).
+    let how = How::from_env(None, None, None, None)?;
+    let tuning = Tuning {
+        workers: None,
+        verify: true,
+        manifest: how.manifest.is_some(),
+        pin: how.pinned(connection, &root, Some(to.as_str()))?,
+        cache: how.cache.clone(),
+    };
     let progress = Progress::start(&connection.name, Duration::from_secs(5));
     let pulled = pull(
         connection,
         &env,
         &root,
         std::slice::from_ref(&request),
-        None,
-        true,
+        &tuning,
         progress.events(),
     )
     .await;
     progress.finish().await;
-    let pulled = match pulled? {
+    let Pulled { result, bucket } = pulled?;
+    let pulled = match result {
         // Nothing under the run's prefix: a new run has no outputs to restore yet. Only the
         // restore's own shape (a directory, `--sync-fw`, neither `--is-file` nor `--check-path`)
         // is relaxed; a path a user named stays exit 1 when missing.
@@ -396,6 +612,17 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
         }
         pulled => pulled,
     };
+    if let (Some(file), Some(bucket), Ok(summary)) = (&how.manifest, bucket, &pulled) {
+        manifest::write(
+            file,
+            vec![manifest::Pull {
+                connection: connection.name.clone(),
+                bucket,
+                destination: root.display().to_string(),
+                objects: summary.landed.clone(),
+            }],
+        )?;
+    }
     if pulled.is_ok() && args.sync_fw {
         // As in Polyaxon, the state only spares the sidecar work: a failure to write it warns.
         if let Err(error) = crate::fswatch::write(&args.path_to) {

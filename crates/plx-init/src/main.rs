@@ -8,6 +8,7 @@ mod catalog;
 mod check;
 mod env;
 mod fswatch;
+mod manifest;
 mod progress;
 mod upload;
 mod validate;

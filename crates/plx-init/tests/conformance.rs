@@ -5,7 +5,7 @@
 
 use std::{collections::BTreeMap, path::Path, process::ExitCode};
 
-use plx_testkit::S3Server;
+use plx_testkit::{S3Server, Tmpfs};
 use serde_json::Value;
 
 fn main() -> ExitCode {
@@ -68,8 +68,13 @@ fn catalog(server: &S3Server, bucket: &str, mount: &Path, wrong: &Path) -> Value
 
 async fn check(server: &S3Server, bucket: &str, case: &Value) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
+    // The context volume, on a small tmpfs where the case runs out of room.
+    let small = case["room_kib"].as_u64().map(Tmpfs::mount).transpose()?;
     let (context, mount, wrong) = (
-        work.path().join("plx-context"),
+        small.as_ref().map_or_else(
+            || work.path().join("plx-context"),
+            |small| small.path().join("plx-context"),
+        ),
         work.path().join("mount"),
         work.path().join("wrong-secret"),
     );
@@ -79,18 +84,27 @@ async fn check(server: &S3Server, bucket: &str, case: &Value) -> anyhow::Result<
     std::fs::write(wrong.join("AWS_ACCESS_KEY_ID"), "not-a-key")?;
     std::fs::write(wrong.join("AWS_SECRET_ACCESS_KEY"), "not-a-secret")?;
     server.create_bucket(bucket).await?;
-    for (key, content) in case["objects"].as_object().into_iter().flatten() {
-        let content = content.as_str().unwrap_or_default();
-        server.put(bucket, key, content).await?;
-        let file = mount.join(key);
-        std::fs::create_dir_all(file.parent().unwrap_or(&mount))?;
-        std::fs::write(file, content)?;
-    }
     let fill = |text: &str| {
         text.replace("BUCKET", bucket)
             .replace("CONTEXT", &context.display().to_string())
             .replace("MOUNT", &mount.display().to_string())
     };
+    for (key, content) in case["objects"].as_object().into_iter().flatten() {
+        // Filled too: a manifest seeded for `--pin` names the bucket.
+        let content = fill(content.as_str().unwrap_or_default());
+        let content = content.as_str();
+        server.put(bucket, key, content).await?;
+        let file = mount.join(key);
+        std::fs::create_dir_all(file.parent().unwrap_or(&mount))?;
+        std::fs::write(file, content)?;
+    }
+    for (index, (key, size)) in case["generated"].as_object().into_iter().flatten().enumerate() {
+        let body = plx_testkit::bytes(index as u64 + 1, size.as_u64().unwrap_or_default() as usize);
+        server.put(bucket, key, body.clone()).await?;
+        let file = mount.join(key);
+        std::fs::create_dir_all(file.parent().unwrap_or(&mount))?;
+        std::fs::write(file, body)?;
+    }
     let mut args: Vec<String> = case["args"]
         .as_array()
         .into_iter()

@@ -52,3 +52,55 @@ fn tree(root: &Path, keep: impl Fn(&str) -> bool) -> BTreeMap<String, Vec<u8>> {
     }
     files
 }
+
+/// A small tmpfs mounted on a fresh directory, for a destination that runs out of room: a real
+/// file system that answers ENOSPC. Needs root (as `cargo xtask test` runs in CI); unmounted on
+/// drop.
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// A tmpfs of `kib` KiB.
+    pub fn mount(kib: u64) -> anyhow::Result<Tmpfs> {
+        let dir = tempfile::tempdir()?;
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "plx-test"])
+            .arg(dir.path())
+            .status()?;
+        if !status.success() {
+            anyhow::bail!(
+                "cannot mount a tmpfs on {} ({status}): the out-of-room tests need root",
+                dir.path().display()
+            );
+        }
+        Ok(Tmpfs { dir })
+    }
+
+    /// Its root.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes free on it, as `df` says.
+    pub fn free(&self) -> anyhow::Result<u64> {
+        let output = std::process::Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(self.dir.path())
+            .output()?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .nth(1)
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("df said {text:?}"))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -22,7 +22,7 @@ pub use crate::{
     cases::{cases, fuzz_inputs, model_cases, report, run_cases},
     embedded::Embedded,
     faults::{Fault, FaultProxy},
-    files::{all_files, bytes, landed_files, visible_files},
+    files::{Tmpfs, all_files, bytes, landed_files, visible_files},
     helm::{helm_harness, helm_python},
     latency::{Counts, LatencyProxy, Network},
     moto::Moto,

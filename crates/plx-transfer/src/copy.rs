@@ -18,7 +18,9 @@ use crate::{
     landing::{open_part, part_name},
     object,
     path::{Parents, local_path, under},
+    retry::io_kind,
     select::globs,
+    space::Space,
 };
 
 /// What to copy.
@@ -57,9 +59,10 @@ pub async fn copy(
 ) -> Result<Summary, Error> {
     let started = Instant::now();
     let config = &*crate::fitted(config);
-    let (request, destination, events_out) =
+    let space = Arc::new(Space::measure(destination));
+    let (request, target, events_out) =
         (request.clone(), destination.to_path_buf(), events.clone());
-    let planned = tokio::task::spawn_blocking(move || plan(&request, &destination))
+    let planned = tokio::task::spawn_blocking(move || plan(&request, &target))
         .await
         .map_err(|error| Error {
             failures: vec![object(
@@ -82,10 +85,11 @@ pub async fn copy(
     let outcomes: Vec<(Job, Result<Outcome, ObjectError>)> = stream::iter(jobs)
         .map(|job| {
             let (source, parents, events) = (source.clone(), parents.clone(), events_out.clone());
+            let space = space.clone();
             async move {
                 let from = job.from.clone();
                 let result = tokio::task::spawn_blocking(move || {
-                    let outcome = copy_one(&source, &parents, &job, &events);
+                    let outcome = copy_one(&source, &parents, &space, &job, &events);
                     let key = job.from.display().to_string();
                     match outcome {
                         Ok(Outcome::Copied(_)) => emit(&events, Event::Done { key }),
@@ -126,6 +130,10 @@ pub async fn copy(
             Ok(Outcome::Skipped) => summary.skipped += 1,
             Err(failure) => failures.push(failure),
         }
+    }
+    if let Some(shortfall) = space.shortfall(destination) {
+        failures.retain(|failure| failure.kind != ErrorKind::NoSpace);
+        failures.insert(0, shortfall);
     }
     summary.finish(failures, started)
 }
@@ -209,6 +217,14 @@ impl Mount<'_> {
             Entry::File { from, to } => (from, to, Some(true)),
             Entry::Dir { from, to } => (from, to, Some(false)),
             Entry::Path { from, to } => (from, to, None),
+            Entry::Pinned(pinned) => {
+                plan.failures.push(object(
+                    ErrorKind::NotFound,
+                    &pinned.key,
+                    "a pinned object is an S3 object; a mount has no versions to pin".to_owned(),
+                ));
+                return;
+            }
         };
         let relative = if from.trim_matches('/').is_empty() {
             Ok(PathBuf::new())
@@ -358,6 +374,7 @@ impl Mount<'_> {
 fn copy_one(
     source: &Dir,
     parents: &Parents,
+    space: &Space,
     job: &Job,
     events: &Events,
 ) -> Result<Outcome, ObjectError> {
@@ -376,6 +393,9 @@ fn copy_one(
     {
         return Ok(Outcome::Skipped);
     }
+    let room = space
+        .reserve(job.size)
+        .map_err(|failure| fail(failure.kind, failure.message))?;
     emit(
         events,
         Event::Started {
@@ -386,15 +406,26 @@ fn copy_one(
     let temporary_path = part_name(&name.to_string_lossy());
     let mut options = cap_std::fs::OpenOptions::new();
     options.write(true).create_new(true);
-    let (file, mut temporary) = open_part(dir, &temporary_path, &options, true)
-        .map_err(|failure| fail(failure.kind, failure.message))?;
+    let (file, mut temporary) =
+        open_part(dir, &temporary_path, &options, true).map_err(|failure| {
+            if failure.kind == ErrorKind::NoSpace {
+                space.fill(&failure.message);
+            }
+            fail(failure.kind, failure.message)
+        })?;
     let mut reader = source
         .open(&job.from)
         .map_err(|error| fail(ErrorKind::Denied, format!("cannot open it: {error}")))?
         .into_std();
     let mut file = file.into_std();
-    let bytes = std::io::copy(&mut reader, &mut file)
-        .map_err(|error| fail(ErrorKind::Io, format!("copy failed: {error}")))?;
+    let written = |error: std::io::Error, what: &str| {
+        let kind = io_kind(&error);
+        if kind == ErrorKind::NoSpace {
+            space.fill(&error.to_string());
+        }
+        fail(kind, format!("{what}: {error}"))
+    };
+    let bytes = std::io::copy(&mut reader, &mut file).map_err(|error| written(error, "copy failed"))?;
     if bytes != job.size {
         return Err(fail(
             ErrorKind::Corrupt,
@@ -410,7 +441,7 @@ fn copy_one(
             .map_err(|error| fail(ErrorKind::Io, format!("cannot set its time: {error}")))?;
     }
     file.sync_all()
-        .map_err(|error| fail(ErrorKind::Io, format!("cannot sync it: {error}")))?;
+        .map_err(|error| written(error, "cannot sync it"))?;
     dir.rename(&temporary_path, dir, &name).map_err(|error| {
         fail(
             ErrorKind::HostileKey,
@@ -418,5 +449,6 @@ fn copy_one(
         )
     })?;
     temporary.armed = false;
+    room.keep();
     Ok(Outcome::Copied(bytes))
 }

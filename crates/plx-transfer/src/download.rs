@@ -14,7 +14,9 @@ use cap_std::{ambient_authority, fs::Dir};
 use futures::{StreamExt, stream};
 
 use crate::{
-    Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
+    Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
+    cache::Cache,
+    emit,
     fetch::{Fetcher, Outcome},
     flow::Flow,
     hedge::Hedge,
@@ -24,7 +26,8 @@ use crate::{
     plan::{Job, PLANNED, PLANNERS, Planner, plan, siblings},
     retry::Failure,
     select::{Unit, globs, units},
-    state::{Journal, Landed, State},
+    space::Space,
+    state::{Journal, Landed, State, open_state_dir},
     verify::Check,
 };
 
@@ -54,6 +57,11 @@ pub enum Entry {
         /// The local path under the destination.
         to: String,
     },
+    /// Exactly one object as a manifest recorded it (`plx-init artifacts --pin`): its key (not
+    /// under the prefix), fetched at its recorded version where the store versions it, else
+    /// only while its ETag and size are the recorded ones (a changed object fails, naming what
+    /// changed), landing at its recorded path. Nothing is listed.
+    Pinned(Pinned),
 }
 
 /// What to download.
@@ -69,6 +77,11 @@ pub struct Download {
     pub include: Vec<String>,
     /// Never keys matching one of these globs.
     pub exclude: Vec<String>,
+    /// Keep what the download gives (each object's key, size, ETag, version and checksum, and
+    /// where it landed, skipped ones included) in [`Summary::landed`], for a manifest.
+    pub manifest: bool,
+    /// A node cache to serve objects from and keep them in.
+    pub cache: Option<crate::NodeCache>,
 }
 
 /// Downloads `request` into `destination` (created if missing). Every object lands complete and
@@ -130,9 +143,15 @@ pub async fn download(
     let queue = stream::unfold(queue, |mut queue| async move {
         queue.recv().await.map(|job| (job, queue))
     });
-    let state = Mutex::new(State::load(&dir));
+    let state_dir = open_state_dir(destination, &dir);
+    let state = Mutex::new(State::load(state_dir.as_ref(), &dir));
     let parents = Parents::new(dir.clone());
-    let journal = Journal::open(&dir);
+    let journal = Journal::open(state_dir.as_ref());
+    let space = Space::measure(destination);
+    let cache = request
+        .cache
+        .as_ref()
+        .and_then(|cache| Cache::open(cache, &request.bucket));
     let summary = Mutex::new(Summary::default());
     let (flow, hedge) = (Flow::new(config.request_cap()), Hedge::new());
     let large = tokio::sync::Semaphore::new(config.concurrency.max(1));
@@ -148,6 +167,9 @@ pub async fn download(
         flow: &flow,
         hedge: &hedge,
         large: &large,
+        space: &space,
+        cache: cache.as_ref(),
+        manifest: request.manifest,
     };
     let journal = &journal;
     let fetching = queue
@@ -168,15 +190,32 @@ pub async fn download(
             .filter(|(job, _)| !job.marker)
             .map(|(job, _)| job.path.as_path()),
     );
+    if let Some(cache) = &cache {
+        cache.trim();
+    }
     let mut summary = summary.into_inner().unwrap_or_default();
     summary.hedged = hedge.hedged.load(Ordering::Relaxed);
     summary.hedges_won = hedge.won.load(Ordering::Relaxed);
     summary.steps = flow.steps();
-    tally(&mut summary, &mut failures, &request.bucket, outcomes);
-    if let Ok(state) = state.lock()
-        && let Err(error) = state.save(&dir)
-    {
-        tracing::warn!("cannot save the transfer state (a rerun will fetch again): {error}");
+    tally(&mut summary, &mut failures, request, outcomes);
+    summary.landed.sort_by(|a, b| a.path.cmp(&b.path));
+    if let Some(shortfall) = space.shortfall(destination) {
+        // One failure says it, in place of each object's.
+        failures.retain(|failure| failure.kind != ErrorKind::NoSpace);
+        failures.insert(0, shortfall);
+    }
+    match (state.lock(), &state_dir) {
+        (Ok(state), Some(state_dir)) => {
+            if let Err(error) = state.save(state_dir, &dir) {
+                tracing::warn!(
+                    "cannot save the transfer state (a rerun will fetch again): {error}"
+                );
+            }
+        }
+        _ => tracing::warn!(
+            "no place for the transfer state beside or in {} (a rerun will fetch again)",
+            destination.display()
+        ),
     }
     summary.finish(failures, started)
 }
@@ -205,7 +244,7 @@ fn open_destination(destination: &Path) -> Result<Arc<Dir>, ObjectError> {
 /// Records a fetched object the moment it lands, not when the run ends (a kill must not forget
 /// what was already verified), and says it is done or skipped.
 fn record(fetcher: &Fetcher<'_>, journal: &Journal, job: &Job, outcome: &Result<Outcome, Failure>) {
-    if let Ok(Outcome::Fetched { .. }) = outcome
+    if let Ok(Outcome::Fetched { got, .. }) = outcome
         && !job.marker
     {
         let path = job.path.display().to_string();
@@ -213,6 +252,7 @@ fn record(fetcher: &Fetcher<'_>, journal: &Journal, job: &Job, outcome: &Result<
             key: job.key.clone(),
             etag: job.stamp.clone(),
             size: job.size,
+            got: Some(got.clone()),
         };
         journal.record(&path, &landed);
         if let Ok(mut state) = fetcher.state.lock() {
@@ -222,30 +262,62 @@ fn record(fetcher: &Fetcher<'_>, journal: &Journal, job: &Job, outcome: &Result<
     let key = job.key.clone();
     match outcome {
         Ok(Outcome::Fetched { .. }) => emit(fetcher.events, Event::Done { key }),
-        Ok(Outcome::Skipped) => emit(fetcher.events, Event::Skipped { key }),
+        Ok(Outcome::Skipped { .. }) => emit(fetcher.events, Event::Skipped { key }),
         Err(_) => {}
     }
 }
 
-/// Counts what landed, how it was checked and what was skipped, and names every failure.
+/// Counts what landed, how it was checked and what was skipped, names every failure, and keeps
+/// what landed when the request asks for a manifest.
 fn tally(
     summary: &mut Summary,
     failures: &mut Vec<ObjectError>,
-    bucket: &str,
+    request: &Download,
     outcomes: Vec<(Job, Result<Outcome, Failure>)>,
 ) {
+    let bucket = &request.bucket;
     for (job, outcome) in outcomes {
+        if request.manifest
+            && !job.marker
+            && let Ok(outcome) = &outcome
+        {
+            let got = match outcome {
+                Outcome::Fetched { got, .. } => Some(got),
+                Outcome::Skipped { got } => got.as_ref(),
+            };
+            summary.landed.push(crate::Pinned {
+                key: job.key.clone(),
+                size: job.size,
+                // A state an older version wrote kept only the listing's stamp.
+                etag: got.map_or_else(
+                    || job.stamp.clone(),
+                    |got| got.etag.clone(),
+                ),
+                version_id: got.and_then(|got| got.version_id.clone()),
+                checksum: got.and_then(|got| got.checksum.clone()),
+                path: job.path.display().to_string(),
+            });
+        }
         match outcome {
-            Ok(Outcome::Fetched { bytes, check }) => {
+            Ok(Outcome::Fetched {
+                bytes,
+                check,
+                cached,
+                ..
+            }) => {
                 summary.objects += 1;
                 summary.bytes += bytes;
+                if cached {
+                    summary.from_cache.objects += 1;
+                    summary.from_cache.bytes += bytes;
+                }
                 match check {
                     Check::None => summary.unverified += 1,
                     Check::Crc => summary.crc_checked += 1,
                     Check::Etag => {}
                 }
             }
-            Ok(Outcome::Skipped) => summary.skipped += 1,
+            Ok(Outcome::Skipped { .. }) => summary.skipped += 1,
             Err(failure) => failures.push(object(
                 failure.kind,
                 &format!("s3://{bucket}/{}", job.key),

@@ -17,11 +17,13 @@ use crate::{
     Config, ErrorKind, Event, Events, Summary, emit,
     flow::{Flow, Slot},
     hedge::Hedge,
-    landing::{Temporary, open_part, part_name},
+    landing::{Temporary, open_part, part_name, resumable_names},
     path::Parents,
     plan::Job,
+    cache::{Cache, Slot as CacheSlot},
     retry::{Failure, retrying, s3_failure},
-    state::{Progress, State},
+    space::Space,
+    state::{Got, Progress, State},
     verify::{
         self, Check, Hasher, Landed, Object, Parts, Sum,
         crc::{self, Crc, Seen, Stored},
@@ -31,8 +33,16 @@ use crate::{
 
 /// How one object ended.
 pub(crate) enum Outcome {
-    Fetched { bytes: u64, check: Check },
-    Skipped,
+    /// Fetched (from the store, or `cached`, from the node cache), checked, landed; what the
+    /// store said of the object.
+    Fetched {
+        bytes: u64,
+        check: Check,
+        got: Got,
+        cached: bool,
+    },
+    /// Landed by an earlier run; what the store said of it then, where the state kept it.
+    Skipped { got: Option<Got> },
 }
 
 /// What every fetch of a run shares.
@@ -51,6 +61,12 @@ pub(crate) struct Fetcher<'a> {
     /// Large objects in flight (`Config::concurrency`): each holds a file while its parts wait
     /// for places in flight.
     pub(crate) large: &'a tokio::sync::Semaphore,
+    /// Room at the destination, reserved by each object before its bytes are written.
+    pub(crate) space: &'a Space,
+    /// The node cache, when the download has one.
+    pub(crate) cache: Option<&'a Cache>,
+    /// The download keeps what landed for a manifest.
+    pub(crate) manifest: bool,
 }
 
 /// The file a fetch writes under its hidden name, and the guard that removes it on failure.
@@ -70,6 +86,8 @@ struct InFlight<'a> {
     ranged: bool,
     /// The GET's own ETag, which the bytes must match (listings may lack it, or be stale).
     etag: Mutex<Option<String>>,
+    /// The version the GET answered with, where the store keeps versions.
+    version: Mutex<Option<String>>,
     landing: Landing,
     /// Each part's MD5, taken as its bytes stream in: a multipart ETag is checked from these
     /// when the uploader's part size is ours, without reading the file again.
@@ -94,6 +112,8 @@ impl Fetcher<'_> {
             return Ok(Outcome::Fetched {
                 bytes: 0,
                 check: Check::Etag,
+                got: Got::default(),
+                cached: false,
             });
         }
         let landed = self
@@ -102,28 +122,206 @@ impl Fetcher<'_> {
             .ok()
             .and_then(|state| state.files.get(&job.path.display().to_string()).cloned());
         if let Some(landed) = landed {
-            let same = landed.etag == job.stamp && landed.size == job.size && !job.stamp.is_empty();
+            let got = landed.got.as_ref();
+            // A pinned object's stamp is the GET's ETag the manifest kept; a listed one's is the
+            // listing's.
+            let stamp = landed.etag == job.stamp || got.is_some_and(|got| got.etag == job.stamp);
+            let version = job.version.is_none()
+                || got.and_then(|got| got.version_id.as_ref()) == job.version.as_ref();
+            // A state an older version wrote kept no ETag of the GET: a manifest needs one.
+            let recorded = !self.manifest || got.is_some();
+            let same =
+                stamp && version && recorded && landed.size == job.size && !job.stamp.is_empty();
             let present = self
                 .dir
                 .symlink_metadata(&job.path)
                 .is_ok_and(|meta| meta.is_file() && meta.len() == job.size);
             if same && present {
-                return Ok(Outcome::Skipped);
+                return Ok(Outcome::Skipped { got: landed.got });
             }
         }
-        emit(
-            self.events,
-            Event::Started {
-                key: job.key.clone(),
-                size: job.size,
-            },
-        );
-        let (result, retries) =
-            retrying(self.config, &job.key, self.events, || self.fetch_once(job)).await;
-        if let Ok(mut summary) = self.summary.lock() {
-            summary.retried += u64::from(retries);
+        // Room first: a pull that does not fit stops before it writes more than fits. A large
+        // object's parts already on disk (a killed run's) are in use already.
+        let room = self
+            .space
+            .reserve(job.size.saturating_sub(self.resumable_bytes(job)))?;
+        // The node cache's copy, when it has a good one; else this process fetches it while
+        // others wanting it wait (single flight), and keeps it there.
+        let cached = match self.cache {
+            Some(cache) => cache.slot(job).await,
+            None => None,
+        };
+        let served = match &cached {
+            Some(slot) => self.from_cache(job, slot).await,
+            None => Ok(None),
+        };
+        let result = match served {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => {
+                emit(
+                    self.events,
+                    Event::Started {
+                        key: job.key.clone(),
+                        size: job.size,
+                    },
+                );
+                let (result, retries) =
+                    retrying(self.config, &job.key, self.events, || self.fetch_once(job)).await;
+                if let Ok(mut summary) = self.summary.lock() {
+                    summary.retried += u64::from(retries);
+                }
+                result
+            }
+            Err(failure) => Err(failure),
+        };
+        match &result {
+            Ok(outcome) => {
+                room.keep();
+                // Only bytes checked against the store's ETag or CRC are kept.
+                if let (Some(slot), Outcome::Fetched { check, cached, .. }) = (&cached, outcome)
+                    && *check != Check::None
+                    && !cached
+                    && let Ok((dir, name)) = self.parents.of(&job.path)
+                    && let Ok(landed) = dir.open(&name)
+                {
+                    slot.insert(&mut landed.into_std(), job.size);
+                }
+            }
+            // The disk filled up under a write: nothing more is fetched, and a large object's
+            // resumable part file goes too, so that the disk is given back.
+            Err(failure) if failure.kind == ErrorKind::NoSpace => {
+                self.space.fill(&failure.message);
+                if let Ok((dir, name)) = self.parents.of(&job.path) {
+                    let (part, record) = resumable_names(&name.to_string_lossy());
+                    let _ = dir.remove_file(part);
+                    let _ = dir.remove_file(&record);
+                    let _ = dir.remove_file(record.with_extension("plx-parts-tmp"));
+                }
+            }
+            Err(_) => {}
         }
         result
+    }
+
+    /// The bytes a large object's resumable part file already holds on disk (its allocated
+    /// blocks: the file is sparse until its parts arrive).
+    fn resumable_bytes(&self, job: &Job) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        if job.size < self.config.multipart_threshold {
+            return 0;
+        }
+        let Ok((dir, name)) = self.parents.of(&job.path) else {
+            return 0;
+        };
+        let (part, _) = resumable_names(&name.to_string_lossy());
+        dir.symlink_metadata(part)
+            .ok()
+            .and_then(|meta| meta.blocks().checked_mul(512))
+            .unwrap_or(0)
+    }
+
+    /// The object copied out of the node cache into its temporary and landed, once this pod's
+    /// own HEAD shows it may read the object and that it is the one listed, and the copy
+    /// matches the store's CRC or ETag again; None when the cache has no good copy (a damaged
+    /// one is discarded) and the object is to be fetched from the store.
+    async fn from_cache(
+        &self,
+        job: &Job,
+        slot: &CacheSlot<'_>,
+    ) -> Result<Option<Outcome>, Failure> {
+        if !slot.holds() {
+            return Ok(None);
+        }
+        // With this pod's credentials: the cache never gives what the store would refuse.
+        let head = {
+            let _slot = self.flow.slot().await;
+            self.client
+                .head_object()
+                .bucket(self.bucket)
+                .key(&job.key)
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+                .await
+        };
+        let Ok(head) = head else {
+            return Ok(None);
+        };
+        let etag = head.e_tag().unwrap_or_default().trim_matches('"');
+        if etag != job.stamp {
+            return Ok(None);
+        }
+        let stored = Stored::from_headers(
+            head.checksum_crc64_nvme(),
+            head.checksum_crc32_c(),
+            head.checksum_crc32(),
+            head.checksum_type(),
+        );
+        let (dir, name) = self
+            .parents
+            .of(&job.path)
+            .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
+        let name = name.to_string_lossy().into_owned();
+        let path = part_name(&name);
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).read(true).create_new(true);
+        let (file, mut guard) = open_part(&dir, &path, &options, true)?;
+        let mut file = file.into_std();
+        if !slot.copy_out(&mut file) {
+            return Ok(None);
+        }
+        file.sync_all().map_err(Failure::io)?;
+        let length = file.metadata().map_err(Failure::io)?.len();
+        let checked = if length == job.size {
+            let object = Object {
+                client: self.client,
+                bucket: self.bucket,
+                key: &job.key,
+                version: None,
+                size: job.size,
+            };
+            let seen = Parts {
+                size: self.config.part_size,
+                md5s: BTreeMap::new(),
+                crcs: Seen {
+                    part_size: job.size,
+                    crcs: BTreeMap::new(),
+                },
+            };
+            let landed = Landed {
+                etag: &job.stamp,
+                file: &file,
+                streamed_md5: None,
+                stored,
+                seen: &seen,
+            };
+            verify::verify(&object, landed).await.ok()
+        } else {
+            None
+        };
+        let Some(check @ (Check::Etag | Check::Crc)) = checked else {
+            tracing::warn!(
+                key = %job.key,
+                "the node cache's copy does not match the store's checksum: discarded, fetched from the store"
+            );
+            slot.discard();
+            return Ok(None);
+        };
+        dir.rename(&path, &dir, &name).map_err(|error| {
+            Failure::permanent(ErrorKind::Io, format!("cannot move into place: {error}"))
+        })?;
+        guard.armed = false;
+        Ok(Some(Outcome::Fetched {
+            bytes: job.size,
+            check,
+            got: Got {
+                etag: job.stamp.clone(),
+                version_id: head.version_id,
+                checksum: stored
+                    .filter(|_| check == Check::Crc)
+                    .map(|stored| stored.text()),
+            },
+            cached: true,
+        }))
     }
 
     /// A GET's failure, read once where the request failed; a 503 SlowDown also means fewer
@@ -166,6 +364,7 @@ impl Fetcher<'_> {
             name,
             ranged,
             etag: Mutex::new(seen_etag),
+            version: Mutex::default(),
             landing,
             md5s: Mutex::default(),
             crcs: Mutex::default(),
@@ -182,7 +381,7 @@ impl Fetcher<'_> {
     async fn fetch_parts(&self, flight: &InFlight<'_>) -> Result<Option<Stored>, Failure> {
         let (job, config) = (flight.job, self.config);
         let stored = if config.verify {
-            stored_checksum(self.client, self.bucket, &job.key).await
+            stored_checksum(self.client, self.bucket, &job.key, job.version.as_deref()).await
         } else {
             None
         };
@@ -264,6 +463,7 @@ impl Fetcher<'_> {
                     .get_object()
                     .bucket(self.bucket)
                     .key(&job.key)
+                    .set_version_id(job.version.clone())
                     .set_checksum_mode(checksum_mode.clone())
                     .send()
             })
@@ -272,6 +472,10 @@ impl Fetcher<'_> {
         let response_etag = response
             .e_tag()
             .map(|etag| etag.trim_matches('"').to_owned());
+        unchanged(job, response_etag.as_deref(), response.content_length())?;
+        if let Ok(mut version) = flight.version.lock() {
+            version.clone_from(&response.version_id);
+        }
         // A CRC over the whole object is checked instead of the ETag's MD5.
         let stored = Stored::from_headers(
             response.checksum_crc64_nvme(),
@@ -358,6 +562,7 @@ impl Fetcher<'_> {
                     .get_object()
                     .bucket(self.bucket)
                     .key(&job.key)
+                    .set_version_id(job.version.clone())
                     .range(&range)
                     .send()
             })
@@ -366,6 +571,14 @@ impl Fetcher<'_> {
         let part_etag = response
             .e_tag()
             .map(|etag| etag.trim_matches('"').to_owned());
+        let total = response
+            .content_range()
+            .and_then(|range| range.rsplit_once('/'))
+            .and_then(|(_, total)| total.parse().ok());
+        unchanged(job, part_etag.as_deref(), total)?;
+        if let Ok(mut version) = flight.version.lock() {
+            version.clone_from(&response.version_id);
+        }
         if let Ok(mut etag) = flight.etag.lock() {
             match (etag.as_ref(), part_etag) {
                 // The object changed between parts: the bytes would be a mix of two versions.
@@ -424,6 +637,7 @@ impl Fetcher<'_> {
             name,
             ranged,
             etag,
+            version,
             landing,
             md5s,
             crcs,
@@ -455,11 +669,13 @@ impl Fetcher<'_> {
                 crcs: crcs.into_inner().unwrap_or_default(),
             },
         };
+        let checksum = stored.map(|stored| stored.text());
         let checked = if self.config.verify {
             let object = Object {
                 client: self.client,
                 bucket: self.bucket,
                 key: &job.key,
+                version: job.version.as_deref(),
                 size: job.size,
             };
             let landed = Landed {
@@ -496,8 +712,36 @@ impl Fetcher<'_> {
         Ok(Outcome::Fetched {
             bytes: job.size,
             check,
+            got: Got {
+                etag,
+                version_id: version.into_inner().ok().flatten(),
+                checksum: checksum.filter(|_| check == Check::Crc),
+            },
+            cached: false,
         })
     }
+}
+
+/// A pinned object must still be what its manifest recorded: the GET's ETag (and the size the
+/// store gives, where it gives one) are the recorded ones, else it changed and fails for good,
+/// naming what changed.
+fn unchanged(job: &Job, etag: Option<&str>, size: Option<i64>) -> Result<(), Failure> {
+    let etag = etag.unwrap_or_default();
+    let size = size.and_then(|size| u64::try_from(size).ok());
+    if !job.pinned || (etag == job.stamp && size.is_none_or(|size| size == job.size)) {
+        return Ok(());
+    }
+    let now = match size {
+        Some(size) => format!("ETag `{etag}`, {size} bytes"),
+        None => format!("ETag `{etag}`"),
+    };
+    Err(Failure::permanent(
+        ErrorKind::Changed,
+        format!(
+            "changed since the manifest was written: it recorded ETag `{}`, {} bytes, the store now has {now}; pull without --pin to take the new version, or restore the recorded one",
+            job.stamp, job.size
+        ),
+    ))
 }
 
 /// The body's next chunk; a body silent for `quiet` is given up (a transient failure, so the
@@ -535,8 +779,7 @@ fn open_landing(
     config: &Config,
 ) -> Result<Landing, Failure> {
     if ranged && !job.stamp.is_empty() {
-        let path = PathBuf::from(format!(".{name}.plx-part"));
-        let record = PathBuf::from(format!(".{name}.plx-parts"));
+        let (path, record) = resumable_names(name);
         let previous = Progress::load(dir, &record).filter(|previous| {
             previous.stamp == job.stamp
                 && previous.size == job.size

@@ -22,6 +22,15 @@ pub(crate) fn part_name(name: &str) -> PathBuf {
     PathBuf::from(format!(".{name}.{nonce:x}.plx-part"))
 }
 
+/// A large object's resumable part file and its record of the parts on disk, beside `name`:
+/// fixed names (no nonce), so that a rerun finds them.
+pub(crate) fn resumable_names(name: &str) -> (PathBuf, PathBuf) {
+    (
+        PathBuf::from(format!(".{name}.plx-part")),
+        PathBuf::from(format!(".{name}.plx-parts")),
+    )
+}
+
 /// Removes the temporaries a killed run left beside this run's files (`.name.<nonce>.plx-part`;
 /// a large object's resumable `.name.plx-part` has no nonce and stays). Every fetch of this run
 /// has ended, so none of them is being written.
@@ -68,8 +77,13 @@ pub(crate) fn open_part(
     armed: bool,
 ) -> Result<(cap_std::fs::File, Temporary), Failure> {
     let file = dir.open_with(path, options).map_err(|error| {
+        // A full disk (no inode left) is no room; anything else here is the sandbox refusing.
+        let kind = match crate::retry::io_kind(&error) {
+            ErrorKind::NoSpace => ErrorKind::NoSpace,
+            _ => ErrorKind::HostileKey,
+        };
         Failure::permanent(
-            ErrorKind::HostileKey,
+            kind,
             format!("cannot create a file at {}: {error}", path.display()),
         )
     })?;

@@ -10,6 +10,7 @@
 //! parallel part uploads, are a few dozen lines on `aws-sdk-s3`, so this engine owns them and
 //! keeps every guarantee in one place.
 
+mod cache;
 mod copy;
 mod download;
 mod explain;
@@ -21,6 +22,7 @@ mod path;
 mod plan;
 mod retry;
 mod select;
+mod space;
 mod state;
 mod upload;
 mod verify;
@@ -28,11 +30,13 @@ mod verify;
 use std::time::Duration;
 
 pub use crate::{
+    cache::{NodeCache, store_of},
     copy::{Copy, copy},
     download::{Download, Entry, download},
     explain::{About, Explained, explain},
     flow::Step,
     path::{KeyError, local_path},
+    state::{STATE_DIR, state_dir},
     upload::upload,
 };
 
@@ -243,6 +247,14 @@ pub struct Summary {
     /// Of those, the races the second request won.
     #[serde(default)]
     pub hedges_won: u64,
+    /// Downloads with a node cache: the objects (and their bytes) that came from it, checked,
+    /// instead of from the store; they are counted in `objects` and `bytes` too.
+    #[serde(default)]
+    pub from_cache: FromCache,
+    /// Downloads asked for a manifest ([`Download::manifest`]): every object the download
+    /// gives, fetched or skipped, as it landed. Not in the summary record.
+    #[serde(skip)]
+    pub landed: Vec<Pinned>,
     /// Downloads: the in-flight controller's steps (when, its limit, requests in flight).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
@@ -258,6 +270,36 @@ fn seconds<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S:
 fn from_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let seconds = <f64 as serde::Deserialize>::deserialize(deserializer)?;
     Duration::try_from_secs_f64(seconds).map_err(serde::de::Error::custom)
+}
+
+/// What a node cache served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FromCache {
+    /// Objects.
+    pub objects: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+/// One object as a download gave it: what a manifest records, and what a pinned download
+/// ([`Entry::Pinned`]) fetches again, exactly.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Pinned {
+    /// The object's key in its bucket.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The ETag its GET answered with (no quotes); empty where the store gave none.
+    pub etag: String,
+    /// The version it was, where the bucket keeps versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// The CRC the store keeps and the bytes were checked against, `crc32c:<base64>` (a
+    /// composite one over parts ends in `-<parts>`); absent where the ETag was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// Where it landed, relative to the destination.
+    pub path: String,
 }
 
 /// One connection's entry in `plx-init artifacts|upload --summary FILE`, which holds a JSON list
@@ -340,6 +382,11 @@ pub enum ErrorKind {
     Io,
     /// The network or the server, after all retries.
     Transport,
+    /// The destination has no room for what is to be fetched (found before writing it, or the
+    /// disk filled up anyway).
+    NoSpace,
+    /// A pinned object is no longer what its manifest recorded.
+    Changed,
 }
 
 /// One failure, naming the object and the cause.

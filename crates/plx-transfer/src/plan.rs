@@ -30,6 +30,10 @@ pub(crate) struct Job {
     pub(crate) path: PathBuf,
     /// A zero-byte key ending in `/`: a directory marker, made as a directory.
     pub(crate) marker: bool,
+    /// The version to fetch (a pinned object in a bucket that keeps versions).
+    pub(crate) version: Option<String>,
+    /// A pinned object: the GET's ETag must be `stamp`, else it changed since it was pinned.
+    pub(crate) pinned: bool,
 }
 
 /// What every planner works with: where to list, which keys a directory keeps, and the queue
@@ -51,6 +55,30 @@ pub(crate) async fn plan(planner: &Planner<'_>, entry: &Entry) -> Vec<ObjectErro
         Entry::File { from, to } => plan_file(planner, from, to).await,
         Entry::Dir { from, to } => plan_dir(planner, from, to).await,
         Entry::Path { from, to } => plan_path(planner, from, to).await,
+        Entry::Pinned(pinned) => plan_pinned(planner, pinned).await,
+    }
+}
+
+/// A pinned object goes to fetch as its manifest recorded it, without a listing: the GET
+/// itself finds it missing or changed.
+async fn plan_pinned(planner: &Planner<'_>, pinned: &crate::Pinned) -> Vec<ObjectError> {
+    match named_path(&pinned.key, &pinned.path) {
+        Ok(path) => {
+            let _ = planner
+                .planned
+                .send(Job {
+                    key: pinned.key.clone(),
+                    size: pinned.size,
+                    stamp: pinned.etag.clone(),
+                    path,
+                    marker: false,
+                    version: pinned.version_id.clone(),
+                    pinned: true,
+                })
+                .await;
+            Vec::new()
+        }
+        Err(failure) => vec![failure],
     }
 }
 
@@ -209,6 +237,8 @@ async fn plan_dir(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErro
                                     stamp: stamp(object.e_tag(), object.last_modified()),
                                     path,
                                     marker: key.ends_with('/') && size == 0,
+                                    version: None,
+                                    pinned: false,
                                 })
                                 .await;
                         }
@@ -371,6 +401,8 @@ async fn send_named(
             key,
             path,
             marker: false,
+            version: None,
+            pinned: false,
         })
         .await;
 }

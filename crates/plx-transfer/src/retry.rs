@@ -33,8 +33,18 @@ impl Failure {
         }
     }
 
+    /// A local file system error; a full disk or an exhausted quota is [`ErrorKind::NoSpace`],
+    /// which stops the whole download rather than failing object after object.
     pub(crate) fn io(error: std::io::Error) -> Failure {
-        Failure::permanent(ErrorKind::Io, error.to_string())
+        Failure::permanent(io_kind(&error), error.to_string())
+    }
+}
+
+/// What a local file system error is: a full disk or an exhausted quota is [`ErrorKind::NoSpace`].
+pub(crate) fn io_kind(error: &std::io::Error) -> ErrorKind {
+    match error.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ErrorKind::NoSpace,
+        _ => ErrorKind::Io,
     }
 }
 

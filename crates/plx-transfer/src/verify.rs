@@ -21,6 +21,8 @@ pub(crate) struct Object<'a> {
     pub(crate) client: &'a Client,
     pub(crate) bucket: &'a str,
     pub(crate) key: &'a str,
+    /// The version fetched, where one was pinned.
+    pub(crate) version: Option<&'a str>,
     pub(crate) size: u64,
 }
 
@@ -90,11 +92,17 @@ impl Hasher {
 }
 
 /// The CRC the store keeps for the whole object (`HEAD` with checksum mode on), if any.
-pub(crate) async fn stored_checksum(client: &Client, bucket: &str, key: &str) -> Option<Stored> {
+pub(crate) async fn stored_checksum(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Option<Stored> {
     let head = client
         .head_object()
         .bucket(bucket)
         .key(key)
+        .set_version_id(version.map(str::to_owned))
         .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
         .send()
         .await
@@ -213,6 +221,7 @@ async fn part_sizes(object: &Object<'_>, parts: u64) -> (Option<u64>, Vec<u64>) 
         .head_object()
         .bucket(object.bucket)
         .key(object.key)
+        .set_version_id(object.version.map(str::to_owned))
         .part_number(1)
         .send()
         .await

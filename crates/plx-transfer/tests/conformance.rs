@@ -3,8 +3,8 @@
 
 use std::{collections::BTreeMap, path::Path, process::ExitCode, time::Duration};
 
-use plx_testkit::{LatencyProxy, Moto, Network, S3Server};
-use plx_transfer::{Config, Download, Entry, ErrorKind};
+use plx_testkit::{LatencyProxy, Moto, Network, S3Server, Tmpfs};
+use plx_transfer::{Config, Download, Entry, ErrorKind, Pinned};
 use serde_json::Value;
 
 fn main() -> ExitCode {
@@ -57,6 +57,40 @@ async fn check(
             None => plx_testkit::s3::put(client, bucket, key, content).await?,
         }
     }
+    for (index, (key, size)) in case["generated"].as_object().into_iter().flatten().enumerate() {
+        let size = size.as_u64().unwrap_or_default() as usize;
+        let body = plx_testkit::bytes(index as u64 + 1, size);
+        plx_testkit::s3::put(client, bucket, key, body).await?;
+    }
+    // Each key's versions, oldest first, in a bucket that keeps them; the version ids, by key.
+    let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if let Some(seeded) = case["versions"].as_object() {
+        client
+            .put_bucket_versioning()
+            .bucket(bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await?;
+        for (key, contents) in seeded {
+            for content in contents.as_array().into_iter().flatten() {
+                let put = client
+                    .put_object()
+                    .bucket(bucket)
+                    .key(key)
+                    .body(content.as_str().unwrap_or_default().as_bytes().to_vec().into())
+                    .send()
+                    .await?;
+                let id = put
+                    .version_id()
+                    .ok_or_else(|| anyhow::anyhow!("the store kept no version of {key}"))?;
+                versions.entry(key.clone()).or_default().push(id.to_owned());
+            }
+        }
+    }
     let strings = |value: &Value| {
         value
             .as_array()
@@ -66,10 +100,17 @@ async fn check(
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    let entries = case["entries"]
+    let mut entries = Vec::new();
+    for entry in case["entries"].as_array().into_iter().flatten() {
+        if let Some(key) = entry["pinned"].as_str() {
+            entries.push(Entry::Pinned(pinned(client, bucket, entry, key, &versions).await?));
+        }
+    }
+    let listed = case["entries"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|entry| entry.get("pinned").is_none())
         .map(|entry| {
             let to = entry["to"].as_str().unwrap_or_default().to_owned();
             match (
@@ -90,19 +131,41 @@ async fn check(
                     to,
                 },
             }
-        })
-        .collect();
-    let request = Download {
+        });
+    entries.extend(listed);
+    let node_cache = tempfile::tempdir()?;
+    let mut request = Download {
         bucket: bucket.to_owned(),
         prefix: case["prefix"].as_str().unwrap_or_default().to_owned(),
         entries,
         include: strings(&case["include"]),
         exclude: strings(&case["exclude"]),
+        manifest: false,
+        cache: None,
     };
-    let destination = tempfile::tempdir()?;
+    if let Some(cache) = case.get("cache") {
+        request.cache = Some(warmed(client, &request, node_cache.path(), cache).await?);
+        // What changed in the bucket after the cache was filled.
+        for (key, content) in case["changed"].as_object().into_iter().flatten() {
+            plx_testkit::s3::put(client, bucket, key, content.as_str().unwrap_or_default()).await?;
+        }
+    }
+    // A directory inside a fresh one (or a small tmpfs), so that the state beside the
+    // destination is the case's own.
+    let (work, tmpfs) = match case["room_kib"].as_u64() {
+        Some(kib) => (None, Some(Tmpfs::mount(kib)?)),
+        None => (Some(tempfile::tempdir()?), None),
+    };
+    let parent = match (&work, &tmpfs) {
+        (Some(work), _) => work.path(),
+        (_, Some(tmpfs)) => tmpfs.path(),
+        _ => unreachable!("one of the two is made above"),
+    };
+    let destination = parent.join("dest");
+    std::fs::create_dir_all(&destination)?;
     for (path, content) in case["before"].as_object().into_iter().flatten() {
-        let path = destination.path().join(path);
-        std::fs::create_dir_all(path.parent().unwrap_or(destination.path()))?;
+        let path = destination.join(path);
+        std::fs::create_dir_all(path.parent().unwrap_or(&destination))?;
         std::fs::write(path, content.as_str().unwrap_or_default())?;
     }
     // Seeded straight; downloaded through the case's network, if it has one.
@@ -127,7 +190,7 @@ async fn check(
     let result = plx_transfer::download(
         far_client.as_ref().unwrap_or(client),
         &request,
-        destination.path(),
+        &destination,
         &config,
         &None,
     )
@@ -153,7 +216,8 @@ async fn check(
                 failure["key"]
                     .as_str()
                     .unwrap_or_default()
-                    .replace("BUCKET", bucket),
+                    .replace("BUCKET", bucket)
+                    .replace("DEST", &destination.display().to_string()),
                 kind_name(failure["kind"].as_str().unwrap_or_default()),
             )
         })
@@ -177,6 +241,10 @@ async fn check(
         ("crc_checked", summary.map(|summary| summary.crc_checked)),
         ("unverified", summary.map(|summary| summary.unverified)),
         ("retried", summary.map(|summary| summary.retried)),
+        (
+            "from_cache",
+            summary.map(|summary| summary.from_cache.objects),
+        ),
     ] {
         if let Some(want) = case["expect"][field].as_u64()
             && got != Some(want)
@@ -210,9 +278,23 @@ async fn check(
             .iter()
             .map(|(path, content)| (path.clone(), content.as_str().map(str::to_owned)))
             .collect();
-        let got = local_tree(destination.path(), destination.path());
+        let got = local_tree(&destination, &destination);
         if got != want {
             problems.push(format!("tree {got:?}, expected {want:?}"));
+        }
+    }
+    if let Some(want) = case["expect"]["state"].as_array() {
+        let state = plx_transfer::state_dir(&destination);
+        let mut got: Vec<String> = std::fs::read_dir(&state)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        got.sort();
+        let want: Vec<&str> = want.iter().filter_map(Value::as_str).collect();
+        if got != want {
+            problems.push(format!("state {} holds {got:?}, expected {want:?}", state.display()));
         }
     }
     if problems.is_empty() {
@@ -282,6 +364,84 @@ async fn put_with(
     Ok(())
 }
 
+/// The node cache for a case: filled by a first download of the same request into a
+/// destination of its own (`warm`), then every entry overwritten with other bytes of the same
+/// length (`tamper`); or a path where no cache can be made (`unusable`: a file).
+async fn warmed(
+    client: &aws_sdk_s3::Client,
+    request: &Download,
+    dir: &Path,
+    case: &Value,
+) -> anyhow::Result<plx_transfer::NodeCache> {
+    let mut cache = plx_transfer::NodeCache {
+        dir: dir.join("cache"),
+        store: "conformance".to_owned(),
+        budget: None,
+    };
+    if case["unusable"].as_bool() == Some(true) {
+        std::fs::write(&cache.dir, "not a directory")?;
+        return Ok(cache);
+    }
+    if case["warm"].as_bool() == Some(true) {
+        let first = dir.join("first");
+        let warming = Download {
+            cache: Some(cache.clone()),
+            ..request.clone()
+        };
+        plx_transfer::download(client, &warming, &first, &Config::default(), &None)
+            .await
+            .map_err(|error| anyhow::anyhow!("warming the cache: {error}"))?;
+    }
+    if case["tamper"].as_bool() == Some(true) {
+        let mut tampered = 0;
+        for (path, bytes) in plx_testkit::all_files(&cache.dir.join("v1/objects")) {
+            let other: Vec<u8> = bytes.iter().map(|byte| byte ^ 0x20).collect();
+            std::fs::write(cache.dir.join("v1/objects").join(path), other)?;
+            tampered += 1;
+        }
+        anyhow::ensure!(tampered > 0, "the cache held nothing to tamper with");
+    }
+    cache.budget = case["budget"].as_u64();
+    Ok(cache)
+}
+
+/// A pinned entry as a manifest would record it: the key's ETag (of its `version`-th version,
+/// where the case seeds versions) unless the case gives one.
+async fn pinned(
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    entry: &Value,
+    key: &str,
+    versions: &BTreeMap<String, Vec<String>>,
+) -> anyhow::Result<Pinned> {
+    let version_id = entry["version"]
+        .as_u64()
+        .and_then(|at| versions.get(key)?.get(at as usize).cloned());
+    let head = client
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .set_version_id(version_id.clone())
+        .send()
+        .await;
+    let (etag, size) = match head {
+        Ok(head) => (
+            head.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+            head.content_length().unwrap_or(0).max(0) as u64,
+        ),
+        // A key the case does not seed: pinned as some object that is gone.
+        Err(_) => ("0123456789abcdef0123456789abcdef".to_owned(), 1),
+    };
+    Ok(Pinned {
+        key: key.to_owned(),
+        size,
+        etag: entry["etag"].as_str().map_or(etag, str::to_owned),
+        version_id,
+        checksum: None,
+        path: entry["to"].as_str().unwrap_or_default().to_owned(),
+    })
+}
+
 fn kind(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::NotFound => "not-found",
@@ -289,6 +449,8 @@ fn kind(kind: ErrorKind) -> &'static str {
         ErrorKind::Corrupt => "corrupt",
         ErrorKind::HostileKey => "hostile-key",
         ErrorKind::Io => "io",
+        ErrorKind::NoSpace => "no-space",
+        ErrorKind::Changed => "changed",
         _ => "transport",
     }
 }
@@ -301,14 +463,16 @@ fn kind_name(name: &str) -> &'static str {
         "hostile-key",
         "io",
         "transport",
+        "no-space",
+        "changed",
     ]
     .into_iter()
     .find(|known| *known == name)
     .unwrap_or("unknown")
 }
 
-/// Files with their content and empty directories (`dir/`: None), without the state file and
-/// its journal (temporaries are listed: none may be left).
+/// Files with their content and empty directories (`dir/`: None): everything, hidden names too,
+/// so that a temporary left behind or the engine's own state in the data tree shows.
 fn local_tree(root: &Path, dir: &Path) -> BTreeMap<String, Option<String>> {
     let mut out = BTreeMap::new();
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -317,9 +481,6 @@ fn local_tree(root: &Path, dir: &Path) -> BTreeMap<String, Option<String>> {
             .strip_prefix(root)
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        if relative.starts_with(".plx-transfer") {
-            continue;
-        }
         if path.is_dir() {
             let inner = local_tree(root, &path);
             if inner.is_empty() {

@@ -124,7 +124,14 @@ async fn a_pull_killed_half_way_resumes_without_fetching_what_landed() -> anyhow
         "{skipped} skipped, but {} had landed before the kill: {records:?}",
         at_kill.len()
     );
-    // Only the engine's state is left beside the data: no temporaries, no journal.
-    assert_eq!(hidden(&destination), [".plx-transfer.json"]);
+    // The data tree holds only the data: no temporaries, and the engine's state (folded, no
+    // journal left) is beside it.
+    assert_eq!(hidden(&destination), Vec::<String>::new());
+    let state = context.path().join("artifacts/.plx-transfer/data");
+    let kept: Vec<String> = std::fs::read_dir(&state)?
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, ["state.json"]);
     Ok(())
 }

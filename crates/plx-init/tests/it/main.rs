@@ -4,9 +4,13 @@
 //! tests, and the crate links its dependencies once. One file: `cargo test --test it -- NAME::`.
 
 mod artifacts;
+mod cache;
 mod check;
 mod image;
 mod kill;
+mod manifest;
 mod many;
+mod pod;
+mod room;
 mod secrets;
 mod validate;

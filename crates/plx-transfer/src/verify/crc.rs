@@ -122,6 +122,19 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
+    /// As a manifest records it: `crc32c:<base64>`, and `-<parts>` for a composite over parts.
+    pub(crate) fn text(&self) -> String {
+        let name = match self.crc {
+            Crc::Crc32 => "crc32",
+            Crc::Crc32c => "crc32c",
+            Crc::Crc64Nvme => "crc64nvme",
+        };
+        match self.cover {
+            Cover::Parts(parts) => format!("{name}:{}-{parts}", self.crc.encode(self.value)),
+            _ => format!("{name}:{}", self.crc.encode(self.value)),
+        }
+    }
+
     /// The cheapest strong CRC among a response's checksum headers, if any parses.
     pub(crate) fn from_headers(
         crc64nvme: Option<&str>,

@@ -235,6 +235,7 @@ async fn files_dirs_renames_and_globs() -> anyhow::Result<()> {
         ],
         include: vec!["**.csv".to_owned()],
         exclude: vec!["x/**".to_owned()],
+        ..Download::default()
     };
     plx_transfer::download(
         &server.client,

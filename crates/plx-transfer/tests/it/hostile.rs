@@ -59,8 +59,11 @@ async fn hostile_keys_write_nothing_outside_the_destination() -> anyhow::Result<
     assert_eq!(
         everything,
         [
+            // The run's state, beside the destination.
+            ".plx-transfer",
+            ".plx-transfer/destination",
+            ".plx-transfer/destination/state.json",
             "destination",
-            "destination/.plx-transfer.json",
             "destination/link",
             "destination/ok.txt",
             "outside"
@@ -144,12 +147,13 @@ async fn unicode_look_alikes_are_plain_names_inside_the_destination() -> anyhow:
         let path = destination.join(key.trim_start_matches("v1/"));
         assert_eq!(std::fs::read(&path)?, key.as_bytes(), "{}", path.display());
     }
-    // Nothing beside the destination.
-    let names: Vec<_> = std::fs::read_dir(sandbox.path())?
+    // Nothing beside the destination but the run's state.
+    let mut names: Vec<_> = std::fs::read_dir(sandbox.path())?
         .flatten()
         .map(|entry| entry.file_name())
         .collect();
-    assert_eq!(names, ["destination"]);
+    names.sort();
+    assert_eq!(names, [".plx-transfer", "destination"]);
     Ok(())
 }
 

@@ -242,8 +242,10 @@ impl Deployment {
             }
         }
         for (path, bytes) in landed {
-            let name = path.rsplit('/').next().unwrap_or_default();
-            if name.starts_with(".plx-transfer") {
+            if path
+                .split('/')
+                .any(|segment| segment.starts_with(".plx-transfer"))
+            {
                 outcome.plx_state.push(path);
             } else if path == ".fs" {
                 outcome.fs = Some(serde_json::from_slice(&bytes)?);
@@ -479,12 +481,12 @@ async fn s3_entries_and_a_new_runs_restore_match_polyaxon_and_go_through_plx_ini
             ours.tree.keys()
         );
     }
-    // The pulls went through plx-init: its state lands beside each tree it pulled, and
-    // Polyaxon's s3fs writes no such file.
+    // The pulls went through plx-init: its state lands beside each tree it pulled (not in it),
+    // and Polyaxon's s3fs writes no such file.
     assert!(
         ours.plx_state
             .iter()
-            .any(|path| path.starts_with("data/.plx-transfer")),
+            .any(|path| path.starts_with(".plx-transfer/data/")),
         "{:?}",
         ours.plx_state
     );
@@ -721,9 +723,49 @@ async fn a_per_entry_scratch_image_runs_the_generated_script() -> anyhow::Result
     let polyaxon = deployment.run(&containers, &volumes, Images::Polyaxon)?;
     same(&ours, &polyaxon);
     assert!(
-        ours.plx_state.iter().any(|path| path.starts_with("data/")),
+        ours.plx_state
+            .iter()
+            .any(|path| path.starts_with(".plx-transfer/data/")),
         "{}",
         ours.logs
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_init_entry_with_plx_manifest_keeps_its_manifest_with_the_runs_outputs()
+-> anyhow::Result<()> {
+    let deployment = Deployment::start().await?;
+    // As a user writes it; Polyaxon's compiler fills in the run's outputs path, which the
+    // sidecar uploads to the artifacts store with the run's other outputs.
+    let (containers, volumes) = deployment.generate(
+        "s3",
+        plugins(false),
+        json!({"init": [{"artifacts": {"files": ["labels.csv"], "dirs": ["train"]}, "connection": "data",
+                         "container": {"name": "pull", "env": [
+                             {"name": "PLX_MANIFEST", "value": "{{ globals.run_outputs_path }}/plx-manifest.json"}]}}]}),
+    );
+    let ours = deployment.run(&containers, &volumes, Images::Generated)?;
+    assert!(
+        ours.exits.iter().all(|(_, code)| *code == 0),
+        "{}",
+        ours.logs
+    );
+    let written = ours
+        .tree
+        .get(&format!("{UUID}/outputs/plx-manifest.json"))
+        .unwrap_or_else(|| panic!("no manifest with the run's outputs: {:?}", ours.tree.keys()));
+    let manifest: Value = serde_json::from_slice(written)?;
+    let pulls = manifest["pulls"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pulls.len(), 1, "{manifest}");
+    assert_eq!(pulls[0]["connection"], "data");
+    assert_eq!(pulls[0]["destination"], "/plx-context/artifacts/data");
+    let paths: Vec<&str> = pulls[0]["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|object| object["path"].as_str())
+        .collect();
+    assert_eq!(paths, ["labels.csv", "train/a.csv", "train/x/b.csv"], "{manifest}");
     Ok(())
 }

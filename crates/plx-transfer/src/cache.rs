@@ -1,0 +1,320 @@
+//! The node cache ([`NodeCache`]): a directory every pod on a node shares (a hostPath), so that
+//! the runs of a sweep fetch each object from the store once.
+//!
+//! - **Validity.** An entry's name is a SHA-256 of the store, the bucket, the key, the size and
+//!   the ETag as *this run's own listing* gave them, with this pod's credentials, and before an
+//!   entry is served this pod's own HEAD of the object must succeed with that ETag: a pod is
+//!   only ever served an object it could read from the store, and an object that changed has
+//!   another name. Objects without a listed ETag (a server that lists none) and pinned objects
+//!   (not listed) bypass the cache.
+//! - **No bad bytes.** Only bytes checked against the store's CRC or ETag go in. What comes out
+//!   is copied into the destination's temporary and checked again, against the CRC the HEAD
+//!   gave or the ETag, before it lands, so a damaged or tampered entry costs a refetch (and the
+//!   entry), never bad data.
+//! - **A job cannot corrupt it.** Entries are copied out (a copy the kernel may make a reflink),
+//!   never linked: the job's file shares no inode with the cache.
+//! - **Single flight.** A fetch holds an exclusive `flock` on its entry's lock file while it looks
+//!   and fetches, so pods pulling the same object at once fetch it once: the others wait (up to
+//!   two minutes, then fetch it themselves), then copy it out. A killed holder's lock goes with
+//!   its process.
+//! - **Bounded.** After a run, least recently used entries (by their time, touched on every use)
+//!   go until the cache is within its budget.
+//! - **Failure-proof.** Entries appear by rename from `tmp/`, whose leftovers (a kill mid-insert)
+//!   are swept when old; a cache that cannot be written or read (full, read-only, gone) is
+//!   warned about once and the pull goes on without it.
+
+use std::{
+    io::Write,
+    os::unix::fs::MetadataExt,
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, SystemTime},
+};
+
+use sha2::{Digest, Sha256};
+
+use crate::plan::Job;
+
+/// The cache a download may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCache {
+    /// The directory every pod of the node shares.
+    pub dir: PathBuf,
+    /// Where the objects come from (the store's endpoint, or its region for AWS): with the
+    /// bucket, the scope of every key, so two stores or two buckets never share an entry.
+    pub store: String,
+    /// The bytes it may hold; past it, least recently used entries go. None: half its file
+    /// system.
+    pub budget: Option<u64>,
+}
+
+/// A temporary older than this was left by a killed insert.
+const STALE: Duration = Duration::from_secs(3600);
+/// How long a fetch waits for another process fetching the same object, before it fetches the
+/// object itself.
+const WAIT: Duration = Duration::from_secs(120);
+
+pub(crate) struct Cache {
+    root: PathBuf,
+    scope: String,
+    budget: u64,
+    /// Set at the first failure to write: the run goes on without inserting.
+    broken: AtomicBool,
+}
+
+/// One object's place in the cache, held locked while this process looks and fetches.
+pub(crate) struct Slot<'a> {
+    cache: &'a Cache,
+    name: String,
+    _lock: Option<std::fs::File>,
+}
+
+impl Cache {
+    /// The cache at `config.dir` for objects of `bucket`, made if missing; None (said once)
+    /// when it cannot be.
+    pub(crate) fn open(config: &NodeCache, bucket: &str) -> Option<Cache> {
+        let root = config.dir.join("v1");
+        let made = ["objects", "tmp", "locks"]
+            .iter()
+            .try_for_each(|dir| std::fs::create_dir_all(root.join(dir)));
+        if let Err(error) = made {
+            tracing::warn!(
+                "the node cache {} cannot be used ({error}): pulling without it",
+                config.dir.display()
+            );
+            return None;
+        }
+        let budget = config.budget.unwrap_or_else(|| {
+            rustix::fs::statvfs(&root)
+                .map(|stat| stat.f_blocks.saturating_mul(stat.f_frsize) / 2)
+                .unwrap_or(u64::MAX)
+        });
+        let cache = Cache {
+            root,
+            scope: serde_json::json!([config.store, bucket]).to_string(),
+            budget,
+            broken: AtomicBool::new(false),
+        };
+        cache.sweep();
+        Some(cache)
+    }
+
+    /// The entry for `job`, locked against other processes fetching it, or None where the cache
+    /// must not serve it.
+    pub(crate) async fn slot(&self, job: &Job) -> Option<Slot<'_>> {
+        // An ETag the bytes can be checked against again on the way out: an MD5, or a
+        // multipart one.
+        let md5 = job.stamp.len() == 32 && job.stamp.bytes().all(|b| b.is_ascii_hexdigit());
+        let checkable = md5 || crate::verify::etag_parts(&job.stamp).is_some();
+        let listed = !job.pinned && job.version.is_none() && checkable;
+        // An object the cache would not keep is not waited for.
+        let kept = job.size <= self.budget && !self.broken.load(Ordering::Relaxed);
+        if !listed || !kept {
+            return None;
+        }
+        let identity = serde_json::json!([self.scope, job.key, job.size, job.stamp]).to_string();
+        let name = hex::encode(Sha256::digest(identity.as_bytes()));
+        let lock = self.lock(&name).await;
+        Some(Slot {
+            cache: self,
+            name,
+            _lock: lock,
+        })
+    }
+
+    /// An exclusive lock on the entry's lock file, waited for up to [`WAIT`] (another pod is
+    /// fetching the object; a pod that hangs must not hold the others). None (no single flight,
+    /// nothing worse) when it cannot be had in time.
+    async fn lock(&self, name: &str) -> Option<std::fs::File> {
+        use rustix::fs::{FlockOperation, flock};
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.root.join("locks").join(name))
+            .ok()?;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => return Some(file),
+                Err(rustix::io::Errno::WOULDBLOCK) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn entry(&self, name: &str) -> PathBuf {
+        self.root.join("objects").join(&name[..2]).join(name)
+    }
+
+    fn degrade(&self, what: &str, error: &std::io::Error) {
+        if !self.broken.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "the node cache {} cannot {what} ({error}): this pull goes on without it",
+                self.root.display()
+            );
+        }
+    }
+
+    /// Removes the temporaries of inserts killed long ago (a recent one may be in progress), and
+    /// the lock files of entries long gone (a recent one may be held).
+    fn sweep(&self) {
+        let old = SystemTime::now() - STALE;
+        let aged = |entry: &std::fs::DirEntry| {
+            entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified < old)
+        };
+        for entry in std::fs::read_dir(self.root.join("tmp")).into_iter().flatten().flatten() {
+            if aged(&entry) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        for entry in std::fs::read_dir(self.root.join("locks")).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.len() > 2 && !self.entry(&name).exists() && aged(&entry) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Trims the cache to its budget, least recently used first.
+    pub(crate) fn trim(&self) {
+        let mut entries = Vec::new();
+        let mut total = 0u64;
+        for shard in std::fs::read_dir(self.root.join("objects")).into_iter().flatten().flatten() {
+            for entry in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+                if let Ok(meta) = entry.metadata() {
+                    total += meta.blocks() * 512;
+                    entries.push((meta.mtime(), meta.blocks() * 512, entry.path()));
+                }
+            }
+        }
+        if total <= self.budget {
+            return;
+        }
+        entries.sort();
+        for (_, size, path) in entries {
+            if total <= self.budget {
+                break;
+            }
+            // Its lock file stays: another process may hold it (`sweep` removes it when old).
+            if std::fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(size);
+            }
+        }
+    }
+}
+
+impl Slot<'_> {
+    /// Whether the cache has an entry for the object.
+    pub(crate) fn holds(&self) -> bool {
+        self.cache.entry(&self.name).exists()
+    }
+
+    /// The entry's bytes copied into `into` (at its start); false when there is no entry or it
+    /// cannot be read. A read refreshes its place in the LRU order.
+    pub(crate) fn copy_out(&self, into: &mut std::fs::File) -> bool {
+        let path = self.cache.entry(&self.name);
+        let Ok(mut source) = std::fs::File::open(&path) else {
+            return false;
+        };
+        let _ = source.set_modified(SystemTime::now());
+        std::io::copy(&mut source, into).is_ok()
+    }
+
+    /// A damaged entry goes: the next pull fetches it again.
+    pub(crate) fn discard(&self) {
+        let _ = std::fs::remove_file(self.cache.entry(&self.name));
+    }
+
+    /// Keeps a copy of `landed` (verified, under its final name): written under `tmp/`,
+    /// synced, then renamed into place, so an entry is whole or absent.
+    pub(crate) fn insert(&self, landed: &mut std::fs::File, size: u64) {
+        let cache = self.cache;
+        if cache.broken.load(Ordering::Relaxed) || size > cache.budget {
+            return;
+        }
+        let temporary = cache.root.join("tmp").join(format!(
+            "{}.{:x}",
+            self.name,
+            SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|since| since.as_nanos())
+                .unwrap_or(0)
+        ));
+        let entry = cache.entry(&self.name);
+        let written = (|| {
+            let mut file = std::fs::File::create(&temporary)?;
+            std::io::copy(landed, &mut file)?;
+            file.flush()?;
+            file.sync_all()?;
+            if let Some(shard) = entry.parent() {
+                std::fs::create_dir_all(shard)?;
+            }
+            std::fs::rename(&temporary, &entry)
+        })();
+        if let Err(error) = written {
+            let _ = std::fs::remove_file(&temporary);
+            cache.degrade("keep objects", &error);
+        }
+    }
+}
+
+/// The store part of a cache's scope: the endpoint, else (AWS) the region.
+pub fn store_of(endpoint: Option<&str>, region: &str) -> String {
+    endpoint.map_or_else(|| format!("aws:{region}"), |endpoint| endpoint.trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(stamp: &str) -> Job {
+        Job {
+            key: "train/a.csv".to_owned(),
+            size: 5,
+            stamp: stamp.to_owned(),
+            path: PathBuf::from("a.csv"),
+            marker: false,
+            version: None,
+            pinned: false,
+        }
+    }
+
+    async fn name(dir: &std::path::Path, store: &str, bucket: &str, stamp: &str) -> Option<String> {
+        let config = NodeCache {
+            dir: dir.to_owned(),
+            store: store.to_owned(),
+            budget: None,
+        };
+        let cache = Cache::open(&config, bucket)?;
+        cache.slot(&job(stamp)).await.map(|slot| slot.name.clone())
+    }
+
+    #[tokio::test]
+    async fn two_stores_or_two_buckets_never_share_an_entry() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let etag = "2c1743a391305fbf367df8e4f069f9f9";
+        let here = name(dir.path(), "http://a:9000", "data", etag).await;
+        assert!(here.is_some());
+        assert_ne!(here, name(dir.path(), "http://b:9000", "data", etag).await);
+        assert_ne!(here, name(dir.path(), "http://a:9000", "other", etag).await);
+        // Another ETag is another object.
+        let changed = "0cc175b9c0f1b6a831c399e269772661";
+        assert_ne!(here, name(dir.path(), "http://a:9000", "data", changed).await);
+        // No ETag to check the bytes against again: not cached at all.
+        assert_eq!(name(dir.path(), "http://a:9000", "data", "lm:1700000000").await, None);
+    }
+
+    #[test]
+    fn a_store_is_its_endpoint_or_its_region() {
+        assert_eq!(store_of(Some("http://minio:9000/"), "us-east-1"), "http://minio:9000");
+        assert_eq!(store_of(None, "eu-west-1"), "aws:eu-west-1");
+    }
+}
