@@ -197,7 +197,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     if let Some(runs) = args.sweep {
         let mut sweeps = Vec::new();
         for workload in workloads.iter().filter(|workload| !workload.upload) {
-            eprintln!("plx-bench: {} ({} runs, one node cache)", workload.name, runs);
+            eprintln!(
+                "plx-bench: {} ({} runs, one node cache)",
+                workload.name, runs
+            );
             let manifest = seeded(&bench, workload)?;
             let done = sweep::sweep(&bench, &bench.ctx, workload, &manifest, runs)?;
             sweeps.push((workload.name, workload.objects.len(), done));

@@ -317,9 +317,9 @@ impl How {
     ) -> anyhow::Result<How> {
         let cache_size = match (cache_size, std::env::var("PLX_CACHE_SIZE")) {
             (Some(size), _) => Some(size),
-            (None, Ok(text)) if !text.is_empty() => Some(
-                quantity(&text).map_err(|error| anyhow::anyhow!("PLX_CACHE_SIZE: {error}"))?,
-            ),
+            (None, Ok(text)) if !text.is_empty() => {
+                Some(quantity(&text).map_err(|error| anyhow::anyhow!("PLX_CACHE_SIZE: {error}"))?)
+            }
             _ => None,
         };
         let cache = manifest::from_env(cache, "PLX_CACHE_DIR").map(|dir| (dir, cache_size));

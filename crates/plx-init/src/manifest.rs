@@ -145,7 +145,10 @@ pub(crate) fn write(file: &Path, pulls: Vec<Pull>) -> anyhow::Result<()> {
     for pull in pulls {
         manifest.merge(pull);
     }
-    if let Some(parent) = file.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+    if let Some(parent) = file
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+    {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }

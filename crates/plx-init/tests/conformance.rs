@@ -98,7 +98,12 @@ async fn check(server: &S3Server, bucket: &str, case: &Value) -> anyhow::Result<
         std::fs::create_dir_all(file.parent().unwrap_or(&mount))?;
         std::fs::write(file, content)?;
     }
-    for (index, (key, size)) in case["generated"].as_object().into_iter().flatten().enumerate() {
+    for (index, (key, size)) in case["generated"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let body = plx_testkit::bytes(index as u64 + 1, size.as_u64().unwrap_or_default() as usize);
         server.put(bucket, key, body.clone()).await?;
         let file = mount.join(key);

@@ -170,12 +170,20 @@ impl Cache {
                 .and_then(|meta| meta.modified())
                 .is_ok_and(|modified| modified < old)
         };
-        for entry in std::fs::read_dir(self.root.join("tmp")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.root.join("tmp"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             if aged(&entry) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        for entry in std::fs::read_dir(self.root.join("locks")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.root.join("locks"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.len() > 2 && !self.entry(&name).exists() && aged(&entry) {
                 let _ = std::fs::remove_file(entry.path());
@@ -187,8 +195,16 @@ impl Cache {
     pub(crate) fn trim(&self) {
         let mut entries = Vec::new();
         let mut total = 0u64;
-        for shard in std::fs::read_dir(self.root.join("objects")).into_iter().flatten().flatten() {
-            for entry in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+        for shard in std::fs::read_dir(self.root.join("objects"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for entry in std::fs::read_dir(shard.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
                 if let Ok(meta) = entry.metadata() {
                     total += meta.blocks() * 512;
                     entries.push((meta.mtime(), meta.blocks() * 512, entry.path()));
@@ -268,7 +284,10 @@ impl Slot<'_> {
 
 /// The store part of a cache's scope: the endpoint, else (AWS) the region.
 pub fn store_of(endpoint: Option<&str>, region: &str) -> String {
-    endpoint.map_or_else(|| format!("aws:{region}"), |endpoint| endpoint.trim_end_matches('/').to_owned())
+    endpoint.map_or_else(
+        || format!("aws:{region}"),
+        |endpoint| endpoint.trim_end_matches('/').to_owned(),
+    )
 }
 
 #[cfg(test)]
@@ -307,14 +326,23 @@ mod tests {
         assert_ne!(here, name(dir.path(), "http://a:9000", "other", etag).await);
         // Another ETag is another object.
         let changed = "0cc175b9c0f1b6a831c399e269772661";
-        assert_ne!(here, name(dir.path(), "http://a:9000", "data", changed).await);
+        assert_ne!(
+            here,
+            name(dir.path(), "http://a:9000", "data", changed).await
+        );
         // No ETag to check the bytes against again: not cached at all.
-        assert_eq!(name(dir.path(), "http://a:9000", "data", "lm:1700000000").await, None);
+        assert_eq!(
+            name(dir.path(), "http://a:9000", "data", "lm:1700000000").await,
+            None
+        );
     }
 
     #[test]
     fn a_store_is_its_endpoint_or_its_region() {
-        assert_eq!(store_of(Some("http://minio:9000/"), "us-east-1"), "http://minio:9000");
+        assert_eq!(
+            store_of(Some("http://minio:9000/"), "us-east-1"),
+            "http://minio:9000"
+        );
         assert_eq!(store_of(None, "eu-west-1"), "aws:eu-west-1");
     }
 }

@@ -425,7 +425,8 @@ fn copy_one(
         }
         fail(kind, format!("{what}: {error}"))
     };
-    let bytes = std::io::copy(&mut reader, &mut file).map_err(|error| written(error, "copy failed"))?;
+    let bytes =
+        std::io::copy(&mut reader, &mut file).map_err(|error| written(error, "copy failed"))?;
     if bytes != job.size {
         return Err(fail(
             ErrorKind::Corrupt,

@@ -14,7 +14,7 @@ use cap_std::{ambient_authority, fs::Dir};
 use futures::{StreamExt, stream};
 
 use crate::{
-    Config, Error, ErrorKind, Event, Events, ObjectError, Summary,
+    Config, Error, ErrorKind, Event, Events, ObjectError, Pinned, Summary,
     cache::Cache,
     emit,
     fetch::{Fetcher, Outcome},
@@ -285,14 +285,11 @@ fn tally(
                 Outcome::Fetched { got, .. } => Some(got),
                 Outcome::Skipped { got } => got.as_ref(),
             };
-            summary.landed.push(crate::Pinned {
+            summary.landed.push(Pinned {
                 key: job.key.clone(),
                 size: job.size,
                 // A state an older version wrote kept only the listing's stamp.
-                etag: got.map_or_else(
-                    || job.stamp.clone(),
-                    |got| got.etag.clone(),
-                ),
+                etag: got.map_or_else(|| job.stamp.clone(), |got| got.etag.clone()),
                 version_id: got.and_then(|got| got.version_id.clone()),
                 checksum: got.and_then(|got| got.checksum.clone()),
                 path: job.path.display().to_string(),

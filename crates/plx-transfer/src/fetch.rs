@@ -14,13 +14,14 @@ use cap_std::fs::Dir;
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
-    Config, ErrorKind, Event, Events, Summary, emit,
+    Config, ErrorKind, Event, Events, Summary,
+    cache::{Cache, Slot as CacheSlot},
+    emit,
     flow::{Flow, Slot},
     hedge::Hedge,
     landing::{Temporary, open_part, part_name, resumable_names},
     path::Parents,
     plan::Job,
-    cache::{Cache, Slot as CacheSlot},
     retry::{Failure, retrying, s3_failure},
     space::Space,
     state::{Got, Progress, State},
@@ -152,7 +153,7 @@ impl Fetcher<'_> {
             None => None,
         };
         let served = match &cached {
-            Some(slot) => self.from_cache(job, slot).await,
+            Some(slot) => self.cached(job, slot).await,
             None => Ok(None),
         };
         let result = match served {
@@ -206,7 +207,7 @@ impl Fetcher<'_> {
     /// The bytes a large object's resumable part file already holds on disk (its allocated
     /// blocks: the file is sparse until its parts arrive).
     fn resumable_bytes(&self, job: &Job) -> u64 {
-        use std::os::unix::fs::MetadataExt;
+        use cap_std::fs::MetadataExt;
         if job.size < self.config.multipart_threshold {
             return 0;
         }
@@ -224,11 +225,7 @@ impl Fetcher<'_> {
     /// own HEAD shows it may read the object and that it is the one listed, and the copy
     /// matches the store's CRC or ETag again; None when the cache has no good copy (a damaged
     /// one is discarded) and the object is to be fetched from the store.
-    async fn from_cache(
-        &self,
-        job: &Job,
-        slot: &CacheSlot<'_>,
-    ) -> Result<Option<Outcome>, Failure> {
+    async fn cached(&self, job: &Job, slot: &CacheSlot<'_>) -> Result<Option<Outcome>, Failure> {
         if !slot.holds() {
             return Ok(None);
         }

@@ -206,10 +206,18 @@ mod tests {
         assert!(space.reserve(4096).is_err());
         // Full now: even a small object is not fetched.
         assert!(space.reserve(1).is_err());
-        let shortfall = space.shortfall(Path::new("/data")).map(|failure| failure.message);
+        let shortfall = space
+            .shortfall(Path::new("/data"))
+            .map(|failure| failure.message);
         let message = shortfall.unwrap_or_default();
-        assert!(message.contains("needs 20.0 KiB (20480 bytes)"), "{message}");
-        assert!(message.contains("had 12.0 KiB (12288 bytes) free"), "{message}");
+        assert!(
+            message.contains("needs 20.0 KiB (20480 bytes)"),
+            "{message}"
+        );
+        assert!(
+            message.contains("had 12.0 KiB (12288 bytes) free"),
+            "{message}"
+        );
         assert!(message.contains("2 objects were not fetched"), "{message}");
     }
 

@@ -60,7 +60,10 @@ pub(crate) fn open_state_dir(destination: &Path, dir: &Dir) -> Option<Dir> {
     match opened {
         Ok(state) => Some(state),
         Err(error) => {
-            tracing::debug!("state beside the destination at {}: {error}", beside.display());
+            tracing::debug!(
+                "state beside the destination at {}: {error}",
+                beside.display()
+            );
             dir.create_dir_all(STATE_DIR).ok()?;
             dir.open_dir(STATE_DIR).ok()
         }

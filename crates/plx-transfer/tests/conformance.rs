@@ -57,7 +57,12 @@ async fn check(
             None => plx_testkit::s3::put(client, bucket, key, content).await?,
         }
     }
-    for (index, (key, size)) in case["generated"].as_object().into_iter().flatten().enumerate() {
+    for (index, (key, size)) in case["generated"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         let size = size.as_u64().unwrap_or_default() as usize;
         let body = plx_testkit::bytes(index as u64 + 1, size);
         plx_testkit::s3::put(client, bucket, key, body).await?;
@@ -81,7 +86,14 @@ async fn check(
                     .put_object()
                     .bucket(bucket)
                     .key(key)
-                    .body(content.as_str().unwrap_or_default().as_bytes().to_vec().into())
+                    .body(
+                        content
+                            .as_str()
+                            .unwrap_or_default()
+                            .as_bytes()
+                            .to_vec()
+                            .into(),
+                    )
                     .send()
                     .await?;
                 let id = put
@@ -103,7 +115,9 @@ async fn check(
     let mut entries = Vec::new();
     for entry in case["entries"].as_array().into_iter().flatten() {
         if let Some(key) = entry["pinned"].as_str() {
-            entries.push(Entry::Pinned(pinned(client, bucket, entry, key, &versions).await?));
+            entries.push(Entry::Pinned(
+                pinned(client, bucket, entry, key, &versions).await?,
+            ));
         }
     }
     let listed = case["entries"]
@@ -294,7 +308,10 @@ async fn check(
         got.sort();
         let want: Vec<&str> = want.iter().filter_map(Value::as_str).collect();
         if got != want {
-            problems.push(format!("state {} holds {got:?}, expected {want:?}", state.display()));
+            problems.push(format!(
+                "state {} holds {got:?}, expected {want:?}",
+                state.display()
+            ));
         }
     }
     if problems.is_empty() {
@@ -426,7 +443,10 @@ async fn pinned(
         .await;
     let (etag, size) = match head {
         Ok(head) => (
-            head.e_tag().unwrap_or_default().trim_matches('"').to_owned(),
+            head.e_tag()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_owned(),
             head.content_length().unwrap_or(0).max(0) as u64,
         ),
         // A key the case does not seed: pinned as some object that is gone.

@@ -48,7 +48,10 @@ fn summary(context: &Path) -> anyhow::Result<plx_transfer::Summary> {
 fn landed_exactly(context: &Path, objects: &[(String, Vec<u8>)]) {
     let landed = plx_testkit::all_files(&context.join("artifacts/data"));
     let wanted: std::collections::BTreeMap<String, Vec<u8>> = objects.iter().cloned().collect();
-    assert!(landed == wanted, "the tree differs from the store's objects");
+    assert!(
+        landed == wanted,
+        "the tree differs from the store's objects"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,14 +65,22 @@ async fn pods_pulling_the_same_data_at_once_fetch_each_object_once() -> anyhow::
         ..Store::moto(&moto)
     };
     let cache = tempfile::tempdir()?;
-    let pods: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
+    let pods: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
     let children: Vec<Child> = pods
         .iter()
-        .map(|pod| pull(&store, pod.path(), cache.path(), &[]).spawn())
+        .map(|pod| {
+            pull(&store, pod.path(), cache.path(), &[])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+        })
         .collect::<Result<_, _>>()?;
     for child in children {
         let output = child.wait_with_output()?;
-        assert_eq!(output.status.code(), Some(0));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
     }
     let mut from_store = 0;
     for pod in &pods {
@@ -78,7 +89,10 @@ async fn pods_pulling_the_same_data_at_once_fetch_each_object_once() -> anyhow::
         assert_eq!(summary.objects as usize, OBJECTS, "{summary:?}");
         from_store += summary.objects - summary.from_cache.objects;
     }
-    assert_eq!(from_store as usize, OBJECTS, "an object was fetched from the store twice");
+    assert_eq!(
+        from_store as usize, OBJECTS,
+        "an object was fetched from the store twice"
+    );
     // A later pod: all from the cache.
     let late = tempfile::tempdir()?;
     let (code, stderr) = run(&mut pull(&store, late.path(), cache.path(), &[]));
@@ -108,7 +122,10 @@ async fn a_job_that_writes_its_files_leaves_the_cache_as_it_was() -> anyhow::Res
             .open(&path)
             .and_then(|mut file| std::io::Write::write_all(&mut file, b"scribbled"))?;
     }
-    std::fs::write(second.path().join("artifacts/data").join(&objects[0].0), b"")?;
+    std::fs::write(
+        second.path().join("artifacts/data").join(&objects[0].0),
+        b"",
+    )?;
     let third = tempfile::tempdir()?;
     let (code, stderr) = run(&mut pull(&store, third.path(), cache.path(), &[]));
     assert_eq!(code, 0, "{stderr}");
@@ -132,14 +149,29 @@ async fn the_cache_stays_within_its_budget_and_sweeps_killed_inserts() -> anyhow
         .set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 3600))?;
     std::fs::write(tmp.join("fresh.2"), b"half")?;
     let pod = tempfile::tempdir()?;
-    let (code, stderr) = run(&mut pull(&store, pod.path(), cache.path(), &["--cache-size", "100Ki"]));
+    let (code, stderr) = run(&mut pull(
+        &store,
+        pod.path(),
+        cache.path(),
+        &["--cache-size", "100Ki"],
+    ));
     assert_eq!(code, 0, "{stderr}");
     landed_exactly(pod.path(), &objects);
     let kept = plx_testkit::all_files(&cache.path().join("v1/objects"));
     let bytes: usize = kept.values().map(Vec::len).sum();
-    assert!(!kept.is_empty() && bytes <= 100 * 1024, "{} entries, {bytes} bytes", kept.len());
-    assert!(!tmp.join("stale.1").exists(), "a killed insert's temporary stayed");
-    assert!(tmp.join("fresh.2").exists(), "a temporary that may be in use was removed");
+    assert!(
+        !kept.is_empty() && bytes <= 100 * 1024,
+        "{} entries, {bytes} bytes",
+        kept.len()
+    );
+    assert!(
+        !tmp.join("stale.1").exists(),
+        "a killed insert's temporary stayed"
+    );
+    assert!(
+        tmp.join("fresh.2").exists(),
+        "a temporary that may be in use was removed"
+    );
     Ok(())
 }
 
@@ -149,7 +181,12 @@ async fn a_full_cache_disk_is_a_plain_pull_with_one_warning() -> anyhow::Result<
     let store = Store::moto(&moto);
     let cache = Tmpfs::mount(64)?;
     let pod = tempfile::tempdir()?;
-    let (code, stderr) = run(&mut pull(&store, pod.path(), cache.path(), &["--cache-size", "1Gi"]));
+    let (code, stderr) = run(&mut pull(
+        &store,
+        pod.path(),
+        cache.path(),
+        &["--cache-size", "1Gi"],
+    ));
     assert_eq!(code, 0, "{stderr}");
     landed_exactly(pod.path(), &objects);
     assert_eq!(

@@ -38,9 +38,13 @@ async fn a_pinned_pull_of_a_versioned_bucket_gets_the_recorded_versions() -> any
     let store = Store::moto(&moto);
     let first = tempfile::tempdir()?;
     let manifest = first.path().join("lineage/manifest.json");
-    let (code, stderr) = run(command(&store, first.path(), &["artifacts", "--connection", "data", "--dirs", "train"])
-        .arg("--manifest")
-        .arg(&manifest));
+    let (code, stderr) = run(command(
+        &store,
+        first.path(),
+        &["artifacts", "--connection", "data", "--dirs", "train"],
+    )
+    .arg("--manifest")
+    .arg(&manifest));
     assert_eq!(code, 0, "{stderr}");
     let recorded: Value = serde_json::from_str(&read(&manifest))?;
     assert_eq!(recorded["version"], 1);
@@ -65,9 +69,13 @@ async fn a_pinned_pull_of_a_versioned_bucket_gets_the_recorded_versions() -> any
     put(&client, "v1/train/a.csv", "new a").await?;
     put(&client, "v1/train/c.csv", "c").await?;
     let second = tempfile::tempdir()?;
-    let (code, stderr) = run(command(&store, second.path(), &["artifacts", "--connection", "data", "--dirs", "train"])
-        .arg("--pin")
-        .arg(&manifest));
+    let (code, stderr) = run(command(
+        &store,
+        second.path(),
+        &["artifacts", "--connection", "data", "--dirs", "train"],
+    )
+    .arg("--pin")
+    .arg(&manifest));
     assert_eq!(code, 0, "{stderr}");
     let landed = plx_testkit::visible_files(&second.path().join("artifacts/data"));
     let landed: Vec<(String, String)> = landed
@@ -98,19 +106,34 @@ async fn a_pinned_object_that_changed_fails_naming_it() -> anyhow::Result<()> {
     let store = Store::of(&server);
     let first = tempfile::tempdir()?;
     let manifest = first.path().join("manifest.json");
-    let args = ["artifacts", "--connection", "data", "--files", "a.csv", "--files", "b.csv"];
-    let (code, stderr) = run(command(&store, first.path(), &args).arg("--manifest").arg(&manifest));
+    let args = [
+        "artifacts",
+        "--connection",
+        "data",
+        "--files",
+        "a.csv",
+        "--files",
+        "b.csv",
+    ];
+    let (code, stderr) = run(command(&store, first.path(), &args)
+        .arg("--manifest")
+        .arg(&manifest));
     assert_eq!(code, 0, "{stderr}");
     server.put("datasets", "v1/a.csv", "ALPHA!").await?;
     let second = tempfile::tempdir()?;
-    let (code, stderr) = run(command(&store, second.path(), &args).arg("--pin").arg(&manifest));
+    let (code, stderr) = run(command(&store, second.path(), &args)
+        .arg("--pin")
+        .arg(&manifest));
     assert_eq!(code, 1, "{stderr}");
     let said = format!(
         "s3://datasets/v1/a.csv: changed since the manifest was written: it recorded ETag `{:032x}`, 5 bytes, the store now has ETag `{:032x}`, 6 bytes",
         md5_of(b"alpha"),
         md5_of(b"ALPHA!")
     );
-    assert!(stderr.contains(&said), "stderr does not say `{said}`: {stderr}");
+    assert!(
+        stderr.contains(&said),
+        "stderr does not say `{said}`: {stderr}"
+    );
     // The unchanged object lands; the changed one does not, not even under a temporary name.
     let landed = plx_testkit::all_files(&second.path().join("artifacts/data"));
     assert_eq!(landed.keys().collect::<Vec<_>>(), ["b.csv"]);
@@ -125,10 +148,15 @@ async fn polyaxon_generated_lines_write_one_manifest_and_follow_it() -> anyhow::
     server.put("datasets", "v1/labels.csv", "l").await?;
     let store = Store::of(&server);
     let context = tempfile::tempdir()?;
-    let manifest = context.path().join("artifacts/run1/outputs/plx-manifest.json");
+    let manifest = context
+        .path()
+        .join("artifacts/run1/outputs/plx-manifest.json");
     let root = context.path().join("artifacts/data");
     // The two lines Polyaxon's converter writes for `dirs: [train]` and `files: [labels.csv]`.
-    for (from, to, file) in [("train", "train", false), ("labels.csv", "labels.csv", true)] {
+    for (from, to, file) in [
+        ("train", "train", false),
+        ("labels.csv", "labels.csv", true),
+    ] {
         let mut line = command(
             &store,
             context.path(),
@@ -182,6 +210,9 @@ async fn polyaxon_generated_lines_write_one_manifest_and_follow_it() -> anyhow::
     assert_eq!(read(&root.join("train/a.csv")), "a");
     let (code, stderr) = run(line("labels.csv", "labels.csv").arg("--is-file"));
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("v1/labels.csv: changed since the manifest was written"), "{stderr}");
+    assert!(
+        stderr.contains("v1/labels.csv: changed since the manifest was written"),
+        "{stderr}"
+    );
     Ok(())
 }

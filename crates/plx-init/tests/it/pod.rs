@@ -58,4 +58,3 @@ pub(crate) fn run(command: &mut Command) -> (i32, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
-

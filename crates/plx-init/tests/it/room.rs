@@ -29,14 +29,19 @@ fn command(server: &S3Server, endpoint: &str, context: &Path, args: &[&str]) -> 
 fn nothing_partial(root: &Path, objects: &[(&str, Vec<u8>)]) {
     for (path, bytes) in all_files(root) {
         assert!(
-            !path.ends_with(".plx-part") && !path.ends_with(".plx-parts") && !path.ends_with(".tmp"),
+            !path.ends_with(".plx-part")
+                && !path.ends_with(".plx-parts")
+                && !path.ends_with(".tmp"),
             "{path} was left behind"
         );
         if let Some((_, want)) = objects
             .iter()
             .find(|(name, _)| path.ends_with(&format!("/{name}")))
         {
-            assert!(bytes == *want, "{path} is under its final name but not whole");
+            assert!(
+                bytes == *want,
+                "{path} is under its final name but not whole"
+            );
         }
     }
 }
@@ -64,7 +69,10 @@ async fn a_pull_larger_than_the_volume_fails_before_writing_and_says_both_figure
         format!("{}: this pull needs 19.1 MiB", destination.display()),
         "and the destination had 8.0 MiB (8388608 bytes) free".to_owned(),
     ] {
-        assert!(stderr.contains(&said), "stderr does not say `{said}`: {stderr}");
+        assert!(
+            stderr.contains(&said),
+            "stderr does not say `{said}`: {stderr}"
+        );
     }
     nothing_partial(volume.path(), &[("big.bin", big)]);
     assert!(
@@ -73,7 +81,10 @@ async fn a_pull_larger_than_the_volume_fails_before_writing_and_says_both_figure
     );
     // Only the state (a few hundred bytes, in one page) was written.
     let used = free - volume.free()?;
-    assert!(used <= 64 * 1024, "{used} bytes of the volume stayed in use");
+    assert!(
+        used <= 64 * 1024,
+        "{used} bytes of the volume stayed in use"
+    );
     Ok(())
 }
 
@@ -112,7 +123,11 @@ async fn a_disk_that_fills_anyway_fails_and_gives_its_room_back() -> anyhow::Res
                     "--files",
                     key,
                     "--path",
-                    &volume.path().join(key.replace(".bin", "")).display().to_string(),
+                    &volume
+                        .path()
+                        .join(key.replace(".bin", ""))
+                        .display()
+                        .to_string(),
                 ],
             )
             .stderr(std::process::Stdio::piped())
@@ -130,7 +145,10 @@ async fn a_disk_that_fills_anyway_fails_and_gives_its_room_back() -> anyhow::Res
             code => panic!("{key}: exit {code:?}: {stderr}"),
         }
     }
-    assert!(!failed.is_empty(), "both pulls fitted: the test needs a smaller volume");
+    assert!(
+        !failed.is_empty(),
+        "both pulls fitted: the test needs a smaller volume"
+    );
     for stderr in &failed {
         assert!(
             stderr.contains("this pull needs 5.7 MiB")

@@ -766,6 +766,10 @@ async fn an_init_entry_with_plx_manifest_keeps_its_manifest_with_the_runs_output
         .flatten()
         .filter_map(|object| object["path"].as_str())
         .collect();
-    assert_eq!(paths, ["labels.csv", "train/a.csv", "train/x/b.csv"], "{manifest}");
+    assert_eq!(
+        paths,
+        ["labels.csv", "train/a.csv", "train/x/b.csv"],
+        "{manifest}"
+    );
     Ok(())
 }
