@@ -232,12 +232,15 @@ impl Fetcher<'_> {
         // With this pod's credentials: the cache never gives what the store would refuse.
         let head = {
             let _slot = self.flow.slot().await;
-            self.client
-                .head_object()
-                .bucket(self.bucket)
-                .key(&job.key)
-                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                .send()
+            self.hedge
+                .race(|| {
+                    self.client
+                        .head_object()
+                        .bucket(self.bucket)
+                        .key(&job.key)
+                        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                        .send()
+                })
                 .await
         };
         let Ok(head) = head else {
@@ -378,7 +381,14 @@ impl Fetcher<'_> {
     async fn fetch_parts(&self, flight: &InFlight<'_>) -> Result<Option<Stored>, Failure> {
         let (job, config) = (flight.job, self.config);
         let stored = if config.verify {
-            stored_checksum(self.client, self.bucket, &job.key, job.version.as_deref()).await
+            stored_checksum(
+                self.client,
+                self.hedge,
+                self.bucket,
+                &job.key,
+                job.version.as_deref(),
+            )
+            .await
         } else {
             None
         };

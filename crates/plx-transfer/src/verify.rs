@@ -91,20 +91,26 @@ impl Hasher {
     }
 }
 
-/// The CRC the store keeps for the whole object (`HEAD` with checksum mode on), if any.
+/// The CRC the store keeps for the whole object (`HEAD` with checksum mode on), if any; a late
+/// answer is raced like a GET's (a HEAD that stalls would hold the object for the SDK's whole
+/// read timeout).
 pub(crate) async fn stored_checksum(
     client: &Client,
+    hedge: &crate::hedge::Hedge,
     bucket: &str,
     key: &str,
     version: Option<&str>,
 ) -> Option<Stored> {
-    let head = client
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .set_version_id(version.map(str::to_owned))
-        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-        .send()
+    let head = hedge
+        .race(|| {
+            client
+                .head_object()
+                .bucket(bucket)
+                .key(key)
+                .set_version_id(version.map(str::to_owned))
+                .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                .send()
+        })
         .await
         .ok()?;
     Stored::from_headers(
