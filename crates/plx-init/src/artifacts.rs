@@ -104,8 +104,12 @@ fn seconds(text: &str) -> Result<Duration, String> {
 
 /// The final line: on stdout for people, and as a structured log event for log pipelines.
 fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary) {
+    let cached = match summary.from_cache.objects {
+        0 => String::new(),
+        objects => format!(" ({objects} from the node cache)"),
+    };
     println!(
-        "{connection}: {} objects, {} bytes, {} skipped, {} retried into {} in {:.1} s ({:.1} MB/s)",
+        "{connection}: {} objects{cached}, {} bytes, {} skipped, {} retried into {} in {:.1} s ({:.1} MB/s)",
         summary.objects,
         summary.bytes,
         summary.skipped,
@@ -124,6 +128,7 @@ fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary) {
         bytes = summary.bytes,
         skipped = summary.skipped,
         retried = summary.retried,
+        from_cache = summary.from_cache.objects,
         unverified = summary.unverified,
         crc_checked = summary.crc_checked,
         seconds = summary.elapsed.as_secs_f64(),
@@ -630,7 +635,13 @@ pub(crate) async fn initializer_path(args: &InitializerPath) -> anyhow::Result<E
         }
     }
     match pulled {
-        Ok(_) => {
+        Ok(summary) => {
+            if summary.from_cache.objects > 0 {
+                eprintln!(
+                    "plx-init: {}: {} objects from the node cache",
+                    connection.name, summary.from_cache.objects
+                );
+            }
             let kind = args
                 .connection_kind
                 .clone()

@@ -381,6 +381,28 @@ pub async fn create_bucket(client: &Client, bucket: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Turns versioning on for `bucket` (moto keeps versions; s3s-fs does not).
+pub async fn enable_versioning(client: &Client, bucket: &str) -> anyhow::Result<()> {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    client
+        .put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|error| {
+            anyhow::format_err!(
+                "versioning on {bucket}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(error)
+            )
+        })?;
+    Ok(())
+}
+
 /// Writes one object with any client.
 pub async fn put(
     client: &Client,

@@ -2,11 +2,11 @@
 //! the runs of a sweep fetch each object from the store once.
 //!
 //! - **Validity.** An entry's name is a SHA-256 of the store, the bucket, the key, the size and
-//!   the ETag as *this run's own listing* gave them, with this pod's credentials, and before an
-//!   entry is served this pod's own HEAD of the object must succeed with that ETag: a pod is
-//!   only ever served an object it could read from the store, and an object that changed has
-//!   another name. Objects without a listed ETag (a server that lists none) and pinned objects
-//!   (not listed) bypass the cache.
+//!   the ETag as *this run's own listing* gave them (or the time it lists, where a store lists
+//!   no ETag), with this pod's credentials, and before an entry is served this pod's own HEAD of
+//!   the object must succeed with that ETag: a pod is only ever served an object it could read
+//!   from the store, and an object that changed has another name. Pinned objects (not listed)
+//!   bypass the cache.
 //! - **No bad bytes.** Only bytes checked against the store's CRC or ETag go in. What comes out
 //!   is copied into the destination's temporary and checked again, against the CRC the HEAD
 //!   gave or the ETag, before it lands, so a damaged or tampered entry costs a refetch (and the
@@ -102,11 +102,8 @@ impl Cache {
     /// The entry for `job`, locked against other processes fetching it, or None where the cache
     /// must not serve it.
     pub(crate) async fn slot(&self, job: &Job) -> Option<Slot<'_>> {
-        // An ETag the bytes can be checked against again on the way out: an MD5, or a
-        // multipart one.
-        let md5 = job.stamp.len() == 32 && job.stamp.bytes().all(|b| b.is_ascii_hexdigit());
-        let checkable = md5 || crate::verify::etag_parts(&job.stamp).is_some();
-        let listed = !job.pinned && job.version.is_none() && checkable;
+        // Listed (a pin is not), with a stamp: the ETag, or the time where the store lists none.
+        let listed = !job.pinned && job.version.is_none() && !job.stamp.is_empty();
         // An object the cache would not keep is not waited for.
         let kept = job.size <= self.budget && !self.broken.load(Ordering::Relaxed);
         if !listed || !kept {
@@ -330,11 +327,11 @@ mod tests {
             here,
             name(dir.path(), "http://a:9000", "data", changed).await
         );
-        // No ETag to check the bytes against again: not cached at all.
-        assert_eq!(
-            name(dir.path(), "http://a:9000", "data", "lm:1700000000").await,
-            None
-        );
+        // A store that lists no ETag: its time stamp names the entry (the HEAD's ETag checks
+        // the bytes); no stamp at all, no entry.
+        let timed = name(dir.path(), "http://a:9000", "data", "lm:1700000000").await;
+        assert!(timed.is_some());
+        assert_eq!(name(dir.path(), "http://a:9000", "data", "").await, None);
     }
 
     #[test]

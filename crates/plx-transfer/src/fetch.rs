@@ -196,7 +196,9 @@ impl Fetcher<'_> {
                     let (part, record) = resumable_names(&name.to_string_lossy());
                     let _ = dir.remove_file(part);
                     let _ = dir.remove_file(&record);
-                    let _ = dir.remove_file(record.with_extension("plx-parts-tmp"));
+                    let mut temporary = record.clone().into_os_string();
+                    temporary.push("-tmp");
+                    let _ = dir.remove_file(temporary);
                 }
             }
             Err(_) => {}
@@ -246,8 +248,15 @@ impl Fetcher<'_> {
         let Ok(head) = head else {
             return Ok(None);
         };
-        let etag = head.e_tag().unwrap_or_default().trim_matches('"');
-        if etag != job.stamp {
+        // The object listed: its ETag, where the listing gave one (a stamp of its time
+        // otherwise, which named the entry; the bytes are checked against this ETag below).
+        let etag = head
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned();
+        let listed_etag = !job.stamp.starts_with("lm:");
+        if etag.is_empty() || (listed_etag && etag != job.stamp) {
             return Ok(None);
         }
         let stored = Stored::from_headers(
@@ -288,7 +297,7 @@ impl Fetcher<'_> {
                 },
             };
             let landed = Landed {
-                etag: &job.stamp,
+                etag: &etag,
                 file: &file,
                 streamed_md5: None,
                 stored,
@@ -314,7 +323,7 @@ impl Fetcher<'_> {
             bytes: job.size,
             check,
             got: Got {
-                etag: job.stamp.clone(),
+                etag,
                 version_id: head.version_id,
                 checksum: stored
                     .filter(|_| check == Check::Crc)

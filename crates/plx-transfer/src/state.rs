@@ -136,16 +136,8 @@ impl State {
     /// be written whole, so a full disk keeps nothing of it) and folds the journal into it;
     /// what an older version left in the destination `dir` goes.
     pub(crate) fn save(&self, state: &Dir, dir: &Dir) -> std::io::Result<()> {
-        let temporary = format!("{STATE_FILE}.tmp");
-        let written = state.create(&temporary).and_then(|mut file| {
-            file.write_all(&serde_json::to_vec_pretty(self).unwrap_or_default())?;
-            file.sync_all()
-        });
-        if let Err(error) = written {
-            let _ = state.remove_file(&temporary);
-            return Err(error);
-        }
-        state.rename(&temporary, state, STATE_FILE)?;
+        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        replace(state, Path::new(STATE_FILE), &bytes)?;
         // Folded into the state now.
         for (dir, file) in [
             (state, JOURNAL_FILE),
@@ -209,16 +201,23 @@ impl Progress {
     }
 
     pub(crate) fn save(&self, dir: &Dir, path: &Path) -> std::io::Result<()> {
-        let temporary = path.with_extension("plx-parts-tmp");
-        let written = dir.create(&temporary).and_then(|mut file| {
-            file.write_all(&serde_json::to_vec(self).unwrap_or_default())?;
-            file.sync_all()
-        });
-        if let Err(error) = written {
-            // A full disk keeps nothing of it.
-            let _ = dir.remove_file(&temporary);
-            return Err(error);
-        }
-        dir.rename(&temporary, dir, path)
+        replace(dir, path, &serde_json::to_vec(self).unwrap_or_default())
     }
+}
+
+/// Replaces `path` in `dir` with `bytes` atomically: a temporary beside it (`<path>-tmp`),
+/// synced, renamed into place; removed when it cannot be written whole, so a full disk keeps
+/// nothing of it.
+fn replace(dir: &Dir, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push("-tmp");
+    let written = dir.create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(error) = written {
+        let _ = dir.remove_file(&temporary);
+        return Err(error);
+    }
+    dir.rename(&temporary, dir, path)
 }

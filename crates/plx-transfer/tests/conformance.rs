@@ -70,16 +70,7 @@ async fn check(
     // Each key's versions, oldest first, in a bucket that keeps them; the version ids, by key.
     let mut versions: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(seeded) = case["versions"].as_object() {
-        client
-            .put_bucket_versioning()
-            .bucket(bucket)
-            .versioning_configuration(
-                aws_sdk_s3::types::VersioningConfiguration::builder()
-                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await?;
+        plx_testkit::s3::enable_versioning(client, bucket).await?;
         for (key, contents) in seeded {
             for content in contents.as_array().into_iter().flatten() {
                 let put = client

@@ -2,9 +2,11 @@
 //! at the kill is complete and right, the rerun completes, and what the killed run had landed
 //! and verified is not fetched again.
 
-use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use plx_testkit::{S3Server, visible_files as visible};
+
+use crate::pod::{Store, command};
 
 const OBJECTS: usize = 1500;
 
@@ -22,23 +24,6 @@ fn hidden(root: &Path) -> Vec<String> {
         }
     }
     names
-}
-
-fn command(server: &S3Server, context: &Path, args: &[&str]) -> Command {
-    let catalog = format!(
-        r#"{{"connections":[{{"name":"data","kind":"s3","schema":{{"bucket":"s3://datasets/v1"}},"secret":{{"name":"s3-secret"}},"env":{{"AWS_ENDPOINT_URL":"{}"}}}}]}}"#,
-        server.endpoint
-    );
-    let mut command = Command::new(env!("CARGO_BIN_EXE_plx-init"));
-    command
-        .args(args)
-        .env_clear()
-        .env("POLYAXON_CONNECTIONS_CATALOG", catalog)
-        .env("POLYAXON_CONTEXT_ROOT", context)
-        .env("AWS_ACCESS_KEY_ID", &server.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
-        .env("AWS_EC2_METADATA_DISABLED", "true");
-    command
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,8 +45,9 @@ async fn a_pull_killed_half_way_resumes_without_fetching_what_landed() -> anyhow
     let context = tempfile::tempdir()?;
     let destination = context.path().join("artifacts/data");
     // One worker, so the pull lasts long enough to be killed half-way.
+    let store = Store::of(&server);
     let mut child = command(
-        &server,
+        &store,
         context.path(),
         &[
             "artifacts",
@@ -96,7 +82,7 @@ async fn a_pull_killed_half_way_resumes_without_fetching_what_landed() -> anyhow
 
     let summary = context.path().join("summary.json");
     let output = command(
-        &server,
+        &store,
         context.path(),
         &["artifacts", "--connection", "data", "--dirs", "d"],
     )

@@ -14,6 +14,17 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
+/// `artifacts --dirs train` with `--manifest FILE` or `--pin FILE`.
+fn train(store: &Store, context: &Path, flag: &str, file: &Path) -> std::process::Command {
+    let mut command = command(
+        store,
+        context,
+        &["artifacts", "--connection", "data", "--dirs", "train"],
+    );
+    command.arg(flag).arg(file);
+    command
+}
+
 async fn put(client: &aws_sdk_s3::Client, key: &str, body: &str) -> anyhow::Result<()> {
     plx_testkit::s3::put(client, "datasets", key, body).await
 }
@@ -23,28 +34,13 @@ async fn a_pinned_pull_of_a_versioned_bucket_gets_the_recorded_versions() -> any
     let moto = Moto::start().await?;
     let client = plx_testkit::client_for(&moto.endpoint, "us-east-1", "testing", "testing");
     plx_testkit::s3::create_bucket(&client, "datasets").await?;
-    client
-        .put_bucket_versioning()
-        .bucket("datasets")
-        .versioning_configuration(
-            aws_sdk_s3::types::VersioningConfiguration::builder()
-                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await?;
+    plx_testkit::s3::enable_versioning(&client, "datasets").await?;
     put(&client, "v1/train/a.csv", "old a").await?;
     put(&client, "v1/train/b.csv", "b").await?;
     let store = Store::moto(&moto);
     let first = tempfile::tempdir()?;
     let manifest = first.path().join("lineage/manifest.json");
-    let (code, stderr) = run(command(
-        &store,
-        first.path(),
-        &["artifacts", "--connection", "data", "--dirs", "train"],
-    )
-    .arg("--manifest")
-    .arg(&manifest));
+    let (code, stderr) = run(&mut train(&store, first.path(), "--manifest", &manifest));
     assert_eq!(code, 0, "{stderr}");
     let recorded: Value = serde_json::from_str(&read(&manifest))?;
     assert_eq!(recorded["version"], 1);
@@ -69,13 +65,7 @@ async fn a_pinned_pull_of_a_versioned_bucket_gets_the_recorded_versions() -> any
     put(&client, "v1/train/a.csv", "new a").await?;
     put(&client, "v1/train/c.csv", "c").await?;
     let second = tempfile::tempdir()?;
-    let (code, stderr) = run(command(
-        &store,
-        second.path(),
-        &["artifacts", "--connection", "data", "--dirs", "train"],
-    )
-    .arg("--pin")
-    .arg(&manifest));
+    let (code, stderr) = run(&mut train(&store, second.path(), "--pin", &manifest));
     assert_eq!(code, 0, "{stderr}");
     let landed = plx_testkit::visible_files(&second.path().join("artifacts/data"));
     let landed: Vec<(String, String)> = landed

@@ -31,7 +31,7 @@ fn nothing_partial(root: &Path, objects: &[(&str, Vec<u8>)]) {
         assert!(
             !path.ends_with(".plx-part")
                 && !path.ends_with(".plx-parts")
-                && !path.ends_with(".tmp"),
+                && !path.ends_with("-tmp"),
             "{path} was left behind"
         );
         if let Some((_, want)) = objects

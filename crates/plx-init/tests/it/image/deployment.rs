@@ -185,6 +185,15 @@ impl Deployment {
                 match path {
                     "/srv/data" => self.data_mount(),
                     "/srv/runs" => self.store_mount(),
+                    "/var/cache/plx" => {
+                        let dir = self.work.path().join("var/cache/plx");
+                        std::fs::create_dir_all(&dir)?;
+                        std::fs::set_permissions(
+                            &dir,
+                            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+                        )?;
+                        dir
+                    }
                     other => anyhow::bail!("no host path {other} in this deployment"),
                 }
             } else if volume.get("persistentVolumeClaim").is_some() {
@@ -771,5 +780,46 @@ async fn an_init_entry_with_plx_manifest_keeps_its_manifest_with_the_runs_output
         ["labels.csv", "train/a.csv", "train/x/b.csv"],
         "{manifest}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweeps_pods_share_the_node_cache_through_the_runs_volumes() -> anyhow::Result<()> {
+    let deployment = Deployment::start().await?;
+    // As README's "Sweeps" section writes it: the run's hostPath volume, and the entry's init
+    // container with PLX_CACHE_DIR and the mount.
+    let (containers, volumes) = deployment.generate(
+        "s3",
+        plugins(false),
+        json!({"volumes": [{"name": "plx-cache", "hostPath": {"path": "/var/cache/plx", "type": "DirectoryOrCreate"}}],
+               "init": [{"artifacts": {"files": ["labels.csv"], "dirs": ["train"]}, "connection": "data",
+                         "container": {"name": "pull",
+                                       "env": [{"name": "PLX_CACHE_DIR", "value": "/plx-cache"}],
+                                       "volumeMounts": [{"name": "plx-cache", "mountPath": "/plx-cache"}]}}]}),
+    );
+    // Two runs of a sweep on one node, one after the other.
+    let first = deployment.run(&containers, &volumes, Images::Generated)?;
+    let second = deployment.run(&containers, &volumes, Images::Generated)?;
+    for pod in [&first, &second] {
+        assert!(pod.exits.iter().all(|(_, code)| *code == 0), "{}", pod.logs);
+    }
+    assert_eq!(first.tree, second.tree);
+    assert!(
+        first.tree.contains_key("data/train/x/b.csv"),
+        "{:?}",
+        first.tree.keys()
+    );
+    assert!(
+        !first.logs.contains("from the node cache"),
+        "{}",
+        first.logs
+    );
+    // labels.csv is one line of the generated script, train (two objects) another.
+    for said in [
+        "data: 1 objects from the node cache",
+        "data: 2 objects from the node cache",
+    ] {
+        assert!(second.logs.contains(said), "{}", second.logs);
+    }
     Ok(())
 }
