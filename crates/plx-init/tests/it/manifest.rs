@@ -141,27 +141,9 @@ async fn polyaxon_generated_lines_write_one_manifest_and_follow_it() -> anyhow::
     let manifest = context
         .path()
         .join("artifacts/run1/outputs/plx-manifest.json");
-    let root = context.path().join("artifacts/data");
     // The two lines Polyaxon's converter writes for `dirs: [train]` and `files: [labels.csv]`.
-    for (from, to, file) in [
-        ("train", "train", false),
-        ("labels.csv", "labels.csv", true),
-    ] {
-        let mut line = command(
-            &store,
-            context.path(),
-            &[
-                "initializer",
-                "path",
-                "--connection-name=data",
-                "--connection-kind=s3",
-                &format!("--path-from=s3://datasets/v1/{from}"),
-                &format!("--path-to={}", root.join(to).display()),
-            ],
-        );
-        if file {
-            line.arg("--is-file");
-        }
+    for (from, file) in [("train", false), ("labels.csv", true)] {
+        let mut line = initializer_path(&store, context.path(), from, file);
         let (code, stderr) = run(line.env("PLX_MANIFEST", &manifest));
         assert_eq!(code, 0, "{stderr}");
     }
@@ -179,30 +161,43 @@ async fn polyaxon_generated_lines_write_one_manifest_and_follow_it() -> anyhow::
     server.put("datasets", "v1/labels.csv", "L2").await?;
     let rerun = tempfile::tempdir()?;
     let root = rerun.path().join("artifacts/data");
-    let line = |from: &str, to: &str| {
-        let mut line = command(
-            &store,
-            rerun.path(),
-            &[
-                "initializer",
-                "path",
-                "--connection-name=data",
-                "--connection-kind=s3",
-                &format!("--path-from=s3://datasets/v1/{from}"),
-                &format!("--path-to={}", root.join(to).display()),
-            ],
-        );
-        line.env("PLX_PIN", &manifest);
-        line
-    };
-    let (code, stderr) = run(&mut line("train", "train"));
+    let (code, stderr) =
+        run(initializer_path(&store, rerun.path(), "train", false).env("PLX_PIN", &manifest));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(read(&root.join("train/a.csv")), "a");
-    let (code, stderr) = run(line("labels.csv", "labels.csv").arg("--is-file"));
+    let (code, stderr) =
+        run(initializer_path(&store, rerun.path(), "labels.csv", true).env("PLX_PIN", &manifest));
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains("v1/labels.csv: changed since the manifest was written"),
         "{stderr}"
     );
     Ok(())
+}
+
+/// One line of the script Polyaxon's converter writes for the connection `data`: `from` under
+/// `s3://datasets/v1`, into `<context>/artifacts/data/<from>`.
+fn initializer_path(
+    store: &Store,
+    context: &Path,
+    from: &str,
+    file: bool,
+) -> std::process::Command {
+    let to = context.join("artifacts/data").join(from);
+    let mut line = command(
+        store,
+        context,
+        &[
+            "initializer",
+            "path",
+            "--connection-name=data",
+            "--connection-kind=s3",
+            &format!("--path-from=s3://datasets/v1/{from}"),
+            &format!("--path-to={}", to.display()),
+        ],
+    );
+    if file {
+        line.arg("--is-file");
+    }
+    line
 }
