@@ -232,13 +232,13 @@ impl Slot<'_> {
 
     /// The entry's bytes copied into `into` (at its start); false when there is no entry or it
     /// cannot be read. A read refreshes its place in the LRU order.
-    pub(crate) fn copy_out(&self, into: &mut std::fs::File) -> bool {
+    pub(crate) fn copy_out(&self, mut into: &std::fs::File) -> bool {
         let path = self.cache.entry(&self.name);
         let Ok(mut source) = std::fs::File::open(&path) else {
             return false;
         };
         let _ = source.set_modified(SystemTime::now());
-        std::io::copy(&mut source, into).is_ok()
+        std::io::copy(&mut source, &mut into).is_ok()
     }
 
     /// A damaged entry goes: the next pull fetches it again.

@@ -131,10 +131,7 @@ pub async fn copy(
             Err(failure) => failures.push(failure),
         }
     }
-    if let Some(shortfall) = space.shortfall(destination) {
-        failures.retain(|failure| failure.kind != ErrorKind::NoSpace);
-        failures.insert(0, shortfall);
-    }
+    space.settle(destination, &mut failures);
     summary.finish(failures, started)
 }
 

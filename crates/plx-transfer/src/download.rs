@@ -199,11 +199,7 @@ pub async fn download(
     summary.steps = flow.steps();
     tally(&mut summary, &mut failures, request, outcomes);
     summary.landed.sort_by(|a, b| a.path.cmp(&b.path));
-    if let Some(shortfall) = space.shortfall(destination) {
-        // One failure says it, in place of each object's.
-        failures.retain(|failure| failure.kind != ErrorKind::NoSpace);
-        failures.insert(0, shortfall);
-    }
+    space.settle(destination, &mut failures);
     match (state.lock(), &state_dir) {
         (Ok(state), Some(state_dir)) => {
             if let Err(error) = state.save(state_dir, &dir) {
@@ -285,15 +281,18 @@ fn tally(
                 Outcome::Fetched { got, .. } => Some(got),
                 Outcome::Skipped { got } => got.as_ref(),
             };
-            summary.landed.push(Pinned {
-                key: job.key.clone(),
-                size: job.size,
-                // A state an older version wrote kept only the listing's stamp.
-                etag: got.map_or_else(|| job.stamp.clone(), |got| got.etag.clone()),
-                version_id: got.and_then(|got| got.version_id.clone()),
-                checksum: got.and_then(|got| got.checksum.clone()),
-                path: job.path.display().to_string(),
-            });
+            // Always there: with a manifest asked for, an object an older version's state
+            // recorded without it is fetched again rather than skipped.
+            if let Some(got) = got {
+                summary.landed.push(Pinned {
+                    key: job.key.clone(),
+                    size: job.size,
+                    etag: got.etag.clone(),
+                    version_id: got.version_id.clone(),
+                    checksum: got.checksum.clone(),
+                    path: job.path.display().to_string(),
+                });
+            }
         }
         match outcome {
             Ok(Outcome::Fetched {

@@ -19,7 +19,7 @@ use crate::{
     emit,
     flow::{Flow, Slot},
     hedge::Hedge,
-    landing::{Temporary, open_part, part_name, resumable_names},
+    landing::{Temporary, open_part, part_name, remove_resumable, resumable_names},
     path::Parents,
     plan::Job,
     retry::{Failure, retrying, s3_failure},
@@ -193,12 +193,7 @@ impl Fetcher<'_> {
             Err(failure) if failure.kind == ErrorKind::NoSpace => {
                 self.space.fill(&failure.message);
                 if let Ok((dir, name)) = self.parents.of(&job.path) {
-                    let (part, record) = resumable_names(&name.to_string_lossy());
-                    let _ = dir.remove_file(part);
-                    let _ = dir.remove_file(&record);
-                    let mut temporary = record.clone().into_os_string();
-                    temporary.push("-tmp");
-                    let _ = dir.remove_file(temporary);
+                    remove_resumable(&dir, &name.to_string_lossy());
                 }
             }
             Err(_) => {}
@@ -270,12 +265,14 @@ impl Fetcher<'_> {
             .of(&job.path)
             .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
         let name = name.to_string_lossy().into_owned();
-        let path = part_name(&name);
-        let mut options = cap_std::fs::OpenOptions::new();
-        options.write(true).read(true).create_new(true);
-        let (file, mut guard) = open_part(&dir, &path, &options, true)?;
-        let mut file = file.into_std();
-        if !slot.copy_out(&mut file) {
+        // A fresh temporary, removed unless the copy lands.
+        let Landing {
+            path,
+            file,
+            mut guard,
+            ..
+        } = open_landing(&dir, &name, job, false, self.config)?;
+        if !slot.copy_out(&file) {
             return Ok(None);
         }
         file.sync_all().map_err(Failure::io)?;

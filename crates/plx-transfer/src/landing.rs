@@ -31,6 +31,15 @@ pub(crate) fn resumable_names(name: &str) -> (PathBuf, PathBuf) {
     )
 }
 
+/// Removes a large object's resumable part file, its record and the record's temporary: to give
+/// the disk back when it filled up.
+pub(crate) fn remove_resumable(dir: &Dir, name: &str) {
+    let (part, record) = resumable_names(name);
+    let _ = dir.remove_file(part);
+    let _ = dir.remove_file(crate::state::temporary_of(&record));
+    let _ = dir.remove_file(record);
+}
+
 /// Removes the temporaries a killed run left beside this run's files (`.name.<nonce>.plx-part`;
 /// a large object's resumable `.name.plx-part` has no nonce and stays). Every fetch of this run
 /// has ended, so none of them is being written.

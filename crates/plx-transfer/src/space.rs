@@ -101,9 +101,16 @@ impl Space {
         }
     }
 
-    /// When the download ran out of room: the one failure that says so, in place of the
-    /// objects' own (each would only repeat it).
-    pub(crate) fn shortfall(&self, destination: &Path) -> Option<ObjectError> {
+    /// When the transfer ran out of room: the one failure that says so goes first in
+    /// `failures`, in place of the objects' own (each would only repeat it).
+    pub(crate) fn settle(&self, destination: &Path, failures: &mut Vec<ObjectError>) {
+        if let Some(shortfall) = self.shortfall(destination) {
+            failures.retain(|failure| failure.kind != ErrorKind::NoSpace);
+            failures.insert(0, shortfall);
+        }
+    }
+
+    fn shortfall(&self, destination: &Path) -> Option<ObjectError> {
         if !self.full.load(Ordering::Relaxed) {
             return None;
         }

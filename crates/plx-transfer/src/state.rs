@@ -205,12 +205,18 @@ impl Progress {
     }
 }
 
+/// The temporary [`replace`] writes `path` through.
+pub(crate) fn temporary_of(path: &Path) -> PathBuf {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push("-tmp");
+    PathBuf::from(temporary)
+}
+
 /// Replaces `path` in `dir` with `bytes` atomically: a temporary beside it (`<path>-tmp`),
 /// synced, renamed into place; removed when it cannot be written whole, so a full disk keeps
 /// nothing of it.
 fn replace(dir: &Dir, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push("-tmp");
+    let temporary = temporary_of(path);
     let written = dir.create(&temporary).and_then(|mut file| {
         file.write_all(bytes)?;
         file.sync_all()
