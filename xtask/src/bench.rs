@@ -35,7 +35,7 @@ pub(crate) fn webhook(root: &Path, seconds: u32) -> anyhow::Result<()> {
         crate::status(Command::new("apt-get").args(["install", "-y", "-q", "wrk"]))?;
     }
     let wrk = which("wrk").context("wrk is not installed: `apt-get install wrk`")?;
-    crate::images::images(root)?;
+    crate::images::image_binaries()?;
     let binary = root.join("target/image/plx-webhook");
     let work = root.join("target/bench/webhook");
     let _ = std::fs::remove_dir_all(&work);
@@ -307,14 +307,19 @@ const PEERS: &[&str] = &[
     "awscli==1.46.3",
     "boto3==1.44.8",
 ];
-/// Polyaxon's own path needs its `fs` extra (s3fs); its botocore pin differs from the CLI's.
-const POLYAXON_FS: &[&str] = &["polyaxon[fs]==2.18.0"];
+
+/// The venv of the peers, installed once.
+pub(crate) fn peers_venv(root: &Path) -> anyhow::Result<std::path::PathBuf> {
+    crate::venvs::venv(&root.join("target/plx-bench/peers"), PEERS)
+}
 
 /// `cargo xtask bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T]
 /// [--rounds N] [--latency MS,MS…] [--bandwidth MBPS] [--sweep N]`. `--no-tm` leaves the
 /// transfer-manager peer out of a full run (its build is long); `--sweep N` measures a sweep of
-/// N plx-init runs with one node cache instead of the tools side by side.
-pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
+/// N plx-init runs with one node cache instead of the tools side by side. `built`: `cargo xtask
+/// test` has built plx-init and plx-bench in `target/debug` already, with the workspace's
+/// features (building them alone would build shared crates again with fewer).
+pub(crate) fn transfer(root: &Path, args: &[String], built: bool) -> anyhow::Result<()> {
     let quick = args.iter().any(|arg| arg == "--quick");
     let no_tm = args.iter().any(|arg| arg == "--no-tm");
     let args: Vec<String> = args
@@ -330,8 +335,11 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
         .find(|pair| pair[0] == "--server")
         .map(|pair| pair[1].as_str());
     let garage = server == Some("garage") || (!quick && server.is_none());
-    let venv = crate::venvs::venv(&root.join("target/plx-bench/peers"), PEERS)?;
-    let polyaxon = crate::venvs::venv(&root.join("target/plx-bench/polyaxon"), POLYAXON_FS)?;
+    let venv = peers_venv(root)?;
+    // Polyaxon's own path: the conformance suite's venv, which has its `fs` extra (s3fs; its
+    // botocore pin differs from the CLI's).
+    let polyaxon = root.join("target/plx-venv");
+    crate::venvs::polyaxon_venv(root)?;
     if Command::new("curl").arg("--version").output().is_err() {
         crate::status(Command::new("apt-get").args(["install", "-y", "-q", "curl"]))?;
     }
@@ -339,37 +347,44 @@ pub(crate) fn transfer(root: &Path, args: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: installing GNU time");
         crate::status(Command::new("apt-get").args(["install", "-y", "-q", "time"]))?;
     }
-    crate::images::images(root)?;
+    crate::images::server_image(root)?;
     if garage {
         crate::images::garage_image(root)?;
     }
-    // `--quick` checks correctness only: the harness built with the tests' profile (in
-    // `cargo xtask test` it is built already) spares a cold CI run a release build of the SDK,
+    // `--quick` checks correctness only: plx-init and the harness in the tests' profile (in
+    // `cargo xtask test` they are built already) spare a cold CI run a release build of the SDK,
     // s3s and testcontainers. A measured run takes the `image` profile, since the latency proxy
     // runs in the harness. The transfer-manager peer is a long build: the full benchmark only,
     // in a target directory of its own, because its features change shared crates and would
     // rebuild the images'.
-    let mut build = crate::cargo();
-    build.args(["build", "--quiet", "-p", "plx-bench"]);
     let profile = if quick { "debug" } else { "image" };
-    if !quick {
-        build.args(["--profile", "image"]);
-    }
     let target = if quick || no_tm {
         root.join("target")
     } else {
-        build.args(["--features", "tm"]);
         root.join("target/plx-bench/target")
     };
-    build.env("CARGO_TARGET_DIR", &target);
-    crate::status(&mut build)?;
+    if !built {
+        let mut build = crate::cargo();
+        build.args(["build", "--quiet", "-p", "plx-bench"]);
+        if quick {
+            build.args(["-p", "plx-init", "--bins"]);
+        } else {
+            crate::images::image_binaries()?;
+            build.args(["--profile", "image"]);
+            if !no_tm {
+                build.args(["--features", "tm"]);
+            }
+        }
+        build.env("CARGO_TARGET_DIR", &target);
+        crate::status(&mut build)?;
+    }
     let mut command = Command::new(target.join(profile).join("plx-bench"));
     command
         .arg("run")
         .arg("--work")
         .arg(root.join("target/plx-bench/work"))
         .arg("--plx-init")
-        .arg(root.join("target/image/plx-init"))
+        .arg(root.join("target").join(profile).join("plx-init"))
         .arg("--venv")
         .arg(&venv)
         .arg("--polyaxon")

@@ -42,7 +42,7 @@ root_domain = ".s3.garage.localhost"
 struct ScratchImage<'a> {
     tag: &'a str,
     /// `name@version`, with the `cargo install` flags it needs; empty for a binary of this
-    /// workspace (built by `image_binaries` first), packed afresh on every run.
+    /// workspace (see `Binaries`), packed afresh on every run.
     install: &'a [&'a str],
     binary: &'a str,
     /// Files written into the image, by path.
@@ -62,30 +62,38 @@ struct ScratchImage<'a> {
     note: &'a str,
 }
 
-/// Builds the images `cargo xtask test` needs: plx-init's, plx-webhook's and plx-init layered on
-/// Polyaxon's init image (every time; cheap when nothing changed), the s3s-fs test server's and
-/// the stand-in for Polyaxon's init image (cached: made only when missing).
-pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
-    image_binaries()?;
+/// Which build of this workspace's binaries goes into its images.
+#[derive(Clone, Copy)]
+pub(crate) enum Binaries {
+    /// The `image` profile, optimised and stripped, built first: what is shipped.
+    Shipped,
+    /// The tests' own build in `target/debug`, made by the run that packs it. The tests check
+    /// behaviour, not speed, and this spares a cold `cargo xtask test` a release build of the
+    /// SDK and everything else the two binaries link (about 11 minutes on 2 cores).
+    Tests,
+}
+
+impl Binaries {
+    fn dir(self, root: &Path) -> PathBuf {
+        match self {
+            Binaries::Shipped => root.join("target/image"),
+            Binaries::Tests => root.join("target/debug"),
+        }
+    }
+}
+
+/// Builds the images the tests need: plx-init's, plx-webhook's and plx-init layered on Polyaxon's
+/// init image from `binaries` (every time; cheap when nothing changed), the s3s-fs test server's
+/// and the stand-in for Polyaxon's init image (cached: made only when missing).
+pub(crate) fn images(root: &Path, binaries: Binaries) -> anyhow::Result<()> {
+    if let Binaries::Shipped = binaries {
+        image_binaries()?;
+    }
+    server_image(root)?;
+    let dir = binaries.dir(root);
     build_scratch_image(
         root,
-        &ScratchImage {
-            tag: S3S_IMAGE,
-            install: &[S3S_FS, "--features", "binary"],
-            binary: "s3s-fs",
-            files: &[],
-            copies: &[],
-            data: &["data"],
-            links: &[],
-            busybox: false,
-            env: &[],
-            port: Some(8014),
-            entrypoint: &["/bin/s3s-fs"],
-            note: "once; cached under target/",
-        },
-    )?;
-    build_scratch_image(
-        root,
+        &dir,
         &ScratchImage {
             tag: PLX_INIT_IMAGE,
             install: &[],
@@ -114,6 +122,7 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
     )?;
     build_scratch_image(
         root,
+        &dir,
         &ScratchImage {
             tag: PLX_WEBHOOK_IMAGE,
             install: &[],
@@ -130,7 +139,29 @@ pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
         },
     )?;
     // Polyaxon's init image (a local stand-in) and plx-init layered on it.
-    polyaxon_init::images(root)
+    polyaxon_init::images(root, &dir)
+}
+
+/// The s3s-fs test server's image (built once, cached), which the tests and the benchmark run.
+pub(crate) fn server_image(root: &Path) -> anyhow::Result<()> {
+    build_scratch_image(
+        root,
+        Path::new(""),
+        &ScratchImage {
+            tag: S3S_IMAGE,
+            install: &[S3S_FS, "--features", "binary"],
+            binary: "s3s-fs",
+            files: &[],
+            copies: &[],
+            data: &["data"],
+            links: &[],
+            busybox: false,
+            env: &[],
+            port: Some(8014),
+            entrypoint: &["/bin/s3s-fs"],
+            note: "once; cached under target/",
+        },
+    )
 }
 
 /// Builds the binaries this workspace ships, plx-init and plx-webhook, with the `image` profile
@@ -159,6 +190,7 @@ pub(crate) fn image_binaries() -> anyhow::Result<()> {
 pub(crate) fn garage_image(root: &Path) -> anyhow::Result<()> {
     build_scratch_image(
         root,
+        Path::new(""),
         &ScratchImage {
             tag: GARAGE_IMAGE,
             install: &[
@@ -181,7 +213,13 @@ pub(crate) fn garage_image(root: &Path) -> anyhow::Result<()> {
     )
 }
 
-fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<()> {
+/// Packs `image`; a binary of this workspace is taken from `binaries`, one from crates.io is
+/// installed under `target/plx-tools`.
+fn build_scratch_image(
+    root: &Path,
+    binaries: &Path,
+    image: &ScratchImage<'_>,
+) -> anyhow::Result<()> {
     let ours = image.install.is_empty();
     let present = Command::new("docker")
         .args(["image", "inspect", image.tag])
@@ -191,7 +229,7 @@ fn build_scratch_image(root: &Path, image: &ScratchImage<'_>) -> anyhow::Result<
         return Ok(());
     }
     let binary = if ours {
-        root.join("target/image").join(image.binary)
+        binaries.join(image.binary)
     } else {
         let tools = root.join("target/plx-tools").join(image.binary);
         let binary = tools.join("bin").join(image.binary);

@@ -104,12 +104,12 @@ fn run() -> anyhow::Result<()> {
         Task::Conformance { filter } => test::conformance(&root, filter.as_deref()),
         Task::Schemas { check } => test::schemas(&root, check),
         Task::Chart => test::chart(&root),
-        Task::Bench { args } => bench::transfer(&root, &args),
+        Task::Bench { args } => bench::transfer(&root, &args, false),
         Task::BenchWebhook { seconds } => bench::webhook(&root, seconds),
         Task::Soak { runs } => soak::run(&root, runs),
         Task::Fuzz { seconds } => fuzz::run(&root, seconds),
         Task::Images { garage } => {
-            images::images(&root)?;
+            images::images(&root, images::Binaries::Shipped)?;
             if garage {
                 images::garage_image(&root)?;
             }
@@ -117,7 +117,7 @@ fn run() -> anyhow::Result<()> {
         }
         Task::PolyaxonInit { base } => {
             images::image_binaries()?;
-            polyaxon_init::layered(&root, &base)?;
+            polyaxon_init::layered(&root, &base, &root.join("target/image"))?;
             eprintln!(
                 "xtask: built {} on {base}; tag it for your registry and push it",
                 polyaxon_init::LAYERED

@@ -36,10 +36,11 @@ const SUITE: &str = "bookworm";
 const MIRROR: &str = "http://deb.debian.org/debian";
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Builds the stand-in (when missing) and the layered image on it.
-pub(crate) fn images(root: &Path) -> anyhow::Result<()> {
+/// Builds the stand-in (when missing) and the layered image on it, with the plx-init in
+/// `binaries`.
+pub(crate) fn images(root: &Path, binaries: &Path) -> anyhow::Result<()> {
     stand_in(root)?;
-    layered(root, STAND_IN)
+    layered(root, STAND_IN, binaries)
 }
 
 fn present(tag: &str) -> bool {
@@ -49,7 +50,7 @@ fn present(tag: &str) -> bool {
         .is_ok_and(|output| output.status.success())
 }
 
-fn stand_in(root: &Path) -> anyhow::Result<()> {
+pub(crate) fn stand_in(root: &Path) -> anyhow::Result<()> {
     if present(STAND_IN) {
         return Ok(());
     }
@@ -135,9 +136,9 @@ fn import(rootfs: &Path) -> anyhow::Result<()> {
 }
 
 /// `images/plx-init-polyaxon/Dockerfile` on `base` (the stand-in, or Polyaxon's own image with
-/// `cargo xtask images --polyaxon-init IMAGE`), with the `image` profile's plx-init.
-pub(crate) fn layered(root: &Path, base: &str) -> anyhow::Result<()> {
-    let binary = root.join("target/image/plx-init");
+/// `cargo xtask images --polyaxon-init IMAGE`), with the plx-init in `binaries`.
+pub(crate) fn layered(root: &Path, base: &str, binaries: &Path) -> anyhow::Result<()> {
+    let binary = binaries.join("plx-init");
     let context = root.join("target/images/plx-init-polyaxon");
     let _ = std::fs::remove_dir_all(&context);
     let bin = context.join("overlay/usr/local/libexec/plx-init/bin");

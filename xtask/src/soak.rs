@@ -4,14 +4,14 @@ use std::path::Path;
 
 use crate::{
     cargo,
-    images::{garage_image, images},
+    images::{Binaries, garage_image, images},
     status,
     test::remove_test_containers,
 };
 
 /// The long fault runs (`cargo xtask test` runs 2 per class).
 pub(crate) fn run(root: &Path, runs: u32) -> anyhow::Result<()> {
-    images(root)?;
+    images(root, Binaries::Shipped)?;
     let result = status(
         cargo()
             .args([

@@ -1,13 +1,16 @@
 //! The test tasks: `test` (everything CI runs), `conformance`, `schemas`, `chart`.
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::Context;
 
 use crate::{
     bench, cargo, chart, demo,
-    images::images,
-    status,
+    images::{Binaries, images, server_image},
+    polyaxon_init, status,
     venvs::{polyaxon_venv, tools_venv},
 };
 
@@ -18,22 +21,36 @@ pub(crate) fn test(root: &Path) -> anyhow::Result<()> {
     // The style is kept by the tools, first, so that a run fails fast on it.
     status(cargo().args(["fmt", "--all", "--check"]))
         .context("rustfmt would change files: run `cargo fmt`")?;
-    status(cargo().args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
-    let python = polyaxon_venv(root)?;
-    let tools = tools_venv(root)?;
     chart::values_schema(root, true)?;
-    images(root)?;
+    let lints = Lints::new()?;
+    // What the tests run beside them is installed while the test build compiles: the venvs and
+    // the stand-in for Polyaxon's image mostly wait on downloads and disks, and the test server
+    // is a build of its own that fills the cores the test build leaves idle.
+    let (built, setup) = std::thread::scope(|scope| {
+        let setup = scope.spawn(|| -> anyhow::Result<(PathBuf, PathBuf)> {
+            let python = polyaxon_venv(root)?;
+            let tools = tools_venv(root)?;
+            bench::peers_venv(root)?;
+            polyaxon_init::stand_in(root)?;
+            server_image(root)?;
+            Ok((python, tools))
+        });
+        // Every target the run uses (the tests, the binaries the images pack, the demo and the
+        // benchmark's harness) in one build with one feature set. Clippy's findings fail it,
+        // before any test runs.
+        let built = status(lints.apply(cargo().args(["build", "--workspace", "--all-targets"])));
+        let setup = setup
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the setup thread panicked")));
+        (built, setup)
+    });
+    built?;
+    let (python, tools) = setup?;
+    images(root, Binaries::Tests)?;
     remove_test_containers();
     let result = status(
-        cargo()
-            .args(["test", "--workspace", "--all-targets"])
+        lints
+            .apply(cargo().args(["test", "--workspace", "--all-targets"]))
             .env("PLX_POLYAXON_PYTHON", &python)
             .env("PLX_MOTO_SERVER", tools.join("bin/moto_server"))
             .env("PLX_AWS_CLI", tools.join("bin/aws"))
@@ -41,14 +58,52 @@ pub(crate) fn test(root: &Path) -> anyhow::Result<()> {
             // Tests never ask a metadata service for credentials.
             .env("AWS_EC2_METADATA_DISABLED", "true"),
     )
-    .and_then(|()| status(cargo().args(["test", "--workspace", "--doc"])))
+    .and_then(|()| status(lints.apply(cargo().args(["test", "--workspace", "--doc"]))))
     // The demo is part of the suite: what a newcomer runs first must not rot.
     .and_then(|()| demo::run(root, true))
     // The benchmark's smoke run: every peer installs, runs and brings the right bytes.
-    .and_then(|()| bench::transfer(root, &["--quick".to_owned()]));
+    .and_then(|()| bench::transfer(root, &["--quick".to_owned()], true));
     // Containers of a test that was killed outlive it; none may outlive the run.
     remove_test_containers();
     result
+}
+
+/// Clippy, run by the test build itself: as `cargo clippy` does, cargo hands each workspace
+/// crate to clippy-driver, which lints it and then compiles it as rustc would. The dependencies
+/// are then built once, for the tests, where `cargo clippy` would build every one of them a
+/// second time in check mode (about 6 minutes of a cold run on 2 cores). Cargo fingerprints
+/// both variables, so every cargo call of the run carries them: a call without them would
+/// rebuild the workspace's crates.
+struct Lints {
+    driver: std::path::PathBuf,
+}
+
+impl Lints {
+    fn new() -> anyhow::Result<Lints> {
+        let sysroot = Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .context("cannot run rustc")?;
+        let driver =
+            Path::new(String::from_utf8_lossy(&sysroot.stdout).trim()).join("bin/clippy-driver");
+        if !driver.exists() {
+            anyhow::bail!(
+                "{} is missing: install clippy (`rustup component add clippy`)",
+                driver.display()
+            );
+        }
+        Ok(Lints { driver })
+    }
+
+    fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+        command
+            .env("RUSTC_WORKSPACE_WRAPPER", &self.driver)
+            // `cargo clippy -- -D warnings`, in the form cargo-clippy hands it to the driver.
+            .env(
+                "CLIPPY_ARGS",
+                "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+            )
+    }
 }
 
 pub(crate) fn remove_test_containers() {
@@ -71,7 +126,7 @@ pub(crate) fn remove_test_containers() {
 pub(crate) fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
     let python = polyaxon_venv(root)?;
     let tools = tools_venv(root)?;
-    images(root)?;
+    images(root, Binaries::Shipped)?;
     // The model cases (validator, JSON Schema, Polyaxon), then the transfer and init cases
     // (real servers, and the real plx-init binary).
     for test in [
@@ -116,7 +171,7 @@ pub(crate) fn schemas(root: &Path, check: bool) -> anyhow::Result<()> {
 pub(crate) fn chart(root: &Path) -> anyhow::Result<()> {
     let tools = tools_venv(root)?;
     chart::values_schema(root, true)?;
-    images(root)?;
+    images(root, Binaries::Shipped)?;
     let result = status(
         cargo()
             .args(["test", "-p", "plx-webhook", "--test", "it", "--", "chart::"])
