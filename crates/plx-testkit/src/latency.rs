@@ -1,6 +1,7 @@
 //! A store made far away: an HTTP/1.1 proxy that holds back the first byte of every response by a
 //! set delay (with seeded jitter), caps each connection's bytes per second, and makes a seeded
-//! share of responses stragglers (their first byte very late) or stall in the middle of the body.
+//! share of responses stragglers (their first byte very late), stall in the middle of the body,
+//! or answer 503 SlowDown (the store pushing back).
 //! This kernel has no netem (`tc qdisc … netem` is unknown), so this is how the benchmark and the
 //! tests put a round trip between the client and a server on loopback.
 //!
@@ -53,6 +54,10 @@ pub struct Network {
     pub stall: f64,
     /// How long a stalled body stays silent.
     pub stall_for: Duration,
+    /// Share of requests answered 503 SlowDown after the delay, without reaching the store: a
+    /// store pushing back. Only a request's first time, like the others, so the SDK's own
+    /// retry gets through.
+    pub busy: f64,
     /// The first this many requests are never stragglers nor stalled: a client's warm-up.
     pub spare: u64,
     /// Seeds every draw, so a run can be replayed.
@@ -70,6 +75,7 @@ impl Network {
             late_by: Duration::ZERO,
             stall: 0.0,
             stall_for: Duration::ZERO,
+            busy: 0.0,
             spare: 0,
             seed: 1,
         }
@@ -87,6 +93,8 @@ pub struct Counts {
     pub late: AtomicU64,
     /// Responses that went silent mid-body.
     pub stalled: AtomicU64,
+    /// Requests answered 503 SlowDown.
+    pub busy: AtomicU64,
     /// Requests whose client went away before their response was complete.
     pub abandoned: AtomicU64,
 }
@@ -196,6 +204,8 @@ async fn forward(
     let spare = number < network.spare || again;
     let late = random.unit() < network.late && !spare;
     let stalls = random.unit() < network.stall && !spare;
+    // Drawn only when asked for, so the other draws of a seed stay as they were.
+    let busy = network.busy > 0.0 && random.unit() < network.busy && !spare;
     let delay = if late {
         shared.counts.late.fetch_add(1, Ordering::Relaxed);
         network.late_by
@@ -206,6 +216,12 @@ async fn forward(
         counts: shared.counts.clone(),
         done: false,
     };
+    if busy {
+        shared.counts.busy.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(delay).await;
+        watch.done = true;
+        return Ok(slow_down());
+    }
     let (mut parts, body) = request.into_parts();
     let path = parts
         .uri
@@ -241,6 +257,23 @@ async fn forward(
         parts,
         shaped(body, network.bandwidth, stall),
     ))
+}
+
+/// S3's 503 SlowDown, as the store words it.
+fn slow_down() -> Response<Body> {
+    let mut response = Response::new(
+        http_body_util::Full::new(Bytes::from_static(
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+        ))
+        .map_err(|never| match never {})
+        .boxed_unsync(),
+    );
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    response
 }
 
 fn answer(status: StatusCode) -> Response<Body> {

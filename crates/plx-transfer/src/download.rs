@@ -18,7 +18,7 @@ use crate::{
     cache::Cache,
     emit,
     fetch::{Fetcher, Outcome},
-    flow::Flow,
+    flow::{Busy, Flow},
     hedge::Hedge,
     landing::sweep,
     object,
@@ -113,6 +113,15 @@ pub async fn download(
         }
     };
 
+    // The download's own client: the flow hears of every 503 from it, listings included.
+    let flow = Arc::new(Flow::new(config.request_cap()));
+    let client = &Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(Busy(flow.clone()))
+            .build(),
+    );
     // Fetching starts with the first listing page: a long listing, or many single keys each
     // looked up, no longer holds back the first byte.
     let (planned, queue) = tokio::sync::mpsc::channel::<Job>(PLANNED);
@@ -153,7 +162,7 @@ pub async fn download(
         .as_ref()
         .and_then(|cache| Cache::open(cache, &request.bucket));
     let summary = Mutex::new(Summary::default());
-    let (flow, hedge) = (Flow::new(config.request_cap()), Hedge::new());
+    let hedge = Hedge::new();
     let large = tokio::sync::Semaphore::new(config.concurrency.max(1));
     let fetcher = &Fetcher {
         client,

@@ -330,19 +330,6 @@ impl Fetcher<'_> {
         }))
     }
 
-    /// A GET's failure, read once where the request failed; a 503 SlowDown also means fewer
-    /// requests in flight, at once.
-    fn request_failed<E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static>(
-        &self,
-        error: aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-    ) -> Failure {
-        let failure = s3_failure(error);
-        if failure.busy {
-            self.flow.slow_down();
-        }
-        failure
-    }
-
     async fn fetch_once(&self, job: &Job) -> Result<Outcome, Failure> {
         let config = self.config;
         let ranged = job.size >= config.multipart_threshold && job.size > config.part_size;
@@ -481,7 +468,7 @@ impl Fetcher<'_> {
                     .send()
             })
             .await
-            .map_err(|error| self.request_failed(error))?;
+            .map_err(s3_failure)?;
         let response_etag = response
             .e_tag()
             .map(|etag| etag.trim_matches('"').to_owned());
@@ -580,7 +567,7 @@ impl Fetcher<'_> {
                     .send()
             })
             .await
-            .map_err(|error| self.request_failed(error))?;
+            .map_err(s3_failure)?;
         let part_etag = response
             .e_tag()
             .map(|etag| etag.trim_matches('"').to_owned());

@@ -11,16 +11,21 @@
 //! [`CLIMB`] more, it doubles; then it keeps the better of the last two and holds, probing a
 //! quarter higher every few steps and keeping the probe only if it pays ([`PROBE`]). A 503
 //! SlowDown halves the limit at once (once per step) and caps the probes below where the store
-//! pushed back. The limit never exceeds the caller's cap (`Config::request_cap`: `requests`
+//! pushed back; every attempt's 503 counts, including those the SDK's own retries absorb
+//! ([`Busy`]), since those are the store's signal too and most never outlast them. The limit never exceeds the caller's cap (`Config::request_cap`: `requests`
 //! and the memory bound, fitted to the open-file limit) and never goes below 1.
 //!
 //! Every step is recorded ([`Step`]) for the summary, so the controller's choices can be seen.
 
 use std::{
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use aws_sdk_s3::config::{
+    ConfigBag, Intercept, RuntimeComponents,
+    interceptors::BeforeDeserializationInterceptorContextRef,
+};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Where a run starts: enough for a nearby store, from where a far one is found in a few steps.
@@ -227,6 +232,35 @@ impl Control {
         self.area = 0.0;
         self.measuring = None;
         self.done = 0;
+    }
+}
+
+/// Tells the flow of each 503 the store answers, attempt by attempt: an SDK interceptor on the
+/// download's client. Without it the engine heard only of a SlowDown that outlasted the SDK's
+/// own retries, which with the standard three tries is almost none.
+pub(crate) struct Busy(pub(crate) Arc<Flow>);
+
+impl std::fmt::Debug for Busy {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Busy")
+    }
+}
+
+impl Intercept for Busy {
+    fn name(&self) -> &'static str {
+        "plx-transfer::flow::Busy"
+    }
+
+    fn read_before_deserialization(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _: &RuntimeComponents,
+        _: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if context.response().status().as_u16() == 503 {
+            self.0.slow_down();
+        }
+        Ok(())
     }
 }
 

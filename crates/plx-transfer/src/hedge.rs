@@ -35,11 +35,16 @@ const KEPT: usize = 256;
 /// The hedge budget's size, its earning per answered request, and a hedge's cost.
 const CAPACITY: f64 = 10.0;
 const REWARD: f64 = 0.05;
-/// A body silent this many deadlines (and at least [`QUIET_FLOOR`]) is given up.
+/// A body silent this many deadlines (at least [`QUIET_FLOOR`], at most [`QUIET_CEILING`]) is
+/// given up.
 const QUIET_DEADLINES: u32 = 8;
 const QUIET_FLOOR: Duration = Duration::from_secs(2);
-/// Before the deadline is known, a body may be silent this long.
+/// Before the deadline is known, a body may be silent this long; and never longer: under the
+/// SDK's stalled-stream grace (20 s), so a stall is always given up by the engine, which says
+/// so, rather than by the SDK's protection, whose "streaming error" on a loaded machine (long
+/// times, so a long deadline) said nothing of a stall.
 const QUIET_COLD: Duration = Duration::from_secs(10);
+const QUIET_CEILING: Duration = QUIET_COLD;
 
 struct Times {
     recent: VecDeque<Duration>,
@@ -79,7 +84,7 @@ impl Hedge {
     /// How long a body may go without a byte before it is given up and fetched again.
     pub(crate) fn quiet(&self) -> Duration {
         self.deadline().map_or(QUIET_COLD, |deadline| {
-            (deadline * QUIET_DEADLINES).max(QUIET_FLOOR)
+            (deadline * QUIET_DEADLINES).clamp(QUIET_FLOOR, QUIET_CEILING)
         })
     }
 
@@ -200,6 +205,18 @@ mod tests {
         hedge.answered(Some(Duration::from_millis(1)));
         assert_eq!(hedge.deadline(), Some(Duration::from_millis(201)));
         assert_eq!(hedge.quiet(), QUIET_FLOOR);
+    }
+
+    #[test]
+    fn a_slow_run_stays_under_the_sdk_s_stall_grace() {
+        let hedge = Hedge::new();
+        for _ in 0..WARM {
+            hedge.answered(Some(Duration::from_secs(3)));
+        }
+        // 4 × 3 s = 12 s of deadline; 8 of them would be 96 s of silence.
+        assert_eq!(hedge.deadline(), Some(Duration::from_secs(12)));
+        assert_eq!(hedge.quiet(), QUIET_CEILING);
+        assert!(QUIET_CEILING < Duration::from_secs(20));
     }
 
     #[tokio::test]

@@ -10,8 +10,6 @@ pub(crate) struct Failure {
     pub(crate) kind: ErrorKind,
     pub(crate) message: String,
     pub(crate) transient: bool,
-    /// The store said to slow down (503 SlowDown): fewer requests in flight.
-    pub(crate) busy: bool,
 }
 
 impl Failure {
@@ -20,7 +18,6 @@ impl Failure {
             kind,
             message: message.into(),
             transient: false,
-            busy: false,
         }
     }
 
@@ -29,7 +26,6 @@ impl Failure {
             kind,
             message: message.into(),
             transient: true,
-            busy: false,
         }
     }
 
@@ -48,20 +44,16 @@ pub(crate) fn io_kind(error: &std::io::Error) -> ErrorKind {
     }
 }
 
-/// What an SDK error means for one object of a transfer ([`crate::explain`]).
+/// What an SDK error means for one object of a transfer ([`crate::explain`]). A 503 has been
+/// told to the flow already, attempt by attempt ([`crate::flow::Busy`]).
 pub(crate) fn s3_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
     error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
 ) -> Failure {
     let explained = crate::explain::explain(&error, &crate::explain::About::Object);
-    let busy = error.code() == Some("SlowDown")
-        || error
-            .raw_response()
-            .is_some_and(|raw| raw.status().as_u16() == 503);
     Failure {
         kind: explained.kind,
         message: explained.message,
         transient: explained.transient,
-        busy,
     }
 }
 

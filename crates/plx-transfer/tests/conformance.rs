@@ -267,6 +267,15 @@ async fn check(
             problems.push(format!("{field}: {got:?}, expected at least {want}"));
         }
     }
+    if let Some(want) = case["expect"]["limit_below"].as_u64() {
+        let lowest = summary.and_then(|summary| summary.steps.iter().map(|step| step.limit).min());
+        if lowest.is_none_or(|lowest| u64::from(lowest) >= want) {
+            problems.push(format!(
+                "the requests in flight never went below {want}: {:?}",
+                summary.map(|summary| &summary.steps)
+            ));
+        }
+    }
     if let (Some(proxy), Some(network)) = (&proxy, case.get("network")) {
         // The case's faults happened: a case that injects none tests nothing.
         let counts = proxy.counts();
@@ -274,7 +283,10 @@ async fn check(
             network[share].as_f64().unwrap_or(0.0) > 0.0
                 && count.load(std::sync::atomic::Ordering::Relaxed) == 0
         };
-        if made("late", &counts.late) || made("stall", &counts.stalled) {
+        if made("late", &counts.late)
+            || made("stall", &counts.stalled)
+            || made("busy", &counts.busy)
+        {
             problems.push("the proxy injected none of the case's faults".to_owned());
         }
     }
@@ -325,6 +337,7 @@ async fn far(server: &S3Server, network: &Value) -> anyhow::Result<LatencyProxy>
         late_by: seconds("late_by_s"),
         stall: network["stall"].as_f64().unwrap_or(0.0),
         stall_for: seconds("stall_for_s"),
+        busy: network["busy"].as_f64().unwrap_or(0.0),
         spare: network["spare"].as_u64().unwrap_or(0),
         seed: network["seed"].as_u64().unwrap_or(1),
         ..Network::far(Duration::from_millis(

@@ -168,17 +168,11 @@ async fn slow_down_halves_the_requests_in_flight() -> anyhow::Result<()> {
     server.create_bucket(BUCKET).await?;
     let objects = seeded(&server, "busy", 400, 0).await?;
     // 60% of new connections answered 503 SlowDown (and closed): the engine must cut below
-    // where it started (32); a revert never goes under it.
+    // where it started (32); a revert never goes under it. The SDK's own retries are on, as in
+    // every real run: they absorb most of the 503s, and the flow must hear of each one all the
+    // same (before it did, 36 of 36 were absorbed and nothing was cut).
     let proxy = FaultProxy::start(upstream(&server)?, &[Fault::SlowDown], 0.6, 29).await?;
-    // The SDK's own retries off: each SlowDown reaches the engine, as one that outlasts them
-    // would (with them on, 36 of 36 were absorbed).
     let busy = client(&server, &proxy.endpoint());
-    let busy = aws_sdk_s3::Client::from_conf(
-        busy.config()
-            .to_builder()
-            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
-            .build(),
-    );
     let destination = tempfile::tempdir()?;
     let config = Config {
         attempts: 20,
@@ -189,11 +183,7 @@ async fn slow_down_halves_the_requests_in_flight() -> anyhow::Result<()> {
         plx_transfer::download(&busy, &request("busy"), destination.path(), &config, &None).await?;
     assert!(visible_files(destination.path()) == objects);
     let lowest = summary.steps.iter().map(|step| step.limit).min();
-    assert!(
-        summary.retried > 0,
-        "no SlowDown reached the engine ({} injected): {summary:?}",
-        proxy.injected()
-    );
+    assert!(proxy.injected() > 0, "no SlowDown was injected");
     assert!(
         lowest.is_some_and(|lowest| lowest < 32),
         "SlowDown did not cut the limit: {:?}",
@@ -285,14 +275,12 @@ async fn a_stalled_body_is_fetched_again() -> anyhow::Result<()> {
             causes.push(cause);
         }
     }
-    // Given up by the engine's quiet timer ("no byte for") or, when the run's times are long
-    // (a loaded machine), by the SDK's stalled-stream protection first ("streaming error"):
-    // either way fetched again, never waited out.
+    // Given up by the engine's quiet timer, which says so: it is never longer than 10 s, under
+    // the SDK's stalled-stream grace (20 s), even when a loaded machine makes the run's times
+    // long, so the SDK's protection does not give the body up first.
     assert!(
-        causes
-            .iter()
-            .any(|cause| cause.contains("no byte for") || cause.contains("streaming error")),
-        "no stall was given up: {causes:?}"
+        causes.iter().any(|cause| cause.contains("no byte for")),
+        "no stall was given up by the engine: {causes:?}"
     );
     assert!(summary.retried as usize >= causes.len().min(1));
     Ok(())
