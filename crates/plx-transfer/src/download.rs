@@ -114,7 +114,7 @@ pub async fn download(
     };
 
     // The download's own client: the flow hears of every 503 from it, listings included.
-    let flow = Arc::new(Flow::new(config.request_cap()));
+    let flow = Arc::new(Flow::new(config.request_cap(), config.memory));
     let client = &Client::from_conf(
         client
             .config()

@@ -228,7 +228,7 @@ impl Fetcher<'_> {
         }
         // With this pod's credentials: the cache never gives what the store would refuse.
         let head = {
-            let _slot = self.flow.slot().await;
+            let _slot = self.flow.slot(0).await;
             self.hedge
                 .race(|| {
                     self.client
@@ -338,7 +338,7 @@ impl Fetcher<'_> {
         let (slot, _large) = if ranged {
             (None, self.large.acquire().await.ok())
         } else {
-            (Some(self.flow.slot().await), None)
+            (Some(self.flow.slot(job.size).await), None)
         };
         // From here on, every file is named inside the directory that holds it.
         let (dir, name) = self
@@ -539,7 +539,7 @@ impl Fetcher<'_> {
         let job = flight.job;
         let (result, _) = retrying(self.config, &job.key, self.events, || async {
             // The place is held until the part's body is in.
-            let _slot = self.flow.slot().await;
+            let _slot = self.flow.slot(end.saturating_sub(start) + 1).await;
             self.fetch_range_once(flight, Range { start, end, crc })
                 .await
         })

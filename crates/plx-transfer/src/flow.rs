@@ -13,7 +13,7 @@
 //! SlowDown halves the limit at once (once per step) and caps the probes below where the store
 //! pushed back; every attempt's 503 counts, including those the SDK's own retries absorb
 //! ([`Busy`]), since those are the store's signal too and most never outlast them. The limit never exceeds the caller's cap (`Config::request_cap`: `requests`
-//! and the memory bound, fitted to the open-file limit) and never goes below 1.
+//! fitted to the open-file limit) and never goes below 1; the memory bound (`Config::memory`) is taken by each request by its body, so it holds back large bodies, not small ones.
 //!
 //! Every step is recorded ([`Step`]) for the summary, so the controller's choices can be seen.
 
@@ -264,31 +264,46 @@ impl Intercept for Busy {
     }
 }
 
-/// The limit on requests in flight, and its controller.
+/// The limit on requests in flight, and its controller; and the memory they may hold.
 pub(crate) struct Flow {
     permits: Semaphore,
     control: Mutex<Control>,
+    /// `Config::memory` in KiB, taken by each request as its body makes it hold
+    /// ([`crate::request_memory`]): many small requests fly where few large ones would.
+    memory: Semaphore,
+    memory_kib: u32,
 }
 
 /// One request's place in flight; it is counted when dropped.
 pub(crate) struct Slot<'a> {
     flow: &'a Flow,
     permit: Option<SemaphorePermit<'a>>,
+    _memory: Option<SemaphorePermit<'a>>,
     step: u64,
 }
 
 impl Flow {
-    /// A controller that never lets more than `cap` requests fly.
-    pub(crate) fn new(cap: usize) -> Flow {
+    /// A controller that never lets more than `cap` requests fly, nor more than `memory` bytes
+    /// be held by them.
+    pub(crate) fn new(cap: usize, memory: u64) -> Flow {
         let control = Control::new(cap, Instant::now());
+        let memory_kib = (memory / 1024).clamp(1, u64::from(u32::MAX)) as u32;
         Flow {
             permits: Semaphore::new(control.limit),
             control: Mutex::new(control),
+            memory: Semaphore::new(memory_kib as usize),
+            memory_kib,
         }
     }
 
-    /// Waits for a place in flight.
-    pub(crate) async fn slot(&self) -> Slot<'_> {
+    /// Waits for a place in flight for a request of `size` bytes of body. Its memory is taken
+    /// first: a request waiting for memory holds no place, so the controller's count of
+    /// requests in flight stays what flies.
+    pub(crate) async fn slot(&self, size: u64) -> Slot<'_> {
+        let kib = crate::request_memory(size)
+            .div_ceil(1024)
+            .min(u64::from(self.memory_kib)) as u32;
+        let memory = self.memory.acquire_many(kib).await.ok();
         let permit = self.permits.acquire().await.ok();
         let now = Instant::now();
         let step = self
@@ -299,6 +314,7 @@ impl Flow {
         Slot {
             flow: self,
             permit,
+            _memory: memory,
             step,
         }
     }
@@ -476,11 +492,11 @@ mod tests {
     async fn never_more_in_flight_than_the_places_that_exist() {
         use futures::StreamExt;
         use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-        let flow = Flow::new(100);
+        let flow = Flow::new(100, 1 << 40);
         let (busy, worst) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let run = |requests: usize| {
             futures::stream::iter(0..requests).for_each_concurrent(1024, |_| async {
-                let slot = flow.slot().await;
+                let slot = flow.slot(0).await;
                 let now = busy.fetch_add(1, SeqCst) + 1;
                 let granted = flow.control.lock().map(|c| c.granted).unwrap_or(0);
                 worst.fetch_max(now.saturating_sub(granted), SeqCst);
@@ -501,5 +517,25 @@ mod tests {
         // Once every request has given its place back, the places are the limit.
         assert_eq!(control.0, control.1);
         assert_eq!(flow.permits.available_permits(), control.1);
+    }
+
+    #[tokio::test]
+    async fn memory_is_taken_by_what_each_request_holds() {
+        use tokio::time::timeout;
+        let wait = Duration::from_millis(50);
+        // 1 MiB: one request for a large body (96 + 768 KiB) fits, a second waits.
+        let flow = Flow::new(256, 1024 * 1024);
+        let large = flow.slot(8 << 20).await;
+        assert!(timeout(wait, flow.slot(8 << 20)).await.is_err());
+        drop(large);
+        // Nine of 4 KiB (96 + 12 KiB each) fit where one large one did; a tenth waits.
+        let small = futures::future::join_all((0..9).map(|_| flow.slot(4096))).await;
+        assert!(timeout(wait, flow.slot(4096)).await.is_err());
+        drop(small);
+        assert_eq!(flow.memory.available_permits(), 1024);
+        // A request larger than the whole bound still runs, alone.
+        let tiny = Flow::new(256, 64 * 1024);
+        let alone = timeout(wait, tiny.slot(8 << 20)).await;
+        assert!(alone.is_ok());
     }
 }

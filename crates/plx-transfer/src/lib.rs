@@ -48,9 +48,10 @@ pub struct Config {
     /// a 503 SlowDown halves it), so a far store gets more and a near one a few dozen without a
     /// flag.
     pub requests: usize,
-    /// Downloads: the memory the requests in flight may hold, counted at [`REQUEST_MEMORY`]
-    /// each (a connection's buffers and the SDK's state for one request); it caps the requests
-    /// in flight below `requests` when smaller.
+    /// Downloads: the memory the requests in flight may hold, each counted by what its body
+    /// makes it hold ([`request_memory`]); it caps the requests in flight below `requests`
+    /// when their bodies are large, not when they are small (4 KiB objects 50 ms away need
+    /// hundreds in flight, and hold little).
     pub memory: u64,
     /// Uploads and copies: objects in flight at once. Downloads: large objects (fetched in
     /// parts) in flight at once.
@@ -76,7 +77,8 @@ impl Default for Config {
         Config {
             // s5cmd's: enough for a store 50 ms away, and within 1,024 open files.
             requests: 256,
-            // With the base, under 64 MiB: 64 requests in flight.
+            // With the base, under 64 MiB: 37 requests of bodies of 256 KiB or more in flight,
+            // 256 of small ones.
             memory: 32 * 1024 * 1024,
             concurrency: 32,
             multipart_threshold: 16 * 1024 * 1024,
@@ -89,18 +91,28 @@ impl Default for Config {
     }
 }
 
-/// What one request in flight is counted to hold in memory: its connection's read buffer (which
-/// grows to hold a body of a few hundred KiB that arrives faster than it is written), the SDK's
-/// request state and the chunk being written. Measured: 1,000 objects of 256 KiB peaked at 124
-/// MiB with 256 requests in flight, 97 MiB with about 100 and 55 to 68 MiB with 64
-/// (`docs/benchmarks.md`): the connections the pool keeps hold their buffers too.
-pub const REQUEST_MEMORY: u64 = 512 * 1024;
+/// What any request in flight is counted to hold, whatever its body: the SDK's request state,
+/// its connection's buffers at rest, and a file being written. Measured: 4 KiB objects cost
+/// about 0.1 MiB each in flight (W1 at 190 in flight peaked at 42 to 46 MiB, the base about 25).
+pub const REQUEST_BASE: u64 = 96 * 1024;
+/// The most a body adds to its request: its connection's read buffer grows to hold a body that
+/// arrives faster than it is written, and the chunk being written is held too. Measured: 1,000
+/// objects of 256 KiB cost about 0.7 MiB each in flight (64 in flight peaked at 55 to 71 MiB),
+/// so a body is counted at three times its size, up to this.
+pub const REQUEST_BODY: u64 = 768 * 1024;
+
+/// What a request for `size` bytes of body (a whole object, or one part) is counted to hold.
+pub fn request_memory(size: u64) -> u64 {
+    REQUEST_BASE + size.saturating_mul(3).min(REQUEST_BODY)
+}
 
 impl Config {
-    /// Downloads: the most requests in flight, by `requests` and by `memory`.
+    /// Downloads: the most requests in flight, by `requests` and by `memory` at its smallest
+    /// request ([`REQUEST_BASE`]); within it, `memory` is taken by each request's size
+    /// ([`request_memory`]).
     pub fn request_cap(&self) -> usize {
         self.requests
-            .min((self.memory / REQUEST_MEMORY).max(1) as usize)
+            .min((self.memory / REQUEST_BASE).max(1) as usize)
             .max(1)
     }
 
