@@ -3,6 +3,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    sync::atomic::{AtomicBool, Ordering::Relaxed},
 };
 
 use anyhow::Context;
@@ -25,13 +26,26 @@ pub(crate) fn test(root: &Path) -> anyhow::Result<()> {
     let lints = Lints::new()?;
     // What the tests run beside them is installed while the test build compiles: the venvs and
     // the stand-in for Polyaxon's image mostly wait on downloads and disks, and the test server
-    // is a build of its own that fills the cores the test build leaves idle.
+    // is a build of its own, which shares the two cores with the test build (measured: the
+    // whole setup ends inside the build). A failed build stops the setup at its next step.
+    let (failed, stopped) = (AtomicBool::new(false), AtomicBool::new(false));
     let (built, setup) = std::thread::scope(|scope| {
         let setup = scope.spawn(|| -> anyhow::Result<(PathBuf, PathBuf)> {
+            let go_on = || {
+                if failed.load(Relaxed) {
+                    stopped.store(true, Relaxed);
+                    anyhow::bail!("setup stopped: the build failed");
+                }
+                Ok(())
+            };
             let python = polyaxon_venv(root)?;
+            go_on()?;
             let tools = tools_venv(root)?;
+            go_on()?;
             bench::peers_venv(root)?;
+            go_on()?;
             polyaxon_init::stand_in(root)?;
+            go_on()?;
             server_image(root)?;
             Ok((python, tools))
         });
@@ -39,11 +53,19 @@ pub(crate) fn test(root: &Path) -> anyhow::Result<()> {
         // benchmark's harness) in one build with one feature set. Clippy's findings fail it,
         // before any test runs.
         let built = status(lints.apply(cargo().args(["build", "--workspace", "--all-targets"])));
+        if built.is_err() {
+            failed.store(true, Relaxed);
+        }
         let setup = setup
             .join()
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the setup thread panicked")));
         (built, setup)
     });
+    if let (Err(_), Err(setup)) = (&built, &setup)
+        && !stopped.load(Relaxed)
+    {
+        eprintln!("xtask: the setup failed too: {setup:#}");
+    }
     built?;
     let (python, tools) = setup?;
     images(root, Binaries::Tests)?;

@@ -37,8 +37,8 @@ pub(crate) struct Args {
     #[arg(long, value_name = "DEST")]
     path: Option<String>,
     /// The most requests in flight (Polyaxon defines `workers` and ignores it; this uses it as a
-    /// cap: 256 by default, within a memory bound that counts each request by its body). Below it a pull finds how
-    /// many it needs: a few dozen for a store nearby, more for one far away.
+    /// cap: 256 by default, within a memory bound that counts each request by its body). Below
+    /// it a pull finds how many it needs: a few dozen for a store nearby, more for one far away.
     #[arg(long)]
     workers: Option<usize>,
     /// Check sizes only, not each object's bytes against the CRC the store keeps or its ETag

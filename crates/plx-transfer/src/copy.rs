@@ -58,7 +58,7 @@ pub async fn copy(
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let config = &*crate::fitted(config);
+    let config = &*crate::fitted(config, false);
     let space = Arc::new(Space::measure(destination));
     let (request, target, events_out) =
         (request.clone(), destination.to_path_buf(), events.clone());

@@ -87,6 +87,11 @@ pub struct Download {
 /// Downloads `request` into `destination` (created if missing). Every object lands complete and
 /// verified or not at all; a rerun skips what a previous run landed; no key can write outside
 /// `destination`. Fails with every failed object named when any fails.
+///
+/// It works through a copy of `client` with an interceptor of its own ([`crate::flow::Busy`]).
+/// The copy shares `client`'s HTTP client, and so its pooled connections, when `client`'s
+/// configuration names one (plx-credentials' clients do); one made with the SDK's default
+/// HTTP client gets a pool of its own per download.
 pub async fn download(
     client: &Client,
     request: &Download,
@@ -95,7 +100,7 @@ pub async fn download(
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let config = &*crate::fitted(config);
+    let config = &*crate::fitted(config, request.cache.is_some());
     let fail = |failures: Vec<ObjectError>| {
         Err(Error {
             failures,

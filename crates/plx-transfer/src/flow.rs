@@ -10,10 +10,13 @@
 //! buys no throughput only lengthens each request). While doubling the limit still buys at least
 //! [`CLIMB`] more, it doubles; then it keeps the better of the last two and holds, probing a
 //! quarter higher every few steps and keeping the probe only if it pays ([`PROBE`]). A 503
-//! SlowDown halves the limit at once (once per step) and caps the probes below where the store
+//! SlowDown halves what flies at once (once per step) and caps the probes below where the store
 //! pushed back; every attempt's 503 counts, including those the SDK's own retries absorb
-//! ([`Busy`]), since those are the store's signal too and most never outlast them. The limit never exceeds the caller's cap (`Config::request_cap`: `requests`
-//! fitted to the open-file limit) and never goes below 1; the memory bound (`Config::memory`) is taken by each request by its body, so it holds back large bodies, not small ones.
+//! ([`Busy`]), since those are the store's signal too and most never outlast them. The limit
+//! never exceeds the caller's cap (`Config::request_cap`: `requests` fitted to the open-file
+//! limit, and no more than `Config::memory` holds of the smallest requests) and never goes
+//! below 1. Within it, `Config::memory` is taken by each request by its body
+//! ([`crate::request_memory`]), so it holds back large bodies, not small ones.
 //!
 //! Every step is recorded ([`Step`]) for the summary, so the controller's choices can be seen.
 
@@ -147,13 +150,15 @@ impl Control {
         }
     }
 
-    /// The store said SlowDown: half as many, at once, once per step, and no probe back up to
-    /// where it pushed back.
+    /// The store said SlowDown: half as many as fly, at once, once per step, and no probe back
+    /// up to where it pushed back. Half of what flies, not of the limit: the memory bound may
+    /// hold the requests in flight well under it (33 large bodies under a limit of 64), and
+    /// half the limit would then cut little.
     fn slow_down(&mut self, now: Instant) {
         if self.slowed_in == Some(self.step) {
             return;
         }
-        let limit = self.limit;
+        let limit = self.limit.min(self.busy).max(1);
         self.ceiling = limit.saturating_sub(1).max(1);
         self.phase = Phase::Hold(0);
         self.last = None;
@@ -464,12 +469,28 @@ mod tests {
         let cut = top
             + limits[top..]
                 .iter()
-                .position(|limit| *limit == 128)
+                .position(|limit| *limit < 256)
                 .unwrap_or(0);
-        // Halved once, and never back up to where the store pushed back.
+        // Halved once (from what flew: 256, or one fewer when a request had just ended), and
+        // never back up to where the store pushed back.
         assert!(cut > top, "{limits:?}");
+        assert!((127..=128).contains(&limits[cut]), "{limits:?}");
         assert!(limits[cut..].iter().all(|limit| *limit < 256), "{limits:?}");
         assert!(control.ceiling < 256);
+    }
+
+    #[test]
+    fn slow_down_halves_what_flies_not_the_limit() {
+        let mut control = Control::new(256, Instant::now());
+        control.limit = 64;
+        let now = Instant::now();
+        // 37 in flight under a limit of 64 (the memory bound holds the rest back).
+        for _ in 0..37 {
+            control.start(now);
+        }
+        control.slow_down(now);
+        assert_eq!(control.limit, 18);
+        assert_eq!(control.ceiling, 36);
     }
 
     #[test]

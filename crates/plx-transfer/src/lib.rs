@@ -77,9 +77,9 @@ impl Default for Config {
         Config {
             // s5cmd's: enough for a store 50 ms away, and within 1,024 open files.
             requests: 256,
-            // With the base, under 64 MiB: 37 requests of bodies of 256 KiB or more in flight,
-            // 256 of small ones.
-            memory: 32 * 1024 * 1024,
+            // With the base, under 64 MiB: 33 requests of bodies of 256 KiB or more in flight,
+            // 256 of small ones. 32 MiB let a mixed pull (W4) peak at 64 MiB.
+            memory: 28 * 1024 * 1024,
             concurrency: 32,
             multipart_threshold: 16 * 1024 * 1024,
             part_size: 8 * 1024 * 1024,
@@ -123,18 +123,29 @@ impl Config {
     /// connection per part in flight. Plus the listings running ahead, the directories kept
     /// open between files, and some slack for the runtime and the state.
     pub fn open_files(&self) -> u64 {
-        let requests = self.requests as u64 * 3 + (self.requests as u64).div_ceil(16);
+        self.descriptors(false)
+    }
+
+    /// [`Config::open_files`], and with a node cache one more per request: the lock of the
+    /// cache entry its object waits for or fills.
+    fn descriptors(&self, cache: bool) -> u64 {
+        let per_request = 3 + u64::from(cache);
+        let requests = self.requests as u64 * per_request + (self.requests as u64).div_ceil(16);
         let objects = self.concurrency as u64 * (3 + self.part_concurrency as u64);
         requests.max(objects) + plan::PLANNERS as u64 + path::OPEN_DIRS as u64 + 16
     }
 
     /// This configuration with fewer requests, objects (and, if need be, parts) in flight, so
     /// that it fits under `limit` open files.
-    pub fn within(mut self, limit: u64) -> Config {
-        while self.open_files() > limit
+    pub fn within(self, limit: u64) -> Config {
+        self.fit(limit, false)
+    }
+
+    fn fit(mut self, limit: u64, cache: bool) -> Config {
+        while self.descriptors(cache) > limit
             && (self.requests > 1 || self.concurrency > 1 || self.part_concurrency > 1)
         {
-            let requests = self.requests as u64 * 3;
+            let requests = self.requests as u64 * (3 + u64::from(cache));
             let objects = self.concurrency as u64 * (3 + self.part_concurrency as u64);
             if requests >= objects && self.requests > 1 {
                 self.requests -= 1;
@@ -165,11 +176,12 @@ pub fn open_file_limit() -> Option<u64> {
 }
 
 /// `config`, or a smaller one under the process's open-file limit, said in a warning: running out
-/// of file descriptors half-way would fail objects for no fault of theirs.
-pub(crate) fn fitted(config: &Config) -> std::borrow::Cow<'_, Config> {
+/// of file descriptors half-way would fail objects for no fault of theirs. `cache`: a download
+/// with a node cache, which holds a lock file per request too.
+pub(crate) fn fitted(config: &Config, cache: bool) -> std::borrow::Cow<'_, Config> {
     match open_file_limit() {
-        Some(limit) if config.open_files() > limit => {
-            let fitted = config.clone().within(limit);
+        Some(limit) if config.descriptors(cache) > limit => {
+            let fitted = config.clone().fit(limit, cache);
             tracing::warn!(
                 limit,
                 "the open-file limit (RLIMIT_NOFILE) is {limit}: at most {} requests, {} objects and {} parts in flight instead of {}, {} and {}",
@@ -445,5 +457,23 @@ impl Error {
     /// The kind of the first failure.
     pub fn kind(&self) -> Option<ErrorKind> {
         self.failures.first().map(|failure| failure.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_cache_counts_a_lock_per_request() {
+        let config = Config::default();
+        // 256 requests: 3 descriptors each, plus hedges, listings and directories kept open.
+        assert_eq!(config.descriptors(false), 256 * 3 + 16 + 8 + 16 + 16);
+        assert_eq!(config.descriptors(true), config.descriptors(false) + 256);
+        // Under a soft limit of 1,024 a plain pull keeps its 256 requests; one with a cache
+        // keeps fewer, since each waits for or fills its entry under a lock of its own.
+        assert_eq!(config.clone().fit(1024, false).requests, 256);
+        let cached = config.fit(1024, true);
+        assert!(cached.requests < 256 && cached.descriptors(true) <= 1024);
     }
 }

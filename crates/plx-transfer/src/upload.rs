@@ -33,7 +33,7 @@ pub async fn upload(
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let config = &*crate::fitted(config);
+    let config = &*crate::fitted(config, false);
     let mut files = Vec::new();
     let mut failures = Vec::new();
     // A single file keeps its name under the prefix; a directory's files their relative paths.
