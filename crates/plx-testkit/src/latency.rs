@@ -233,7 +233,15 @@ async fn forward(
     };
     parts.uri = uri;
     strip_hop_by_hop(&mut parts.headers);
-    let upstream = Request::from_parts(parts, shaped(body, network.bandwidth, None));
+    // A request without a body (S3's CreateMultipartUpload is a POST with none, and no
+    // Content-Length) goes on without one: as a stream of unknown length hyper would send it
+    // chunked, and S3 refuses that (411 MissingContentLength).
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        empty()
+    } else {
+        shaped(body, network.bandwidth, None)
+    };
+    let upstream = Request::from_parts(parts, body);
     let response = match shared.client.request(upstream).await {
         Ok(response) => response,
         Err(_) => return Ok(answer(StatusCode::BAD_GATEWAY)),
@@ -276,12 +284,14 @@ fn slow_down() -> Response<Body> {
     response
 }
 
+fn empty() -> Body {
+    http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
 fn answer(status: StatusCode) -> Response<Body> {
-    let mut response = Response::new(
-        http_body_util::Empty::<Bytes>::new()
-            .map_err(|never| match never {})
-            .boxed_unsync(),
-    );
+    let mut response = Response::new(empty());
     *response.status_mut() = status;
     response
 }

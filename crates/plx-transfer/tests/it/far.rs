@@ -286,3 +286,31 @@ async fn a_stalled_body_is_fetched_again() -> anyhow::Result<()> {
     assert!(summary.retried as usize >= causes.len().min(1));
     Ok(())
 }
+
+/// An upload in parts through the proxy: CreateMultipartUpload is a POST without a body, which
+/// the proxy must pass on without one (sent chunked, S3 refuses it: 411 MissingContentLength).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_in_parts_passes_the_proxy() -> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let proxy = LatencyProxy::start(upstream(&server)?, Network::far(Duration::ZERO)).await?;
+    let far = client(&server, &proxy.endpoint());
+    let source = tempfile::tempdir()?;
+    std::fs::write(source.path().join("big.bin"), bytes(3, 20 * 1024 * 1024))?;
+    plx_transfer::upload(&far, BUCKET, "up", source.path(), &Config::default(), &None)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let landed = server
+        .client
+        .get_object()
+        .bucket(BUCKET)
+        .key("up/big.bin")
+        .send()
+        .await?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    assert!(landed.as_ref() == bytes(3, 20 * 1024 * 1024).as_slice());
+    Ok(())
+}
