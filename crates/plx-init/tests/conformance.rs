@@ -207,17 +207,7 @@ async fn bucket_contents(
         .await?;
     for object in listed.contents() {
         let key = object.key().unwrap_or_default().to_owned();
-        let body = server
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(&key)
-            .send()
-            .await?
-            .body
-            .collect()
-            .await?
-            .into_bytes();
+        let body = plx_testkit::s3::get(&server.client, bucket, &key).await?;
         objects.insert(key, String::from_utf8_lossy(&body).into_owned());
     }
     Ok(objects)

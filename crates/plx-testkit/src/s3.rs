@@ -426,6 +426,23 @@ pub async fn put(
     Ok(())
 }
 
+/// Reads one object whole with any client.
+pub async fn get(client: &Client, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+    let output = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|error| {
+            anyhow::format_err!(
+                "get {bucket}/{key}: {}",
+                aws_sdk_s3::error::DisplayErrorContext(error)
+            )
+        })?;
+    Ok(output.body.collect().await?.into_bytes().to_vec())
+}
+
 /// A path-style client for a test endpoint.
 pub fn client_for(endpoint: &str, region: &str, access_key: &str, secret_key: &str) -> Client {
     let config = aws_sdk_s3::Config::builder()

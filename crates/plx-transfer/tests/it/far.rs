@@ -300,17 +300,7 @@ async fn an_upload_in_parts_passes_the_proxy() -> anyhow::Result<()> {
     plx_transfer::upload(&far, BUCKET, "up", source.path(), &Config::default(), &None)
         .await
         .map_err(|error| anyhow::anyhow!("{error}"))?;
-    let landed = server
-        .client
-        .get_object()
-        .bucket(BUCKET)
-        .key("up/big.bin")
-        .send()
-        .await?
-        .body
-        .collect()
-        .await?
-        .into_bytes();
-    assert!(landed.as_ref() == bytes(3, 20 * 1024 * 1024).as_slice());
+    let landed = plx_testkit::s3::get(&server.client, BUCKET, "up/big.bin").await?;
+    assert!(landed == bytes(3, 20 * 1024 * 1024));
     Ok(())
 }
