@@ -314,7 +314,7 @@ pub(crate) fn peers_venv(root: &Path) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// `cargo xtask bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T]
-/// [--rounds N] [--latency MS,MS…] [--bandwidth MBPS] [--sweep N]`. `--no-tm` leaves the
+/// [--rounds N] [--latency MS,MS…] [--bandwidth MBPS] [--cpus N] [--sweep N]`. `--no-tm` leaves the
 /// transfer-manager peer out of a full run (its build is long); `--sweep N` measures a sweep of
 /// N plx-init runs with one node cache instead of the tools side by side. `built`: `cargo xtask
 /// test` has built plx-init and plx-bench in `target/debug` already, with the workspace's

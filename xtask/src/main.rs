@@ -47,12 +47,14 @@ tasks:
                        scenario into typed objects, the values schema against the conformance
                        cases, the rendered webhook and helm-test pods run for real
   bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]
-        [--latency MS,MS...] [--bandwidth MBPS]
+        [--latency MS,MS...] [--bandwidth MBPS] [--cpus N]
                        plx-init side by side with s5cmd, rclone, the AWS CLI, boto3, Polyaxon's
                        s3fs path, aws-s3-transfer-manager and a curl floor on one S3 server
                        (Garage by default), every run checked, into docs/benchmarks.md;
                        --latency: also through the latency proxy, MS away (W3 also capped at
                        --bandwidth MB/s per connection, 90 by default), a table per path;
+                       --cpus N: each tool within N CPUs' time (a cgroup; 1 by default,
+                       as Polyaxon's init container; 0 for no limit; needs root);
                        --no-tm: without the transfer-manager peer (a long build);
                        --quick: small W1, W3 and W5 on s3s, W1 also 20 ms away, correctness
                        only (in `test`)

@@ -68,6 +68,10 @@ struct RunArgs {
     /// The per-connection cap for W3 behind the proxy, in MB/s (S3 gives about 90).
     #[arg(long, default_value = "90")]
     bandwidth: u64,
+    /// The CPU time each tool may use, in CPUs (a cgroup quota): 1, as Polyaxon's init container
+    /// is limited (`limits: {cpu: 1}`); 0 for no limit. Not for `--quick`, a correctness check.
+    #[arg(long, default_value = "1")]
+    cpus: f64,
     /// Measured rounds per workload, after a warm-up.
     #[arg(long, default_value = "3")]
     rounds: usize,
@@ -144,6 +148,8 @@ struct Bench<'a> {
     ctx: peers::Context,
     pid: u32,
     timeout: Duration,
+    /// The CPU limit every tool runs under (`--cpus`).
+    cpus: Option<measure::Cpus>,
     source: PathBuf,
     scratch: PathBuf,
 }
@@ -168,6 +174,10 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&scratch)?;
     std::fs::create_dir_all(&source)?;
 
+    // A correctness check runs unlimited; a measured run as the tools run in the pod.
+    let cpus = (!args.quick && args.cpus > 0.0)
+        .then(|| measure::Cpus::new(args.cpus))
+        .transpose()?;
     eprintln!("plx-bench: starting {backend:?}");
     let server = runtime.block_on(S3Server::start_with(backend, Some(&server_dir)))?;
     runtime.block_on(server.create_bucket(BUCKET))?;
@@ -191,6 +201,7 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         },
         pid: container_pid(server.container_id())?,
         timeout: Duration::from_secs(if args.quick { 120 } else { 900 }),
+        cpus,
         source,
         scratch,
     };
@@ -389,7 +400,13 @@ fn measure_one(
     let Some(command) = peers::command(on.ctx, peer, &run)? else {
         return Ok(None);
     };
-    let (mut measured, output) = measure::run(command, bench.pid, bench.timeout, scratch)?;
+    let (mut measured, output) = measure::run(
+        command,
+        bench.cpus.as_ref(),
+        bench.pid,
+        bench.timeout,
+        scratch,
+    )?;
     let parts = peers::curl_parts(&destination);
     if measured.invalid.is_none() {
         let checked = if peer.tool == Tool::Curl && parts.exists() {
@@ -504,6 +521,7 @@ fn finish(
                 },
                 server,
                 rounds: args.rounds,
+                cpus: bench.cpus.as_ref().map(|cpus| cpus.cpus),
                 versions,
                 landing: args.landing.display().to_string(),
             },

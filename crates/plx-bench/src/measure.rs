@@ -1,8 +1,9 @@
 //! One run of one tool: wall time, the client's CPU seconds and peak RSS (GNU time, which
-//! reports the process tree it waited for), and the server's CPU seconds from /proc.
+//! reports the process tree it waited for), and the server's CPU seconds from /proc; and the
+//! CPU limit the tool runs under, as in the pod.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -32,16 +33,95 @@ const TROUBLE: &[&str] = &[
     "503 slow",
 ];
 
-/// Runs `command` under GNU time with a timeout, and the server's CPU around it.
+/// A CPU limit for the tools: a cgroup of this run's whose CFS quota is `cpus` CPUs' time.
+///
+/// Polyaxon runs its init container with `limits: {cpu: 1}` (`_auxiliaries/init.py`; this
+/// project's chart does the same), so a tool pulling data in the pod gets one CPU's time however
+/// many cores the node has, and runtimes that size themselves by the quota see one CPU (Rust's
+/// `available_parallelism`, so tokio's workers; Go from 1.25). Without it a tool here would
+/// run as it never does in the pod. The server and the latency proxy are not limited.
+pub struct Cpus {
+    dir: PathBuf,
+    pub cpus: f64,
+}
+
+impl Cpus {
+    /// A fresh cgroup limited to `cpus` CPUs, under the CPU controller's hierarchy (cgroup v2
+    /// where it holds the controller, else v1's `cpu`).
+    pub fn new(cpus: f64) -> anyhow::Result<Cpus> {
+        let period: u64 = 100_000;
+        let quota = (cpus * period as f64).round() as u64;
+        if quota < 1_000 {
+            bail!("--cpus {cpus}: give at least 0.01, or 0 for no limit");
+        }
+        let name = format!("plx-bench-{}", std::process::id());
+        let unified = Path::new("/sys/fs/cgroup");
+        let v2 = std::fs::read_to_string(unified.join("cgroup.controllers"))
+            .is_ok_and(|controllers| controllers.split_whitespace().any(|c| c == "cpu"));
+        let made = if v2 {
+            // Under the root: a non-root cgroup that holds processes cannot give its children
+            // a controller.
+            let dir = unified.join(name);
+            std::fs::write(unified.join("cgroup.subtree_control"), "+cpu")
+                .and_then(|()| std::fs::create_dir_all(&dir))
+                .and_then(|()| std::fs::write(dir.join("cpu.max"), format!("{quota} {period}")))
+                .map(|()| dir)
+        } else {
+            let base = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"]
+                .into_iter()
+                .map(Path::new)
+                .find(|base| base.join("cpu.cfs_quota_us").exists())
+                .unwrap_or(Path::new("/sys/fs/cgroup/cpu"));
+            let dir = base.join(name);
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(dir.join("cpu.cfs_period_us"), period.to_string()))
+                .and_then(|()| std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string()))
+                .map(|()| dir)
+        };
+        let dir = made.map_err(|error| {
+            anyhow::anyhow!(
+                "--cpus {cpus} needs a cgroup CPU controller this user can write ({error}); run as root, or give --cpus 0 to run the tools without a CPU limit"
+            )
+        })?;
+        Ok(Cpus { dir, cpus })
+    }
+
+    /// The file a process writes its pid to, to enter the cgroup.
+    fn procs(&self) -> PathBuf {
+        self.dir.join("cgroup.procs")
+    }
+}
+
+impl Drop for Cpus {
+    fn drop(&mut self) {
+        // Every tool has ended; an empty cgroup is removed with rmdir.
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Runs `command` under GNU time with a timeout, and the server's CPU around it; within `cpus`
+/// when given.
 pub fn run(
     command: Command,
+    cpus: Option<&Cpus>,
     server_pid: u32,
     timeout: Duration,
     scratch: &Path,
 ) -> anyhow::Result<(Measured, String)> {
     let times = scratch.join("time.txt");
     let program = command.get_program().to_owned();
-    let mut timed = Command::new("/usr/bin/time");
+    let mut timed = match cpus {
+        // The shell enters the cgroup and becomes GNU time, whose children inherit it.
+        Some(cpus) => {
+            let mut shell = Command::new("sh");
+            shell
+                .args(["-c", r#"echo $$ > "$0" && exec "$@""#])
+                .arg(cpus.procs())
+                .arg("/usr/bin/time");
+            shell
+        }
+        None => Command::new("/usr/bin/time"),
+    };
     timed
         .args(["-f", "%e %U %S %M", "-o"])
         .arg(&times)
@@ -152,4 +232,45 @@ pub fn server_cpu(pid: u32) -> anyhow::Result<f64> {
     };
     // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
     Ok((ticks(11)? + ticks(12)?) / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Writes to the cgroup hierarchy: root, as CI and `cargo xtask bench` run.
+    #[test]
+    fn a_tool_runs_within_the_cpu_limit() {
+        let cpus = Cpus::new(1.0).expect("a CPU cgroup");
+        let quota = ["cpu.max", "cpu.cfs_quota_us"]
+            .iter()
+            .find_map(|file| std::fs::read_to_string(cpus.dir.join(file)).ok())
+            .expect("the cgroup's quota");
+        assert!(quota.starts_with("100000"), "quota {quota:?}");
+        let scratch = tempfile::tempdir().expect("scratch");
+        let mut command = Command::new("cat");
+        command.arg("/proc/self/cgroup");
+        let (measured, output) = run(
+            command,
+            Some(&cpus),
+            std::process::id(),
+            Duration::from_secs(30),
+            scratch.path(),
+        )
+        .expect("the run");
+        assert!(measured.invalid.is_none(), "{:?}", measured.invalid);
+        let name = cpus.dir.file_name().expect("a name").to_string_lossy();
+        // v2: `0::/plx-bench-N`; v1: `N:cpu,cpuacct:/plx-bench-N`.
+        let inside = output.lines().any(|line| {
+            let mut fields = line.splitn(3, ':');
+            let (_, controllers, path) = (fields.next(), fields.next(), fields.next());
+            path.is_some_and(|path| path.ends_with(&format!("/{name}")))
+                && controllers
+                    .is_some_and(|list| list.is_empty() || list.split(',').any(|c| c == "cpu"))
+        });
+        assert!(inside, "the tool ran outside {name}: {output}");
+        let dir = cpus.dir.clone();
+        drop(cpus);
+        assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
 }

@@ -12,6 +12,8 @@ pub struct Context {
     pub section: &'static str,
     pub server: String,
     pub rounds: usize,
+    /// The CPU limit every tool ran under, if any.
+    pub cpus: Option<f64>,
     pub versions: Vec<(String, String)>,
     pub landing: String,
 }
@@ -117,8 +119,14 @@ pub fn write(
     writeln!(md, "{begin_marker}")?;
     writeln!(
         md,
-        "Measured {} on this machine (2 vCPU, 24 GiB; client and server share both cores) against one {} server, downloads landing on {} (tmpfs). Median of {} rounds [min–max] after a warm-up, tools in rotated order; every run checked (downloads: the whole tree against a sha256 manifest, nothing extra; uploads: every object's size, the MD5 of every single-part object, 16 ranges of each multipart one). Ratios are the peer's median over plx-init's: above 1 means plx-init is faster or cheaper. CPU is the client's user+system seconds, children included.\n",
+        "Measured {} on this machine (2 vCPU, 24 GiB; {}) against one {} server, downloads landing on {} (tmpfs). Median of {} rounds [min–max] after a warm-up, tools in rotated order; every run checked (downloads: the whole tree against a sha256 manifest, nothing extra; uploads: every object's size, the MD5 of every single-part object, 16 ranges of each multipart one). Ratios are the peer's median over plx-init's: above 1 means plx-init is faster or cheaper. CPU is the client's user+system seconds, children included.\n",
         date(),
+        match context.cpus {
+            Some(cpus) => format!(
+                "each tool limited to {cpus} CPU by a cgroup quota, as Polyaxon's init container is (`limits: {{cpu: 1}}`), beside an unlimited server and latency proxy on the same two cores"
+            ),
+            None => "no CPU limit: client and server share both cores".to_owned(),
+        },
         context.server,
         context.landing,
         context.rounds

@@ -51,7 +51,13 @@ pub fn sweep(
         };
         command.arg("--cache").arg(&cache);
         let _ = std::fs::remove_file(scratch.join("summary.json"));
-        let (mut measured, output) = measure::run(command, bench.pid, bench.timeout, scratch)?;
+        let (mut measured, output) = measure::run(
+            command,
+            bench.cpus.as_ref(),
+            bench.pid,
+            bench.timeout,
+            scratch,
+        )?;
         if measured.invalid.is_none()
             && let Err(problem) = workload::check_tree(workload, manifest, &destination)
         {
