@@ -154,6 +154,17 @@ struct Bench<'a> {
     scratch: PathBuf,
 }
 
+impl Bench<'_> {
+    /// One run of one tool, within the run's CPU limit, with the server's CPU around it.
+    fn measure(
+        &self,
+        command: std::process::Command,
+        scratch: &Path,
+    ) -> anyhow::Result<(measure::Measured, String)> {
+        measure::run(command, self.cpus.as_ref(), self.pid, self.timeout, scratch)
+    }
+}
+
 fn run(args: &RunArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     // The server's container is removed when dropped, which needs the runtime.
@@ -400,13 +411,7 @@ fn measure_one(
     let Some(command) = peers::command(on.ctx, peer, &run)? else {
         return Ok(None);
     };
-    let (mut measured, output) = measure::run(
-        command,
-        bench.cpus.as_ref(),
-        bench.pid,
-        bench.timeout,
-        scratch,
-    )?;
+    let (mut measured, output) = bench.measure(command, scratch)?;
     let parts = peers::curl_parts(&destination);
     if measured.invalid.is_none() {
         let checked = if peer.tool == Tool::Curl && parts.exists() {

@@ -51,13 +51,7 @@ pub fn sweep(
         };
         command.arg("--cache").arg(&cache);
         let _ = std::fs::remove_file(scratch.join("summary.json"));
-        let (mut measured, output) = measure::run(
-            command,
-            bench.cpus.as_ref(),
-            bench.pid,
-            bench.timeout,
-            scratch,
-        )?;
+        let (mut measured, output) = bench.measure(command, scratch)?;
         if measured.invalid.is_none()
             && let Err(problem) = workload::check_tree(workload, manifest, &destination)
         {
