@@ -14,7 +14,8 @@ pub(crate) struct Args {
     /// The connection to send to; the artifacts store when absent.
     #[arg(long)]
     connection: Option<String>,
-    /// Objects in flight at once.
+    /// The most requests in flight (256 by default, within a memory bound that counts each by
+    /// its body). Below it an upload finds how many it needs, as a pull does.
     #[arg(long)]
     workers: Option<usize>,
     /// A catalog file (any form); by default the pod's POLYAXON_CONNECTIONS_CATALOG.
@@ -56,7 +57,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         .collect::<Vec<_>>()
         .join("/");
     let config = Config {
-        concurrency: args.workers.unwrap_or(Config::default().concurrency),
+        requests: args.workers.unwrap_or(Config::default().requests),
         ..Config::default()
     };
     let sent = plx_transfer::upload(

@@ -43,18 +43,18 @@ pub use crate::{
 /// The knobs; the defaults are sized for a small pod (two cores) talking to a nearby store.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Downloads: the most requests in flight. A download finds how many it needs below this
-    /// and the memory bound from what it measures (it starts at 32 and climbs while more pays;
-    /// a 503 SlowDown halves it), so a far store gets more and a near one a few dozen without a
-    /// flag.
+    /// Downloads and uploads: the most requests in flight. A transfer finds how many it needs
+    /// below this and the memory bound from what it measures (it starts at 32 and climbs while
+    /// more pays; a 503 SlowDown halves it), so a far store gets more and a near one a few
+    /// dozen without a flag.
     pub requests: usize,
-    /// Downloads: the memory the requests in flight may hold, each counted by what its body
+    /// Downloads and uploads: the memory the requests in flight may hold, each counted by what its body
     /// makes it hold ([`request_memory`]); it caps the requests in flight below `requests`
     /// when their bodies are large, not when they are small (4 KiB objects 50 ms away need
     /// hundreds in flight, and hold little).
     pub memory: u64,
-    /// Uploads and copies: objects in flight at once. Downloads: large objects (fetched in
-    /// parts) in flight at once.
+    /// Copies: objects in flight at once. Downloads: large objects (fetched in parts) in flight
+    /// at once.
     pub concurrency: usize,
     /// Objects at least this large are fetched (and sent) in parts.
     pub multipart_threshold: u64,
@@ -279,7 +279,8 @@ pub struct Summary {
     /// gives, fetched or skipped, as it landed. Not in the summary record.
     #[serde(skip)]
     pub landed: Vec<Pinned>,
-    /// Downloads: the in-flight controller's steps (when, its limit, requests in flight).
+    /// Downloads and uploads: the in-flight controller's steps (when, its limit, requests in
+    /// flight).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Step>,
     /// Wall time (in seconds when serialised).

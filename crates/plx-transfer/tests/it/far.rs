@@ -164,6 +164,66 @@ async fn a_far_store_gets_more_requests_in_flight() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_to_a_far_store_gets_more_requests_in_flight() -> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let source = tempfile::tempdir()?;
+    let mut files = BTreeMap::new();
+    for index in 0..1500u64 {
+        let path = format!("d{}/f{index:04}.bin", index % 7);
+        let body = bytes(index, 1024 + (index as usize * 613) % 4096);
+        std::fs::create_dir_all(source.path().join(format!("d{}", index % 7)))?;
+        std::fs::write(source.path().join(&path), &body)?;
+        files.insert(path, body);
+    }
+    let proxy =
+        LatencyProxy::start(upstream(&server)?, Network::far(Duration::from_millis(40))).await?;
+    let far = client(&server, &proxy.endpoint());
+    let summary = plx_transfer::upload(
+        &far,
+        BUCKET,
+        "sent",
+        source.path(),
+        &Config::default(),
+        &None,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
+    // 32 in flight at 40 ms is 800 PUTs a second; doubling pays, as for a download (it was a
+    // fixed 32 objects at once).
+    assert!(
+        peak(&summary) >= 64,
+        "the controller stayed at {}: {:?}",
+        peak(&summary),
+        summary.steps
+    );
+    let back = tempfile::tempdir()?;
+    plx_transfer::download(
+        &server.client,
+        &request("sent"),
+        back.path(),
+        &Config::default(),
+        &None,
+    )
+    .await?;
+    assert!(
+        visible_files(back.path()) == files,
+        "what landed is not what was sent"
+    );
+    // `requests` is a cap it never passes.
+    let config = Config {
+        requests: 40,
+        ..Config::default()
+    };
+    let summary = plx_transfer::upload(&far, BUCKET, "capped", source.path(), &config, &None)
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    assert!(peak(&summary) <= 40, "{:?}", summary.steps);
+    assert!(summary.objects == 1500, "{} objects sent", summary.objects);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_down_halves_the_requests_in_flight() -> anyhow::Result<()> {
     let server = S3Server::start().await?;
     server.create_bucket(BUCKET).await?;
