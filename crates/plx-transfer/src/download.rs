@@ -18,7 +18,7 @@ use crate::{
     cache::Cache,
     emit,
     fetch::{Fetcher, Outcome},
-    flow::{Busy, Flow},
+    flow::Flow,
     hedge::Hedge,
     landing::sweep,
     object,
@@ -119,14 +119,8 @@ pub async fn download(
     };
 
     // The download's own client: the flow hears of every 503 from it, listings included.
-    let flow = Arc::new(Flow::new(config.request_cap(), config.memory));
-    let client = &Client::from_conf(
-        client
-            .config()
-            .to_builder()
-            .interceptor(Busy(flow.clone()))
-            .build(),
-    );
+    let (flow, client) = Flow::with_client(client, config);
+    let client = &client;
     // Fetching starts with the first listing page: a long listing, or many single keys each
     // looked up, no longer holds back the first byte.
     let (planned, queue) = tokio::sync::mpsc::channel::<Job>(PLANNED);

@@ -301,6 +301,23 @@ impl Flow {
         }
     }
 
+    /// A transfer's flow, with its own copy of `client` that tells the flow of every 503
+    /// ([`Busy`]), those the SDK's retries absorb and listings' too.
+    pub(crate) fn with_client(
+        client: &aws_sdk_s3::Client,
+        config: &crate::Config,
+    ) -> (Arc<Flow>, aws_sdk_s3::Client) {
+        let flow = Arc::new(Flow::new(config.request_cap(), config.memory));
+        let client = aws_sdk_s3::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .interceptor(Busy(flow.clone()))
+                .build(),
+        );
+        (flow, client)
+    }
+
     /// Waits for a place in flight for a request of `size` bytes of body. Its memory is taken
     /// first: a request waiting for memory holds no place, so the controller's count of
     /// requests in flight stays what flies.

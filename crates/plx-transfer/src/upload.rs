@@ -1,7 +1,7 @@
 //! Uploads: a file or a directory tree to a prefix; multipart above the threshold, parts in
 //! parallel; as many requests in flight as the store rewards, found as downloads find theirs.
 
-use std::{path::Path, sync::Arc, time::Instant};
+use std::{path::Path, time::Instant};
 
 use aws_sdk_s3::{
     Client,
@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
     Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
-    flow::{Busy, Flow},
+    flow::Flow,
     retry::{Failure, retrying, s3_failure},
     verify::crc::crc32c_of_file,
 };
@@ -40,14 +40,8 @@ pub async fn upload(
     // bound, as a download's are (`flow.rs`): a fixed number is too few for a store far away
     // (10,000 PUTs 50 ms away at 32 at once take 15.6 s of round trips alone). The upload's own
     // client tells the controller of every 503.
-    let flow = Arc::new(Flow::new(config.request_cap(), config.memory));
-    let client = &Client::from_conf(
-        client
-            .config()
-            .to_builder()
-            .interceptor(Busy(flow.clone()))
-            .build(),
-    );
+    let (flow, client) = Flow::with_client(client, config);
+    let client = &client;
     let flow = &*flow;
     let mut files = Vec::new();
     let mut failures = Vec::new();
