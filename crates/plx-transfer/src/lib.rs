@@ -48,10 +48,10 @@ pub struct Config {
     /// more pays; a 503 SlowDown halves it), so a far store gets more and a near one a few
     /// dozen without a flag.
     pub requests: usize,
-    /// Downloads and uploads: the memory the requests in flight may hold, each counted by what its body
-    /// makes it hold ([`request_memory`]); it caps the requests in flight below `requests`
-    /// when their bodies are large, not when they are small (4 KiB objects 50 ms away need
-    /// hundreds in flight, and hold little).
+    /// Downloads and uploads: the memory the requests in flight may hold, each counted by what
+    /// its body makes it hold ([`request_memory`]); it caps the requests in flight below
+    /// `requests` when their bodies are large, not when they are small (4 KiB objects 50 ms
+    /// away need hundreds in flight, and hold little).
     pub memory: u64,
     /// Copies: objects in flight at once. Downloads: large objects (fetched in parts) in flight
     /// at once.
