@@ -43,6 +43,10 @@ pub async fn upload(
     let (flow, client) = Flow::with_client(client, config);
     let client = &client;
     let flow = &*flow;
+    // Large files at most `concurrency` at once, as a download's: each is a multipart upload the
+    // store keeps open (and bills its parts) until completed or aborted, and a run cut short
+    // leaves no more of them behind than this.
+    let large = &tokio::sync::Semaphore::new(config.concurrency.max(1));
     let mut files = Vec::new();
     let mut failures = Vec::new();
     // A single file keeps its name under the prefix; a directory's files their relative paths.
@@ -68,6 +72,7 @@ pub async fn upload(
                     config,
                     events,
                     flow,
+                    large,
                 };
                 // A whole object again on a transient failure (a reset, a 5xx, a server
                 // restarting): the SDK's own few quick attempts do not outlast a restart.
@@ -145,6 +150,13 @@ fn collect(
 async fn upload_one(target: &Target<'_>, path: &Path) -> Result<u64, Failure> {
     let (key, config, events) = (target.key, target.config, target.events);
     let size = std::fs::metadata(path).map_err(Failure::io)?.len();
+    let multipart = size >= config.multipart_threshold;
+    // A large file waits for its place among the large before it starts.
+    let _large = if multipart {
+        target.large.acquire().await.ok()
+    } else {
+        None
+    };
     emit(
         events,
         Event::Started {
@@ -155,10 +167,10 @@ async fn upload_one(target: &Target<'_>, path: &Path) -> Result<u64, Failure> {
     // Every request carries the CRC32C of its bytes as a header (not a trailer, which older
     // stores refuse): the store checks what arrived, and keeps a checksum that makes the next
     // download's check cheap.
-    if size < config.multipart_threshold {
-        put_whole(target, path, size).await?;
-    } else {
+    if multipart {
         put_parts(target, path, size).await?;
+    } else {
+        put_whole(target, path, size).await?;
     }
     emit(
         events,
@@ -177,6 +189,8 @@ struct Target<'a> {
     config: &'a Config,
     events: &'a Events,
     flow: &'a Flow,
+    /// Large files in flight (`Config::concurrency`).
+    large: &'a tokio::sync::Semaphore,
 }
 
 /// One PutObject, from memory when the file is small.

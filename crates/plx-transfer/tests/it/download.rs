@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use plx_testkit::{S3Server, bytes, landed_files};
-use plx_transfer::{Config, Download, Entry, ErrorKind};
+use plx_transfer::{Config, Download, Entry, ErrorKind, Event};
 
 const BUCKET: &str = "datasets";
 
@@ -136,6 +136,73 @@ async fn named_keys_spread_through_a_large_directory_all_land() -> anyhow::Resul
         })
         .collect();
     assert_eq!(landed_files(destination.path()), expected);
+    Ok(())
+}
+
+/// Large files go up at most `concurrency` at once, as large downloads come down: each is a
+/// multipart upload the store keeps open until completed or aborted. Small files beside them
+/// are not held back by it.
+#[tokio::test]
+async fn large_uploads_are_held_to_the_concurrency() -> anyhow::Result<()> {
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    let source = tempfile::tempdir()?;
+    for index in 0..6u64 {
+        let body = bytes(index, 6 * 1024 * 1024 + index as usize * 999);
+        std::fs::write(source.path().join(format!("big{index}")), body)?;
+    }
+    for index in 0..40u64 {
+        std::fs::write(
+            source.path().join(format!("small{index:02}")),
+            bytes(index, 3000),
+        )?;
+    }
+    let config = Config {
+        concurrency: 2,
+        multipart_threshold: 5 * 1024 * 1024,
+        part_size: 5 * 1024 * 1024,
+        ..Config::default()
+    };
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let summary = plx_transfer::upload(
+        &server.client,
+        BUCKET,
+        "v1",
+        source.path(),
+        &config,
+        &Some(sender),
+    )
+    .await?;
+    assert_eq!(summary.objects, 46);
+    // Started and Done of each large file, in the order they happened.
+    let (mut open, mut most) = (0, 0);
+    while let Ok(event) = events.try_recv() {
+        match event {
+            Event::Started { size, .. } if size >= config.multipart_threshold => {
+                open += 1;
+                most = most.max(open);
+            }
+            Event::Done { key } if key.starts_with("v1/big") => open -= 1,
+            _ => {}
+        }
+    }
+    assert!(
+        most == 2,
+        "{most} large uploads were open at once, with concurrency 2"
+    );
+    let destination = tempfile::tempdir()?;
+    plx_transfer::download(
+        &server.client,
+        &whole("data"),
+        destination.path(),
+        &config,
+        &None,
+    )
+    .await?;
+    assert_eq!(
+        landed_files(&destination.path().join("data")),
+        landed_files(source.path())
+    );
     Ok(())
 }
 
