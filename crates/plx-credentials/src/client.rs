@@ -2,6 +2,7 @@
 
 use std::{
     path::PathBuf,
+    sync::LazyLock,
     time::{Duration, SystemTime},
 };
 
@@ -20,6 +21,7 @@ use aws_smithy_http_client::{
 };
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::timeout::TimeoutConfig;
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 
 use crate::{
     Error,
@@ -119,42 +121,66 @@ fn http_client(settings: &S3Settings) -> Result<SharedHttpClient, Error> {
             source = %settings.verify_ssl.source,
             "AWS_VERIFY_SSL is false: TLS certificates are NOT verified, anyone on the path can read and change the data; set AWS_CA_BUNDLE instead"
         );
-        return Ok(crate::insecure::client());
+        return Ok(crate::http::client(crate::insecure::tls()));
     }
-    let mut trust = TrustStore::default();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(NATIVE_ROOTS.iter().cloned());
+    let mut pem = None;
     if let Some(ca) = &settings.ca_bundle {
-        let pem = std::fs::read(&ca.value).map_err(|error| Error::Io {
+        let bundle = std::fs::read(&ca.value).map_err(|error| Error::Io {
             what: format!("the CA bundle (AWS_CA_BUNDLE from {})", ca.source),
             path: ca.value.clone(),
             error,
         })?;
-        if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-            return Err(Error::InvalidSetting {
-                key: "AWS_CA_BUNDLE",
-                origin: ca.source.to_string(),
-                message: format!("{} holds no PEM certificate", ca.value.display()),
-            });
+        let invalid = |message: String| Error::InvalidSetting {
+            key: "AWS_CA_BUNDLE",
+            origin: ca.source.to_string(),
+            message,
+        };
+        let certificates = CertificateDer::pem_slice_iter(&bundle)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| invalid(format!("{} is not PEM: {error}", ca.value.display())))?;
+        if certificates.is_empty() {
+            return Err(invalid(format!(
+                "{} holds no PEM certificate",
+                ca.value.display()
+            )));
         }
+        for certificate in certificates {
+            roots.add(certificate).map_err(|error| {
+                invalid(format!(
+                    "{} holds a certificate that cannot be a trust anchor: {error}",
+                    ca.value.display()
+                ))
+            })?;
+        }
+        pem = Some(bundle);
+    }
+    let Some(proxy) = &settings.proxy else {
+        let tls = rustls::ClientConfig::builder_with_provider(crate::http::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| Error::Tls(error.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        return Ok(crate::http::client(tls));
+    };
+    // Behind a proxy, the SDK's own connector: it speaks CONNECT and proxy authentication.
+    let mut trust = TrustStore::default();
+    if let Some(pem) = pem {
         trust = trust.with_pem_certificate(pem);
     }
     let tls = TlsContext::builder()
         .with_trust_store(trust)
         .build()
         .map_err(|error| Error::Tls(error.to_string()))?;
-    let proxy = match &settings.proxy {
-        Some(proxy) => {
-            let config =
-                ProxyConfig::all(proxy.value.expose()).map_err(|_| Error::InvalidSetting {
-                    key: proxy.key,
-                    origin: proxy.source.to_string(),
-                    message: "not a proxy URL such as http://proxy:3128".to_owned(),
-                })?;
-            match &settings.no_proxy {
-                Some(rules) => config.no_proxy(&rules.value),
-                None => config,
-            }
-        }
-        None => ProxyConfig::disabled(),
+    let config = ProxyConfig::all(proxy.value.expose()).map_err(|_| Error::InvalidSetting {
+        key: proxy.key,
+        origin: proxy.source.to_string(),
+        message: "not a proxy URL such as http://proxy:3128".to_owned(),
+    })?;
+    let proxy = match &settings.no_proxy {
+        Some(rules) => config.no_proxy(&rules.value),
+        None => config,
     };
     Ok(
         aws_smithy_http_client::Builder::new().build_with_connector_fn(
@@ -174,6 +200,18 @@ fn http_client(settings: &S3Settings) -> Result<SharedHttpClient, Error> {
         ),
     )
 }
+
+/// The system's trusted roots, read once: reading them takes a while on some systems, and a pod
+/// makes a client per connection.
+static NATIVE_ROOTS: LazyLock<Vec<CertificateDer<'static>>> = LazyLock::new(|| {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        tracing::warn!(
+            "no trusted root certificates found on this system; set AWS_CA_BUNDLE for a store over TLS"
+        );
+    }
+    found.certs
+});
 
 /// STS AssumeRoleWithWebIdentity with the token read from a file at each refresh (projected
 /// service account tokens rotate). The SDK's identity cache calls it again before expiry.

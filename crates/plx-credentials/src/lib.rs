@@ -7,6 +7,7 @@
 //! Secret values live in [`Secret`], which never prints itself.
 
 mod client;
+mod http;
 mod insecure;
 mod lookup;
 mod secret;
@@ -18,6 +19,7 @@ use plx_connections::Kind;
 
 pub use crate::{
     client::{CONNECT_TIMEOUT, READ_TIMEOUT, client, sdk_config},
+    http::READ_BUFFER,
     lookup::{Environment, Found, Lookup, Source},
     secret::Secret,
     settings::{Addressing, AssumeRole, Report, ReportLine, S3Settings, Setting, WebIdentity},

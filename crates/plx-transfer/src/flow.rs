@@ -152,7 +152,7 @@ impl Control {
 
     /// The store said SlowDown: half as many as fly, at once, once per step, and no probe back
     /// up to where it pushed back. Half of what flies, not of the limit: the memory bound may
-    /// hold the requests in flight well under it (33 large bodies under a limit of 64), and
+    /// hold the requests in flight well under it (99 large bodies under a limit of 128), and
     /// half the limit would then cut little.
     fn slow_down(&mut self, now: Instant) {
         if self.slowed_in == Some(self.step) {
@@ -561,16 +561,16 @@ mod tests {
     async fn memory_is_taken_by_what_each_request_holds() {
         use tokio::time::timeout;
         let wait = Duration::from_millis(50);
-        // 1 MiB: one request for a large body (96 + 768 KiB) fits, a second waits.
-        let flow = Flow::new(256, 1024 * 1024);
-        let large = flow.slot(8 << 20).await;
+        // 600 KiB: two requests for large bodies (96 + 192 KiB each) fit, a third waits.
+        let flow = Flow::new(256, 600 * 1024);
+        let large = futures::future::join_all((0..2).map(|_| flow.slot(8 << 20))).await;
         assert!(timeout(wait, flow.slot(8 << 20)).await.is_err());
         drop(large);
-        // Nine of 4 KiB (96 + 12 KiB each) fit where one large one did; a tenth waits.
-        let small = futures::future::join_all((0..9).map(|_| flow.slot(4096))).await;
+        // Five of 4 KiB (96 + 12 KiB each) fit where two large ones did; a sixth waits.
+        let small = futures::future::join_all((0..5).map(|_| flow.slot(4096))).await;
         assert!(timeout(wait, flow.slot(4096)).await.is_err());
         drop(small);
-        assert_eq!(flow.memory.available_permits(), 1024);
+        assert_eq!(flow.memory.available_permits(), 600);
         // A request larger than the whole bound still runs, alone.
         let tiny = Flow::new(256, 64 * 1024);
         let alone = timeout(wait, tiny.slot(8 << 20)).await;

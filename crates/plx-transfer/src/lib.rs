@@ -77,8 +77,8 @@ impl Default for Config {
         Config {
             // s5cmd's: enough for a store 50 ms away, and within 1,024 open files.
             requests: 256,
-            // With the base, under 64 MiB: 33 requests of bodies of 256 KiB or more in flight,
-            // 256 of small ones. 32 MiB let a mixed pull (W4) peak at 64 MiB.
+            // With the base, under 64 MiB: 99 requests of bodies of 64 KiB or more in flight,
+            // 256 of small ones (W4, the mixed pull, peaked at 34 to 39 MiB).
             memory: 28 * 1024 * 1024,
             concurrency: 32,
             multipart_threshold: 16 * 1024 * 1024,
@@ -95,11 +95,14 @@ impl Default for Config {
 /// its connection's buffers at rest, and a file being written. Measured: 4 KiB objects cost
 /// about 0.1 MiB each in flight (W1 at 190 in flight peaked at 42 to 46 MiB, the base about 25).
 pub const REQUEST_BASE: u64 = 96 * 1024;
-/// The most a body adds to its request: its connection's read buffer grows to hold a body that
-/// arrives faster than it is written, and the chunk being written is held too. Measured: 1,000
-/// objects of 256 KiB cost about 0.7 MiB each in flight (64 in flight peaked at 55 to 71 MiB),
-/// so a body is counted at three times its size, up to this.
-pub const REQUEST_BODY: u64 = 768 * 1024;
+/// The most a body adds to its request: its connection's read buffer, which grows while a body
+/// arrives faster than it is written, and the chunks cut from it until they are written. With
+/// plx-credentials' HTTP client, whose read buffer stops at 64 KiB (`READ_BUFFER`), that is at
+/// most about three times 64 KiB. Measured: 1,000 objects of 256 KiB, up to 256 in flight,
+/// peaked at 30 to 35 MiB (W2). With hyper's default buffer (about 400 KiB, as the SDK's own
+/// client has) a body of 256 KiB held about 0.7 MiB: a client built without plx-credentials
+/// may hold up to four times this per request.
+pub const REQUEST_BODY: u64 = 192 * 1024;
 
 /// What a request for `size` bytes of body (a whole object, or one part) is counted to hold.
 pub fn request_memory(size: u64) -> u64 {

@@ -8,9 +8,9 @@ use plx_connections::Connection;
 use plx_credentials::{Environment, S3Settings, Source};
 use plx_testkit::{Moto, S3Server, TlsProxy};
 
-const BUCKET: &str = "datasets";
+pub(crate) const BUCKET: &str = "datasets";
 
-fn connection(bucket: &str, extra: &str) -> Connection {
+pub(crate) fn connection(bucket: &str, extra: &str) -> Connection {
     let yaml = format!(
         "{{name: data, kind: s3, schema: {{bucket: 's3://{bucket}/v1'}}, secret: {{name: s3-secret}}{extra}}}"
     );
@@ -52,7 +52,7 @@ async fn list(connection: &Connection, env: &Environment) -> Result<Vec<String>,
         .collect())
 }
 
-fn keys(server: &S3Server, endpoint: &str) -> Vec<(String, String)> {
+pub(crate) fn keys(server: &S3Server, endpoint: &str) -> Vec<(String, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID".to_owned(), server.access_key.clone()),
         (
@@ -63,7 +63,7 @@ fn keys(server: &S3Server, endpoint: &str) -> Vec<(String, String)> {
     ]
 }
 
-fn env(pairs: &[(String, String)]) -> Environment {
+pub(crate) fn env(pairs: &[(String, String)]) -> Environment {
     Environment::from_pairs(
         pairs
             .iter()
