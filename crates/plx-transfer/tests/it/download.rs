@@ -20,6 +20,15 @@ pub(super) fn whole(to: &str) -> Download {
     }
 }
 
+/// The whole of `v1`, downloaded to `destination/data`.
+async fn pull(
+    server: &S3Server,
+    destination: &std::path::Path,
+    config: &Config,
+) -> anyhow::Result<plx_transfer::Summary> {
+    Ok(plx_transfer::download(&server.client, &whole("data"), destination, config, &None).await?)
+}
+
 pub(super) fn small() -> Config {
     Config {
         multipart_threshold: 1024 * 1024,
@@ -51,14 +60,7 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
     assert_eq!(uploaded.objects, 2000);
 
     let destination = tempfile::tempdir()?;
-    let summary = plx_transfer::download(
-        &server.client,
-        &whole("data"),
-        destination.path(),
-        &config,
-        &None,
-    )
-    .await?;
+    let summary = pull(&server, destination.path(), &config).await?;
     assert_eq!(
         (
             summary.objects,
@@ -74,14 +76,7 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
         landed_files(source.path())
     );
 
-    let again = plx_transfer::download(
-        &server.client,
-        &whole("data"),
-        destination.path(),
-        &config,
-        &None,
-    )
-    .await?;
+    let again = pull(&server, destination.path(), &config).await?;
     assert_eq!((again.objects, again.skipped, again.bytes), (0, 2000, 0));
     Ok(())
 }
@@ -191,14 +186,7 @@ async fn large_uploads_are_held_to_the_concurrency() -> anyhow::Result<()> {
         "{most} large uploads were open at once, with concurrency 2"
     );
     let destination = tempfile::tempdir()?;
-    plx_transfer::download(
-        &server.client,
-        &whole("data"),
-        destination.path(),
-        &config,
-        &None,
-    )
-    .await?;
+    pull(&server, destination.path(), &config).await?;
     assert_eq!(
         landed_files(&destination.path().join("data")),
         landed_files(source.path())
