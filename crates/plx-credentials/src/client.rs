@@ -123,8 +123,8 @@ fn http_client(settings: &S3Settings) -> Result<SharedHttpClient, Error> {
         );
         return Ok(crate::http::client(crate::insecure::tls()));
     }
+    // The bundle is checked here whichever connector takes it, so that its errors read alike.
     let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(NATIVE_ROOTS.iter().cloned());
     let mut pem = None;
     if let Some(ca) = &settings.ca_bundle {
         let bundle = std::fs::read(&ca.value).map_err(|error| Error::Io {
@@ -157,6 +157,7 @@ fn http_client(settings: &S3Settings) -> Result<SharedHttpClient, Error> {
         pem = Some(bundle);
     }
     let Some(proxy) = &settings.proxy else {
+        roots.add_parsable_certificates(NATIVE_ROOTS.iter().cloned());
         let tls = rustls::ClientConfig::builder_with_provider(crate::http::provider())
             .with_safe_default_protocol_versions()
             .map_err(|error| Error::Tls(error.to_string()))?
