@@ -7,6 +7,7 @@
 //! dropped, and `cargo xtask test` removes any left behind by a killed run.
 
 mod cases;
+mod disk;
 mod embedded;
 mod faults;
 mod files;
@@ -20,6 +21,7 @@ mod tls;
 
 pub use crate::{
     cases::{cases, fuzz_inputs, model_cases, report, run_cases},
+    disk::Disk,
     embedded::Embedded,
     faults::{Fault, FaultProxy},
     files::{Tmpfs, all_files, bytes, landed_files, visible_files},

@@ -27,13 +27,16 @@ use std::{
     io::Write,
     os::unix::fs::MetadataExt,
     path::PathBuf,
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, SystemTime},
 };
 
 use sha2::{Digest, Sha256};
 
-use crate::plan::Job;
+use crate::{landing::synced, plan::Job};
 
 /// The cache a download may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,15 +233,19 @@ impl Slot<'_> {
         self.cache.entry(&self.name).exists()
     }
 
-    /// The entry's bytes copied into `into` (at its start); false when there is no entry or it
+    /// The entry's bytes copied into `into` (at its start), off the runtime's workers (a read
+    /// the page cache does not hold waits on the disk); false when there is no entry or it
     /// cannot be read. A read refreshes its place in the LRU order.
-    pub(crate) fn copy_out(&self, mut into: &std::fs::File) -> bool {
+    pub(crate) async fn copy_out(&self, into: &Arc<std::fs::File>) -> bool {
         let path = self.cache.entry(&self.name);
-        let Ok(mut source) = std::fs::File::open(&path) else {
-            return false;
-        };
-        let _ = source.set_modified(SystemTime::now());
-        std::io::copy(&mut source, &mut into).is_ok()
+        let into = into.clone();
+        synced(move || {
+            let mut source = std::fs::File::open(&path)?;
+            let _ = source.set_modified(SystemTime::now());
+            std::io::copy(&mut source, &mut &*into)
+        })
+        .await
+        .is_ok()
     }
 
     /// A damaged entry goes: the next pull fetches it again.
@@ -247,8 +254,9 @@ impl Slot<'_> {
     }
 
     /// Keeps a copy of `landed` (verified, under its final name): written under `tmp/`,
-    /// synced, then renamed into place, so an entry is whole or absent.
-    pub(crate) fn insert(&self, landed: &mut std::fs::File, size: u64) {
+    /// synced, then renamed into place, so an entry is whole or absent. Off the runtime's
+    /// workers: the sync waits on the disk.
+    pub(crate) async fn insert(&self, mut landed: std::fs::File, size: u64) {
         let cache = self.cache;
         if cache.broken.load(Ordering::Relaxed) || size > cache.budget {
             return;
@@ -262,16 +270,20 @@ impl Slot<'_> {
                 .unwrap_or(0)
         ));
         let entry = cache.entry(&self.name);
-        let written = (|| {
-            let mut file = std::fs::File::create(&temporary)?;
-            std::io::copy(landed, &mut file)?;
-            file.flush()?;
-            file.sync_all()?;
-            if let Some(shard) = entry.parent() {
-                std::fs::create_dir_all(shard)?;
+        let written = synced({
+            let temporary = temporary.clone();
+            move || {
+                let mut file = std::fs::File::create(&temporary)?;
+                std::io::copy(&mut landed, &mut file)?;
+                file.flush()?;
+                file.sync_all()?;
+                if let Some(shard) = entry.parent() {
+                    std::fs::create_dir_all(shard)?;
+                }
+                std::fs::rename(&temporary, &entry)
             }
-            std::fs::rename(&temporary, &entry)
-        })();
+        })
+        .await;
         if let Err(error) = written {
             let _ = std::fs::remove_file(&temporary);
             cache.degrade("keep objects", &error);

@@ -19,7 +19,9 @@ use crate::{
     emit,
     flow::{Flow, Slot},
     hedge::Hedge,
-    landing::{Temporary, open_part, part_name, remove_resumable, resumable_names},
+    landing::{
+        Temporary, durable_length, open_part, part_name, remove_resumable, resumable_names, synced,
+    },
     path::Parents,
     plan::Job,
     retry::{Failure, retrying, s3_failure},
@@ -77,6 +79,8 @@ struct Landing {
     progress: Option<(PathBuf, Mutex<Progress>)>,
     file: Arc<std::fs::File>,
     guard: Temporary,
+    /// Held while a part is synced and recorded.
+    saving: tokio::sync::Mutex<()>,
 }
 
 /// One object in flight: where its bytes go and what was learned of them on the way.
@@ -185,7 +189,7 @@ impl Fetcher<'_> {
                     && let Ok((dir, name)) = self.parents.of(&job.path)
                     && let Ok(landed) = dir.open(&name)
                 {
-                    slot.insert(&mut landed.into_std(), job.size);
+                    slot.insert(landed.into_std(), job.size).await;
                 }
             }
             // The disk filled up under a write: nothing more is fetched, and a large object's
@@ -272,11 +276,10 @@ impl Fetcher<'_> {
             mut guard,
             ..
         } = open_landing(&dir, &name, job, false, self.config)?;
-        if !slot.copy_out(&file) {
+        if !slot.copy_out(&file).await {
             return Ok(None);
         }
-        file.sync_all().map_err(Failure::io)?;
-        let length = file.metadata().map_err(Failure::io)?.len();
+        let length = durable_length(&file).await.map_err(Failure::io)?;
         let checked = if length == job.size {
             let object = Object {
                 client: self.client,
@@ -418,12 +421,25 @@ impl Fetcher<'_> {
                     Sum::Off => {}
                 }
                 if let Some((path, progress)) = &flight.landing.progress {
-                    // Durable before recorded: a recorded part is really on disk.
-                    file.sync_data().map_err(Failure::io)?;
-                    if let Ok(mut progress) = progress.lock() {
+                    // Durable before recorded: a recorded part is really on disk. One record
+                    // is written at a time (they share a temporary), in the order recorded.
+                    let _saving = flight.landing.saving.lock().await;
+                    synced({
+                        let file = file.clone();
+                        move || file.sync_data()
+                    })
+                    .await
+                    .map_err(Failure::io)?;
+                    let record = progress.lock().ok().map(|mut progress| {
                         progress.done.insert(start);
                         progress.etag = flight.etag.lock().ok().and_then(|etag| etag.clone());
-                        progress.save(&flight.dir, path).map_err(Failure::io)?;
+                        progress.clone()
+                    });
+                    if let Some(record) = record {
+                        let (dir, path) = (flight.dir.clone(), path.clone());
+                        synced(move || record.save(&dir, &path))
+                            .await
+                            .map_err(Failure::io)?;
                     }
                 }
                 emit(
@@ -647,9 +663,9 @@ impl Fetcher<'_> {
             progress,
             file,
             mut guard,
+            ..
         } = landing;
-        file.sync_all().map_err(Failure::io)?;
-        let length = file.metadata().map_err(Failure::io)?.len();
+        let length = durable_length(&file).await.map_err(Failure::io)?;
         if length != job.size {
             return Err(Failure::transient(
                 ErrorKind::Corrupt,
@@ -805,6 +821,7 @@ fn open_landing(
             progress: Some((record, Mutex::new(progress))),
             file: Arc::new(file.into_std()),
             guard,
+            saving: tokio::sync::Mutex::new(()),
         });
     }
     let path = part_name(name);
@@ -816,5 +833,6 @@ fn open_landing(
         progress: None,
         file: Arc::new(file.into_std()),
         guard,
+        saving: tokio::sync::Mutex::new(()),
     })
 }

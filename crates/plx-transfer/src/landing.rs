@@ -1,6 +1,7 @@
 //! Landing: every file is written under a hidden temporary name in its final directory and
 //! renamed only when verified, so nothing half-written ever carries a final name; a killed
-//! run's temporaries are swept by the next.
+//! run's temporaries are swept by the next. The syncs that make a file durable wait for the
+//! disk, so they run off the runtime's workers ([`synced`]).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -11,6 +12,44 @@ use std::{
 use cap_std::fs::Dir;
 
 use crate::{ErrorKind, retry::Failure};
+
+/// Runs `work`, file-system calls that wait for the disk (a sync), on tokio's blocking threads
+/// rather than on a runtime worker. In the pod plx-init has one worker (the container's one CPU;
+/// `docs/tuning.md`), and a sync on it would stop every transfer until the disk answered. On a
+/// real volume a sync takes from a fraction of a millisecond to several: over 10,000 small
+/// files, seconds.
+pub(crate) async fn synced<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|joined| Err(std::io::Error::other(joined)))
+}
+
+/// Syncs `file` to the disk (off the workers) and gives its length: what has landed. On tmpfs
+/// (an `emptyDir` with `medium: Memory`; the benchmark's landing) a sync returns at once, and
+/// the hand-off to a blocking thread would cost more than it: W1's 10,000 files took 10% more
+/// CPU that way. There it stays on the worker.
+pub(crate) async fn durable_length(file: &Arc<std::fs::File>) -> std::io::Result<u64> {
+    let sync = |file: &std::fs::File| {
+        file.sync_all()?;
+        Ok(file.metadata()?.len())
+    };
+    if in_memory(file) {
+        return sync(file);
+    }
+    let file = file.clone();
+    synced(move || sync(&file)).await
+}
+
+/// Whether `file` is on a file system kept in memory (tmpfs, ramfs), where a sync never waits.
+fn in_memory(file: &std::fs::File) -> bool {
+    const TMPFS: i64 = 0x0102_1994;
+    const RAMFS: i64 = 0x8584_58f6;
+    // `f_type` is as wide as the architecture makes it.
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::fstatfs(file).is_ok_and(|fs| matches!(fs.f_type as i64, TMPFS | RAMFS))
+}
 
 /// A fresh hidden name beside `name` for its bytes until they are checked:
 /// `.name.<nonce>.plx-part`, the form [`sweep`] removes when a killed run left one.

@@ -194,6 +194,74 @@ async fn large_uploads_are_held_to_the_concurrency() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A sync waiting on the disk holds up only the file it makes durable. In the pod plx-init has
+/// one runtime worker (the container's one CPU), and a sync made on it would stop every transfer
+/// until the disk answered. Here, on one worker, the volume's disk is stopped before the pull:
+/// every body must still come down while the syncs wait, and every file lands once the disk
+/// runs again.
+#[tokio::test]
+async fn a_sync_waiting_on_the_disk_holds_up_no_other_object() -> anyhow::Result<()> {
+    const OBJECTS: u64 = 64;
+    const SIZE: usize = 64 * 1024;
+    let server = S3Server::start().await?;
+    server.create_bucket(BUCKET).await?;
+    for index in 0..OBJECTS {
+        server
+            .put(BUCKET, &format!("v1/f{index:02}"), bytes(index, SIZE))
+            .await?;
+    }
+    let mut disk = plx_testkit::Disk::mount(64)?;
+    disk.stop()?;
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (client, destination) = (server.client.clone(), disk.path());
+    let pod = std::thread::spawn(move || -> anyhow::Result<plx_transfer::Summary> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let config = Config::default();
+        Ok(runtime.block_on(plx_transfer::download(
+            &client,
+            &whole("data"),
+            &destination,
+            &config,
+            &Some(sender),
+        ))?)
+    });
+    let total = OBJECTS * SIZE as u64;
+    let mut arrived = 0;
+    // Waited for at most this long; a worker stuck in a sync brings nothing more, ever.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while arrived < total {
+            match events.recv().await {
+                Some(Event::Bytes(count)) => arrived += count,
+                Some(_) => {}
+                None => break,
+            }
+        }
+    })
+    .await;
+    disk.resume()?;
+    let summary = tokio::task::spawn_blocking(move || pod.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the pull panicked"))??;
+    assert_eq!(
+        arrived, total,
+        "only {arrived} of {total} bytes came down while a sync waited on the stopped disk"
+    );
+    assert_eq!(summary.objects, OBJECTS);
+    let landed = landed_files(&disk.path().join("data"));
+    assert_eq!(landed.len() as u64, OBJECTS);
+    for index in 0..OBJECTS {
+        assert_eq!(
+            landed.get(&format!("f{index:02}")),
+            Some(&bytes(index, SIZE)),
+            "f{index:02}"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn large_objects_of_odd_sizes_come_back_exact_through_ranged_parts() -> anyhow::Result<()> {
     let server = S3Server::start().await?;
