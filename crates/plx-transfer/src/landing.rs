@@ -17,7 +17,9 @@ use crate::{ErrorKind, retry::Failure};
 /// rather than on a runtime worker. In the pod plx-init has one worker (the container's one CPU;
 /// `docs/tuning.md`), and a sync on it would stop every transfer until the disk answered. On a
 /// real volume a sync takes from a fraction of a millisecond to several: over 10,000 small
-/// files, seconds.
+/// files, seconds. A blocking thread cannot be stopped: a download dropped half-way (a task
+/// aborted, not a process killed) leaves such work to end there, so a part's record may still be
+/// written just after the drop.
 pub(crate) async fn synced<T: Send + 'static>(
     work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
 ) -> std::io::Result<T> {

@@ -643,8 +643,23 @@ async fn an_interrupted_large_download_resumes_fetching_only_the_missing_parts()
         destination.path().to_path_buf(),
         config.clone(),
     );
-    let task = tokio::spawn(async move {
-        plx_transfer::download(&client, &whole(""), &path, &first_config, &Some(sender)).await
+    // The first run in a runtime of its own, ended as a killed process ends: dropping the
+    // runtime waits for the work it handed to blocking threads (a part's sync and record), so
+    // nothing of the first run still writes when the record is read below.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let first = std::thread::spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let (request, events) = (whole(""), Some(sender));
+        runtime.block_on(async move {
+            tokio::select! {
+                _ = plx_transfer::download(&client, &request, &path, &first_config, &events) => {}
+                _ = stopped => {}
+            }
+        });
+        Ok(())
     });
     let mut parts_before = 0;
     while let Some(event) = receiver.recv().await {
@@ -655,8 +670,10 @@ async fn an_interrupted_large_download_resumes_fetching_only_the_missing_parts()
             }
         }
     }
-    task.abort();
-    let _ = task.await;
+    let _ = stop.send(());
+    tokio::task::spawn_blocking(move || first.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the first run panicked"))??;
     assert!(
         !destination.path().join("big.bin").exists(),
         "nothing may look complete"
