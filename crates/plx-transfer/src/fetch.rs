@@ -423,24 +423,20 @@ impl Fetcher<'_> {
                 if let Some((path, progress)) = &flight.landing.progress {
                     // Durable before recorded: a recorded part is really on disk. One record
                     // is written at a time (they share a temporary), in the order recorded.
+                    // The record is written after the sync, in the same hand-off.
                     let _saving = flight.landing.saving.lock().await;
-                    synced({
-                        let file = file.clone();
-                        move || file.sync_data()
-                    })
-                    .await
-                    .map_err(Failure::io)?;
                     let record = progress.lock().ok().map(|mut progress| {
                         progress.done.insert(start);
                         progress.etag = flight.etag.lock().ok().and_then(|etag| etag.clone());
                         progress.clone()
                     });
-                    if let Some(record) = record {
-                        let (dir, path) = (flight.dir.clone(), path.clone());
-                        synced(move || record.save(&dir, &path))
-                            .await
-                            .map_err(Failure::io)?;
-                    }
+                    let (file, dir, path) = (file.clone(), flight.dir.clone(), path.clone());
+                    synced(move || {
+                        file.sync_data()?;
+                        record.map_or(Ok(()), |record| record.save(&dir, &path))
+                    })
+                    .await
+                    .map_err(Failure::io)?;
                 }
                 emit(
                     self.events,
