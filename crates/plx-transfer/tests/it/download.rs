@@ -567,6 +567,51 @@ async fn a_server_paused_past_the_read_timeout_is_retried_to_completion() -> any
     Ok(())
 }
 
+/// A download in a runtime of its own, on a thread, ended as a killed process ends: dropping
+/// the runtime waits for the work it handed to blocking threads (a file's or a part's sync, a
+/// part's record), so nothing of the run still writes when a test looks at what it left.
+/// Aborting a task would not: a blocking thread's write could land after the test looked.
+struct Killable {
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Killable {
+    fn start(
+        client: aws_sdk_s3::Client,
+        request: Download,
+        path: std::path::PathBuf,
+        config: Config,
+        events: tokio::sync::mpsc::UnboundedSender<Event>,
+    ) -> Killable {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()?;
+            let events = Some(events);
+            runtime.block_on(async move {
+                tokio::select! {
+                    _ = plx_transfer::download(&client, &request, &path, &config, &events) => {}
+                    _ = stopped => {}
+                }
+            });
+            Ok(())
+        });
+        Killable { stop, thread }
+    }
+
+    /// Stops the run and waits until its runtime, blocking threads included, is gone.
+    async fn kill(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        tokio::task::spawn_blocking(move || thread.join())
+            .await?
+            .map_err(|_| anyhow::anyhow!("the killed run panicked"))?
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_download_leaves_no_partial_file() -> anyhow::Result<()> {
     let server = S3Server::start().await?;
@@ -590,18 +635,14 @@ async fn a_cancelled_download_leaves_no_partial_file() -> anyhow::Result<()> {
         requests: 4,
         ..Config::default()
     };
-    let task = tokio::spawn(async move {
-        plx_transfer::download(&client, &whole(""), &path, &config, &Some(sender)).await
-    });
+    let run = Killable::start(client, whole(""), path, config, sender);
     // Cancel once bytes are flowing.
     while let Some(event) = receiver.recv().await {
         if matches!(event, plx_transfer::Event::Bytes(_)) {
             break;
         }
     }
-    task.abort();
-    let _ = task.await;
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    run.kill().await?;
     for (name, content) in landed_files(destination.path()) {
         // Only a large object's resumable part file (and its record) may stay, hidden.
         if name.contains(".plx-part") {
@@ -638,29 +679,13 @@ async fn an_interrupted_large_download_resumes_fetching_only_the_missing_parts()
     let destination = tempfile::tempdir()?;
 
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let (client, path, first_config) = (
+    let first = Killable::start(
         server.client.clone(),
+        whole(""),
         destination.path().to_path_buf(),
         config.clone(),
+        sender,
     );
-    // The first run in a runtime of its own, ended as a killed process ends: dropping the
-    // runtime waits for the work it handed to blocking threads (a part's sync and record), so
-    // nothing of the first run still writes when the record is read below.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let first = std::thread::spawn(move || -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
-        let (request, events) = (whole(""), Some(sender));
-        runtime.block_on(async move {
-            tokio::select! {
-                _ = plx_transfer::download(&client, &request, &path, &first_config, &events) => {}
-                _ = stopped => {}
-            }
-        });
-        Ok(())
-    });
     let mut parts_before = 0;
     while let Some(event) = receiver.recv().await {
         if matches!(event, plx_transfer::Event::PartDone { .. }) {
@@ -670,10 +695,7 @@ async fn an_interrupted_large_download_resumes_fetching_only_the_missing_parts()
             }
         }
     }
-    let _ = stop.send(());
-    tokio::task::spawn_blocking(move || first.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the first run panicked"))??;
+    first.kill().await?;
     assert!(
         !destination.path().join("big.bin").exists(),
         "nothing may look complete"
