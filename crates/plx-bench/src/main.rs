@@ -411,7 +411,18 @@ fn measure_one(
     let Some(command) = peers::command(on.ctx, peer, &run)? else {
         return Ok(None);
     };
+    let seen_before = on.route.seen();
     let (mut measured, output) = bench.measure(command, scratch)?;
+    // What the tool asked of the proxy: its connections and requests (retries and hedges
+    // included), to read beside the proxy's CPU.
+    let asked = match (seen_before, on.route.seen()) {
+        (Some((connections, requests)), Some((connections_after, requests_after))) => format!(
+            "  via proxy {} conn {} req",
+            connections_after - connections,
+            requests_after - requests
+        ),
+        _ => String::new(),
+    };
     let parts = peers::curl_parts(&destination);
     if measured.invalid.is_none() {
         let checked = if peer.tool == Tool::Curl && parts.exists() {
@@ -470,11 +481,13 @@ fn measure_one(
         .map(|peak| format!("  in flight ≤ {peak}"))
         .unwrap_or_default();
     eprintln!(
-        "  {:<36} {:>8.2} s  cpu {:>7.2} s  server {:>7.2} s  rss {:>5} MiB{checks}{peak}{}",
+        "  {:<36} {:>8.2} s  cpu {:>7.2} s  throttled {:>5.2} s  server {:>7.2} s  proxy {:>6.2} s  rss {:>5} MiB{checks}{peak}{asked}{}",
         peer.label(),
         measured.wall,
         measured.client_cpu,
+        measured.throttled,
         measured.server_cpu,
+        measured.proxy_cpu,
         measured.rss_kib / 1024,
         measured
             .invalid
@@ -528,7 +541,11 @@ fn finish(
                 rounds: args.rounds,
                 cpus: bench.cpus.as_ref().map(|cpus| cpus.cpus),
                 versions,
-                landing: args.landing.display().to_string(),
+                landing: format!(
+                    "{} ({})",
+                    args.landing.display(),
+                    file_system(&args.landing)
+                ),
             },
             workloads,
             rows,
@@ -791,4 +808,21 @@ fn versions(ctx: &peers::Context) -> Vec<(String, String)> {
         ),
         ("curl".into(), say(Path::new("curl"), &["--version"])),
     ]
+}
+
+/// The type of the file system that holds `path` (`tmpfs`, `ext2/ext3`: what `stat -f` says),
+/// from its nearest ancestor that exists; `unknown file system` when that cannot be read.
+fn file_system(path: &std::path::Path) -> String {
+    let Some(existing) = path.ancestors().find(|dir| dir.exists()) else {
+        return "unknown file system".to_owned();
+    };
+    std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(existing)
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown file system".to_owned())
 }

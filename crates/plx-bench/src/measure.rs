@@ -1,6 +1,7 @@
 //! One run of one tool: wall time, the client's CPU seconds and peak RSS (GNU time, which
-//! reports the process tree it waited for), and the server's CPU seconds from /proc; and the
-//! CPU limit the tool runs under, as in the pod.
+//! reports the process tree it waited for), the server's CPU seconds from /proc and this
+//! process's own (the latency proxy's, on a path through it); and the CPU limit the tool runs
+//! under, as in the pod.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,6 +16,13 @@ pub struct Measured {
     pub wall: f64,
     pub client_cpu: f64,
     pub server_cpu: f64,
+    /// This process's CPU seconds during the run: on a path through the latency proxy, mostly
+    /// the proxy's, which shares the two cores with the server and the tool.
+    pub proxy_cpu: f64,
+    /// Seconds the CPU limit held the tool back (its cgroup's throttled time): a tool that
+    /// bursts past its quota in a period waits out the rest of it, even when on average it
+    /// used far less.
+    pub throttled: f64,
     pub rss_kib: u64,
     /// Why the run does not count: a failure, a lost file, a retry or a 5xx.
     pub invalid: Option<String>,
@@ -90,6 +98,20 @@ impl Cpus {
     fn procs(&self) -> PathBuf {
         self.dir.join("cgroup.procs")
     }
+
+    /// Seconds the quota has held the cgroup back so far: `throttled_usec` in cgroup v2's
+    /// `cpu.stat`, `throttled_time` (nanoseconds) in v1's; 0 where neither can be read.
+    pub fn throttled(&self) -> f64 {
+        let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
+        let field = |name: &str| {
+            stat.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim().parse::<f64>().ok())
+        };
+        field("throttled_usec ")
+            .map(|usec| usec / 1e6)
+            .or_else(|| field("throttled_time ").map(|nsec| nsec / 1e9))
+            .unwrap_or(0.0)
+    }
 }
 
 impl Drop for Cpus {
@@ -140,6 +162,8 @@ pub fn run(
         timed.current_dir(dir);
     }
     let server_before = server_cpu(server_pid)?;
+    let own_before = server_cpu(std::process::id())?;
+    let throttled_before = cpus.map(Cpus::throttled);
     let started = Instant::now();
     let mut child = timed
         .spawn()
@@ -159,6 +183,11 @@ pub fn run(
         std::thread::sleep(Duration::from_millis(5));
     };
     let server_after = server_cpu(server_pid)?;
+    let own_after = server_cpu(std::process::id())?;
+    let throttled = match (cpus, throttled_before) {
+        (Some(cpus), Some(before)) => cpus.throttled() - before,
+        _ => 0.0,
+    };
     let output = [stdout, stderr]
         .into_iter()
         .flatten()
@@ -167,6 +196,8 @@ pub fn run(
         .join("\n");
     let mut measured = Measured {
         server_cpu: server_after - server_before,
+        proxy_cpu: own_after - own_before,
+        throttled,
         ..Measured::default()
     };
     let Some(status) = status else {

@@ -55,7 +55,7 @@ impl Path {
 pub struct Route {
     pub endpoint: String,
     pub client: aws_sdk_s3::Client,
-    _proxy: Option<LatencyProxy>,
+    proxy: Option<LatencyProxy>,
 }
 
 impl Route {
@@ -65,7 +65,7 @@ impl Route {
             return Ok(Route {
                 endpoint: server.endpoint.clone(),
                 client: server.client.clone(),
-                _proxy: None,
+                proxy: None,
             });
         };
         let upstream: SocketAddr = server
@@ -90,7 +90,20 @@ impl Route {
         Ok(Route {
             endpoint,
             client,
-            _proxy: Some(proxy),
+            proxy: Some(proxy),
+        })
+    }
+
+    /// Connections and requests the proxy has seen so far; `None` on loopback.
+    pub fn seen(&self) -> Option<(u64, u64)> {
+        self.proxy.as_ref().map(|proxy| {
+            let counts = proxy.counts();
+            (
+                counts
+                    .connections
+                    .load(std::sync::atomic::Ordering::Relaxed),
+                counts.requests.load(std::sync::atomic::Ordering::Relaxed),
+            )
         })
     }
 }

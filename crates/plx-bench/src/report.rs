@@ -15,6 +15,7 @@ pub struct Context {
     /// The CPU limit every tool ran under, if any.
     pub cpus: Option<f64>,
     pub versions: Vec<(String, String)>,
+    /// Where downloads land, with its file system (`/dev/shm/plx-bench (tmpfs)`).
     pub landing: String,
 }
 
@@ -32,6 +33,7 @@ struct Row {
     wall: Stats,
     cpu: Stats,
     server: f64,
+    proxy: f64,
     rss_mib: f64,
     invalid: usize,
 }
@@ -78,6 +80,7 @@ fn rows(workload: &Workload, peers: &[Peer], samples: &[&Sample]) -> Vec<Row> {
                 wall: stats(&pick(|s| s.measured.wall))?,
                 cpu: stats(&pick(|s| s.measured.client_cpu))?,
                 server: stats(&pick(|s| s.measured.server_cpu))?.median,
+                proxy: stats(&pick(|s| s.measured.proxy_cpu))?.median,
                 rss_mib: stats(&pick(|s| s.measured.rss_kib as f64))?.max / 1024.0,
                 invalid: mine.len() - valid.len(),
             })
@@ -96,6 +99,7 @@ fn rows(workload: &Workload, peers: &[Peer], samples: &[&Sample]) -> Vec<Row> {
                         max: f64::NAN,
                     },
                     server: f64::NAN,
+                    proxy: f64::NAN,
                     rss_mib: f64::NAN,
                     invalid: mine.len(),
                 })
@@ -119,7 +123,7 @@ pub fn write(
     writeln!(md, "{begin_marker}")?;
     writeln!(
         md,
-        "Measured {} on this machine (2 vCPU, 24 GiB; {}) against one {} server, downloads landing on {} (tmpfs). Median of {} rounds [min–max] after a warm-up, tools in rotated order; every run checked (downloads: the whole tree against a sha256 manifest, nothing extra; uploads: every object's size, the MD5 of every single-part object, 16 ranges of each multipart one). Ratios are the peer's median over plx-init's: above 1 means plx-init is faster or cheaper. CPU is the client's user+system seconds, children included.\n",
+        "Measured {} on this machine (2 vCPU, 24 GiB; {}) against one {} server, downloads landing on {}. Median of {} rounds [min–max] after a warm-up, tools in rotated order; every run checked (downloads: the whole tree against a sha256 manifest, nothing extra; uploads: every object's size, the MD5 of every single-part object, 16 ranges of each multipart one). Ratios are the peer's median over plx-init's: above 1 means plx-init is faster or cheaper. CPU is the client's user+system seconds, children included; the proxy's is this harness's own while the tool ran, on a path through the latency proxy.\n",
         date(),
         match context.cpus {
             Some(cpus) => format!(
@@ -220,14 +224,17 @@ fn table(
     writeln!(md, "{level} {}: {}\n", workload.name, workload.about)?;
     writeln!(
         md,
-        "| tool | wall s | objects/s | MB/s | client CPU s | CPU {} | server CPU s | peak RSS MiB | wall ÷ plx-init | CPU ÷ plx-init |",
+        "| tool | wall s | objects/s | MB/s | client CPU s | CPU {} | server CPU s | proxy CPU s | peak RSS MiB | wall ÷ plx-init | CPU ÷ plx-init |",
         if small {
             "s per 1,000 objects"
         } else {
             "s per GiB"
         }
     )?;
-    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|")?;
+    writeln!(md, "|---|---|---|---|---|---|---|---|---|---|---|")?;
+    // The harness's own CPU is the proxy's only on a path through it.
+    let direct = crate::net::Path::DIRECT.label();
+    let proxied = samples.iter().any(|sample| sample.network != direct);
     let ours = rows
         .iter()
         .find(|row| row.label == "plx-init")
@@ -249,7 +256,7 @@ fn table(
         };
         writeln!(
             md,
-            "| {}{} | {:.2} [{:.2}–{:.2}]{spread} | {:.0} | {:.0} | {:.2} [{:.2}–{:.2}] | {:.3} | {:.2} | {:.0} | {:.2} | {:.2} |",
+            "| {}{} | {:.2} [{:.2}–{:.2}]{spread} | {:.0} | {:.0} | {:.2} [{:.2}–{:.2}] | {:.3} | {:.2} | {} | {:.0} | {:.2} | {:.2} |",
             row.label,
             if row.invalid > 0 {
                 format!(" ({} invalid)", row.invalid)
@@ -266,6 +273,11 @@ fn table(
             row.cpu.max,
             per,
             row.server,
+            if proxied {
+                format!("{:.2}", row.proxy)
+            } else {
+                "–".to_owned()
+            },
             row.rss_mib,
             wall_ratio,
             cpu_ratio,
