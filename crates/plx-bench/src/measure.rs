@@ -62,7 +62,13 @@ impl Cpus {
         if quota < 1_000 {
             bail!("--cpus {cpus}: give at least 0.01, or 0 for no limit");
         }
-        let name = format!("plx-bench-{}", std::process::id());
+        // One cgroup per limit, so that two in one process (tests in parallel) are apart.
+        static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!(
+            "plx-bench-{}-{}",
+            std::process::id(),
+            MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let unified = Path::new("/sys/fs/cgroup");
         let v2 = std::fs::read_to_string(unified.join("cgroup.controllers"))
             .is_ok_and(|controllers| controllers.split_whitespace().any(|c| c == "cpu"));
@@ -291,7 +297,7 @@ mod tests {
         .expect("the run");
         assert!(measured.invalid.is_none(), "{:?}", measured.invalid);
         let name = cpus.dir.file_name().expect("a name").to_string_lossy();
-        // v2: `0::/plx-bench-N`; v1: `N:cpu,cpuacct:/plx-bench-N`.
+        // v2: `0::/plx-bench-N-M`; v1: `N:cpu,cpuacct:/plx-bench-N-M`.
         let inside = output.lines().any(|line| {
             let mut fields = line.splitn(3, ':');
             let (_, controllers, path) = (fields.next(), fields.next(), fields.next());
@@ -303,5 +309,43 @@ mod tests {
         let dir = cpus.dir.clone();
         drop(cpus);
         assert!(!dir.exists(), "{} is left behind", dir.display());
+    }
+
+    #[test]
+    fn the_time_the_quota_holds_a_tool_back_is_measured() {
+        // A twentieth of a CPU for a tool that would take all of one for half a second: the
+        // kernel holds it back most of each period.
+        let cpus = Cpus::new(0.05).expect("a CPU cgroup");
+        let scratch = tempfile::tempdir().expect("scratch");
+        let mut command = Command::new("sh");
+        command.args(["-c", "timeout 0.5 sh -c 'while :; do :; done'; true"]);
+        let (measured, _) = run(
+            command,
+            Some(&cpus),
+            std::process::id(),
+            Duration::from_secs(30),
+            scratch.path(),
+        )
+        .expect("the run");
+        assert!(measured.invalid.is_none(), "{:?}", measured.invalid);
+        assert!(
+            measured.throttled > 0.2,
+            "held back {:.3} s of a {:.3} s run at 0.05 CPUs (client CPU {:.3} s)",
+            measured.throttled,
+            measured.wall,
+            measured.client_cpu
+        );
+        // Without a limit nothing is held back.
+        let mut command = Command::new("sh");
+        command.args(["-c", "timeout 0.2 sh -c 'while :; do :; done'; true"]);
+        let (free, _) = run(
+            command,
+            None,
+            std::process::id(),
+            Duration::from_secs(30),
+            scratch.path(),
+        )
+        .expect("the run");
+        assert_eq!(free.throttled, 0.0);
     }
 }
