@@ -167,8 +167,8 @@ pub fn run(
     if let Some(dir) = command.get_current_dir() {
         timed.current_dir(dir);
     }
-    let server_before = server_cpu(server_pid)?;
-    let own_before = server_cpu(std::process::id())?;
+    let server_before = process_cpu(server_pid)?;
+    let own_before = process_cpu(std::process::id())?;
     let throttled_before = cpus.map(Cpus::throttled);
     let started = Instant::now();
     let mut child = timed
@@ -188,8 +188,8 @@ pub fn run(
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let server_after = server_cpu(server_pid)?;
-    let own_after = server_cpu(std::process::id())?;
+    let server_after = process_cpu(server_pid)?;
+    let own_after = process_cpu(std::process::id())?;
     let throttled = match (cpus, throttled_before) {
         (Some(cpus), Some(before)) => cpus.throttled() - before,
         _ => 0.0,
@@ -253,9 +253,9 @@ pub fn tail(output: &str) -> String {
     lines[lines.len().saturating_sub(3)..].join(" | ")
 }
 
-/// User plus system CPU seconds of a process so far (fields 14 and 15 of /proc/PID/stat, in
-/// clock ticks, 100 per second on Linux).
-pub fn server_cpu(pid: u32) -> anyhow::Result<f64> {
+/// User plus system CPU seconds of a process (the server, or this one) so far: fields 14 and
+/// 15 of /proc/PID/stat, in clock ticks, 100 per second on Linux.
+pub fn process_cpu(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("the server (pid {pid}) is gone"))?;
     // The command name may hold spaces; the fields after it are plain.
