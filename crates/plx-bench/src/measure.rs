@@ -275,6 +275,22 @@ pub fn process_cpu(pid: u32) -> anyhow::Result<f64> {
 mod tests {
     use super::*;
 
+    /// `command` run as a tool is, within `cpus` if given, in a scratch directory of its own;
+    /// it must be a valid run.
+    fn measured(command: Command, cpus: Option<&Cpus>) -> (Measured, String) {
+        let scratch = tempfile::tempdir().expect("scratch");
+        let (measured, output) = run(
+            command,
+            cpus,
+            std::process::id(),
+            Duration::from_secs(30),
+            scratch.path(),
+        )
+        .expect("the run");
+        assert!(measured.invalid.is_none(), "{:?}", measured.invalid);
+        (measured, output)
+    }
+
     // Writes to the cgroup hierarchy: root, as CI and `cargo xtask bench` run.
     #[test]
     fn a_tool_runs_within_the_cpu_limit() {
@@ -284,18 +300,9 @@ mod tests {
             .find_map(|file| std::fs::read_to_string(cpus.dir.join(file)).ok())
             .expect("the cgroup's quota");
         assert!(quota.starts_with("100000"), "quota {quota:?}");
-        let scratch = tempfile::tempdir().expect("scratch");
         let mut command = Command::new("cat");
         command.arg("/proc/self/cgroup");
-        let (measured, output) = run(
-            command,
-            Some(&cpus),
-            std::process::id(),
-            Duration::from_secs(30),
-            scratch.path(),
-        )
-        .expect("the run");
-        assert!(measured.invalid.is_none(), "{:?}", measured.invalid);
+        let (_, output) = measured(command, Some(&cpus));
         let name = cpus.dir.file_name().expect("a name").to_string_lossy();
         // v2: `0::/plx-bench-N-M`; v1: `N:cpu,cpuacct:/plx-bench-N-M`.
         let inside = output.lines().any(|line| {
@@ -316,36 +323,20 @@ mod tests {
         // A twentieth of a CPU for a tool that would take all of one for half a second: the
         // kernel holds it back most of each period.
         let cpus = Cpus::new(0.05).expect("a CPU cgroup");
-        let scratch = tempfile::tempdir().expect("scratch");
         let mut command = Command::new("sh");
         command.args(["-c", "timeout 0.5 sh -c 'while :; do :; done'; true"]);
-        let (measured, _) = run(
-            command,
-            Some(&cpus),
-            std::process::id(),
-            Duration::from_secs(30),
-            scratch.path(),
-        )
-        .expect("the run");
-        assert!(measured.invalid.is_none(), "{:?}", measured.invalid);
+        let (held, _) = measured(command, Some(&cpus));
         assert!(
-            measured.throttled > 0.2,
+            held.throttled > 0.2,
             "held back {:.3} s of a {:.3} s run at 0.05 CPUs (client CPU {:.3} s)",
-            measured.throttled,
-            measured.wall,
-            measured.client_cpu
+            held.throttled,
+            held.wall,
+            held.client_cpu
         );
         // Without a limit nothing is held back.
         let mut command = Command::new("sh");
         command.args(["-c", "timeout 0.2 sh -c 'while :; do :; done'; true"]);
-        let (free, _) = run(
-            command,
-            None,
-            std::process::id(),
-            Duration::from_secs(30),
-            scratch.path(),
-        )
-        .expect("the run");
+        let (free, _) = measured(command, None);
         assert_eq!(free.throttled, 0.0);
     }
 }
