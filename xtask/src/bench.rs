@@ -168,7 +168,10 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one load run's settings, each named where it is called"
+)]
 fn run(
     wrk: &Path,
     url: &str,

@@ -10,9 +10,13 @@ use crate::{cargo, status};
 /// two alone would build their dependencies again with fewer features.
 pub(crate) fn run(root: &Path, in_test: bool) -> anyhow::Result<()> {
     if !in_test {
+        // Said at once, with cargo's own progress after it: a first build is minutes of
+        // compiling with nothing else to show.
+        eprintln!(
+            "xtask: building plx-init and the demo (debug): a first build takes about 10 minutes on 2 cores, most of it the AWS SDK; later runs start in seconds"
+        );
         status(cargo().args([
             "build",
-            "--quiet",
             "-p",
             "plx-init",
             "--bin",

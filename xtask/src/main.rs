@@ -27,6 +27,8 @@ mod images;
 mod polyaxon_init;
 mod soak;
 mod test;
+#[cfg(test)]
+mod tidy;
 mod venvs;
 
 const USAGE: &str = "\

@@ -26,8 +26,8 @@ pub(crate) fn test(root: &Path) -> anyhow::Result<()> {
     let lints = Lints::new()?;
     // What the tests run beside them is installed while the test build compiles: the venvs and
     // the stand-in for Polyaxon's image mostly wait on downloads and disks, and the test server
-    // is a build of its own, which shares the two cores with the test build (measured: the
-    // whole setup ends inside the build). A failed build stops the setup at its next step.
+    // is a build of its own, which shares the two cores with the test build (the whole setup
+    // ends inside the build). A failed build stops the setup at its next step.
     let (failed, stopped) = (AtomicBool::new(false), AtomicBool::new(false));
     let (built, setup) = std::thread::scope(|scope| {
         let setup = scope.spawn(|| -> anyhow::Result<(PathBuf, PathBuf)> {
@@ -146,27 +146,44 @@ pub(crate) fn remove_test_containers() {
 }
 
 pub(crate) fn conformance(root: &Path, filter: Option<&str>) -> anyhow::Result<()> {
-    let python = polyaxon_venv(root)?;
-    let tools = tools_venv(root)?;
-    images(root, Binaries::Shipped)?;
+    let lints = Lints::new()?;
+    // The test build's own flags and features (every member selected, clippy as the wrapper), so
+    // that `cargo xtask test` afterwards builds nothing of it again; of its targets only the
+    // runners and the binaries they run. The venvs and the test server's image are made beside
+    // it, as in `test`.
+    let (built, setup) = std::thread::scope(|scope| {
+        let setup = scope.spawn(|| -> anyhow::Result<(PathBuf, PathBuf)> {
+            let python = polyaxon_venv(root)?;
+            let tools = tools_venv(root)?;
+            server_image(root)?;
+            Ok((python, tools))
+        });
+        let built = status(lints.apply(cargo().args([
+            "build",
+            "--workspace",
+            "--bins",
+            "--test",
+            "conformance",
+        ])));
+        let setup = setup
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the setup thread panicked")));
+        (built, setup)
+    });
+    built?;
+    let (python, tools) = setup?;
     // The model cases (validator, JSON Schema, Polyaxon), then the transfer and init cases
-    // (real servers, and the real plx-init binary).
-    for test in [
-        ("plx-connections", "conformance"),
-        ("plx-transfer", "conformance"),
-        ("plx-init", "conformance"),
-    ] {
-        let mut command = cargo();
-        command
-            .args(["test", "-q", "-p", test.0, "--test", test.1, "--"])
-            .env("PLX_POLYAXON_PYTHON", &python)
-            .env("PLX_MOTO_SERVER", tools.join("bin/moto_server"))
-            .env("AWS_EC2_METADATA_DISABLED", "true");
-        command.args(filter);
-        status(&mut command)?;
-    }
+    // (real servers, and the real plx-init binary): one runner per crate.
+    let mut command = cargo();
+    lints
+        .apply(command.args(["test", "-q", "--workspace", "--test", "conformance", "--"]))
+        .env("PLX_POLYAXON_PYTHON", &python)
+        .env("PLX_MOTO_SERVER", tools.join("bin/moto_server"))
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command.args(filter);
+    let result = status(&mut command);
     remove_test_containers();
-    Ok(())
+    result
 }
 
 pub(crate) fn schemas(root: &Path, check: bool) -> anyhow::Result<()> {

@@ -37,8 +37,10 @@ struct Cli {
     command: Command,
 }
 
-// Parsed once at start: the size of the larger variant costs nothing.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "parsed once at start: the size of the larger variant costs nothing"
+)]
 #[derive(Subcommand)]
 enum Command {
     /// Seed the workloads once, run every tool on each in rotated order, check every run.
@@ -361,9 +363,11 @@ fn seeded(bench: &Bench<'_>, workload: &workload::Workload) -> anyhow::Result<wo
     if !workload.upload {
         let seeded = bench.runtime.block_on(plx_transfer::upload(
             &bench.server.client,
-            BUCKET,
-            workload.prefix().trim_end_matches('/'),
-            &bench.source.join(workload.prefix()),
+            &plx_transfer::Upload::new(
+                BUCKET,
+                workload.prefix().trim_end_matches('/'),
+                bench.source.join(workload.prefix()),
+            ),
             &plx_transfer::Config::default(),
             &None,
         ));

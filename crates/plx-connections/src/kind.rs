@@ -115,6 +115,12 @@ impl Kind {
         matches!(self, Kind::HostPath | Kind::VolumeClaim)
     }
 
+    /// The kinds plx-init pulls itself: s3 (downloaded) and the mounts (copied). Polyaxon's own
+    /// initializer pulls the others (gcs, wasb).
+    pub fn is_pullable(self) -> bool {
+        self == Kind::S3 || self.is_mount()
+    }
+
     /// Kinds that can hold artifacts (and so be the artifacts store or feed `init.artifacts`).
     pub fn is_artifact(self) -> bool {
         self.is_bucket() || self.is_mount()

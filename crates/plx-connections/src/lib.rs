@@ -10,10 +10,12 @@
 //! assert_eq!(report.catalog().unwrap().connections[0].store_path(), Some("s3://bucket/p"));
 //! ```
 
+mod commands;
 mod diag;
 mod kind;
 mod load;
 mod model;
+mod objects;
 mod parse;
 mod readers;
 mod rules;
@@ -21,6 +23,7 @@ pub mod schema;
 mod spans;
 
 pub use crate::{
+    commands::runs_itself,
     diag::{Code, Diagnostic, Severity},
     kind::{Kind, SchemaShape, UnknownKind},
     load::{
@@ -34,4 +37,5 @@ pub use crate::{
         InitFile, InitGit, JobSection, LookupError, PathEntry, Pull, PullMode, RegistrySchema,
         Resource,
     },
+    objects::{CATALOG_KEYS, carried_catalog},
 };

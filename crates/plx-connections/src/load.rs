@@ -40,8 +40,10 @@ pub enum Form {
 }
 
 /// What a document held, if it was good enough to build.
-// One value per document, so the size difference between the variants costs nothing.
-#[allow(clippy::large_enum_variant)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per document, so the size difference between the variants costs nothing"
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Content {
     /// A catalog (every form but jobs).

@@ -2,9 +2,8 @@
 //! built here rather than by the SDK so that a connection's read buffer stays small.
 //!
 //! hyper grows a connection's read buffer up to about 400 KiB while a body arrives faster than it
-//! is taken, and each body chunk keeps its part of that allocation until written: a download of
-//! many 256 KiB objects held about 0.7 MiB per request in flight, so the memory bound let only
-//! 33 fly (W2 in `docs/benchmarks.md`). The SDK's builder keeps hyper's to itself
+//! is taken, and each body chunk keeps its part of that allocation until written, so the memory
+//! bound let few bodies fly (`docs/tuning.md`, "Figures behind the code"). The SDK's builder keeps hyper's to itself
 //! (aws-smithy-http-client 1.5), so this is the SDK's connector again, with [`READ_BUFFER`]: TLS
 //! by rustls (aws-lc, the SDK's cipher suites) with the system's roots and `AWS_CA_BUNDLE`, or
 //! none verified for `AWS_VERIFY_SSL=false`; `TCP_NODELAY`; the connect and read timeouts; the

@@ -30,7 +30,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
-    let catalog = crate::catalog::load(args.catalog.as_deref(), &env)?;
+    let catalog = plx_pull::catalog::load(args.catalog.as_deref(), &env)?;
     let settings = S3Settings::resolve(catalog.find(&args.name)?, &env)?;
     let profile = args.profile.clone().unwrap_or_else(|| args.name.clone());
     let dir = args.dir.clone().unwrap_or_else(|| {

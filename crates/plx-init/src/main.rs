@@ -4,11 +4,9 @@
 //! configuration error.
 
 mod artifacts;
-mod catalog;
 mod check;
 mod env;
 mod fswatch;
-mod manifest;
 mod progress;
 mod upload;
 mod validate;
@@ -138,7 +136,7 @@ fn polyaxon() -> Option<ExitCode> {
         return None;
     }
     let words = &args[1..];
-    if ours(words) {
+    if plx_connections::runs_itself(words) {
         return None;
     }
     let command = std::iter::once("polyaxon")
@@ -168,34 +166,9 @@ fn polyaxon() -> Option<ExitCode> {
     Some(ExitCode::from(2))
 }
 
-/// The Polyaxon commands plx-init runs itself.
-fn ours(words: &[String]) -> bool {
-    match words {
-        [group, command, ..] if group == "initializer" && command == "fswatch" => true,
-        [group, command, flags @ ..] if group == "initializer" && command == "path" => {
-            // Polyaxon's converter always passes the kind; without it plx-init reads the
-            // catalog and says what it cannot pull.
-            let kind = flags.iter().enumerate().find_map(|(at, flag)| {
-                flag.strip_prefix("--connection-kind=")
-                    .map(str::to_owned)
-                    .or_else(|| {
-                        (flag == "--connection-kind")
-                            .then(|| flags.get(at + 1).cloned())
-                            .flatten()
-                    })
-            });
-            kind.is_none_or(|kind| matches!(kind.as_str(), "s3" | "host_path" | "volume_claim"))
-        }
-        // Everything else is Polyaxon's, even where the names meet (`polyaxon check` checks a
-        // polyaxonfile there).
-        _ => false,
-    }
-}
-
 /// Runs `task` as a task of the runtime, not on this thread. Spawned beside the HTTP
 /// connections' tasks, a request's wake-ups stay on one worker instead of crossing to a thread
-/// outside the runtime and back (W1 on s3s-fs, client pinned to a core: 9% less CPU, 30% less
-/// system time).
+/// outside the runtime and back, which costs CPU (`docs/tuning.md`, "Figures behind the code").
 fn on_worker<F>(task: F) -> anyhow::Result<ExitCode>
 where
     F: Future<Output = anyhow::Result<ExitCode>> + Send + 'static,
@@ -215,10 +188,20 @@ fn init_logging(format: LogFormat) {
         matches!(format, LogFormat::Json),
         std::sync::atomic::Ordering::Relaxed,
     );
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PLX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,plx_init=info"));
+    // The SDK's own warnings (a missing credential source's Debug dump, a checksum it skipped)
+    // are its internals: plx-init says what failed in a sentence of its own. `PLX_LOG=debug`
+    // shows them.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PLX_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,plx_init=info,aws_config=off,aws_runtime=off,aws_sdk_s3=off,aws_sdk_sts=off,aws_smithy_runtime=off,aws_smithy_http_client=off",
+        )
+    });
+    // Colour only on a terminal: `kubectl logs` and log pipelines show escapes as garbage.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -5,9 +5,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use plx_connections::Kind;
-use plx_credentials::{Environment, S3Settings};
-use plx_transfer::Config;
+use plx_credentials::Environment;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -33,53 +31,32 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
-    let catalog = crate::catalog::load(args.catalog.as_deref(), &env)?;
-    let connection = crate::catalog::connection(
+    let catalog = plx_pull::catalog::load(args.catalog.as_deref(), &env)?;
+    let connection = plx_pull::catalog::connection(
         &catalog,
         args.connection.as_deref(),
         "no --connection and the catalog has no artifacts store",
     )?;
-    if connection.kind != Kind::S3 {
-        anyhow::bail!(
-            "connection `{}` is of kind {}; plx-init uploads to s3 connections only",
-            connection.name,
-            connection.kind
-        );
-    }
-    if !args.source.exists() {
-        anyhow::bail!("{} does not exist", args.source.display());
-    }
-    let settings = S3Settings::resolve(connection, &env)?;
-    let client = plx_credentials::client(&settings).await?;
-    let prefix = [settings.prefix.as_str(), args.to.trim_matches('/')]
-        .into_iter()
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join("/");
-    let config = Config {
-        requests: args.workers.unwrap_or(Config::default().requests),
-        ..Config::default()
-    };
-    let sent = plx_transfer::upload(
-        &client,
-        &settings.bucket,
-        &prefix,
+    let sent = plx_pull::upload(
+        connection,
+        &env,
         &args.source,
-        &config,
+        &args.to,
+        args.workers,
         &None,
     )
-    .await;
-    let target = format!("s3://{}/{prefix}", settings.bucket);
-    let (summary, failures) = match sent {
-        Ok(summary) => (summary, Vec::new()),
-        Err(error) => (*error.summary, error.failures),
+    .await?;
+    let (summary, failures) = match &sent.result {
+        Ok(summary) => (summary.clone(), Vec::new()),
+        Err(error) => ((*error.summary).clone(), error.failures.clone()),
     };
     println!(
-        "{}: {} objects, {} bytes, {} retried to {target} in {:.1} s ({:.1} MB/s)",
-        connection.name,
+        "{}: {} objects, {} bytes, {} retried to {} in {:.1} s ({:.1} MB/s)",
+        sent.connection,
         summary.objects,
         summary.bytes,
         summary.retried,
+        sent.target,
         summary.elapsed.as_secs_f64(),
         summary.throughput() / 1e6
     );
@@ -87,17 +64,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         eprintln!("  {failure}");
     }
     if let Some(file) = &args.summary {
-        let failures: Vec<String> = failures.iter().map(ToString::to_string).collect();
-        let json = [plx_transfer::Record {
-            version: plx_transfer::Record::VERSION,
-            connection: connection.name.clone(),
-            destination: None,
-            target: Some(target.clone()),
-            ok: failures.is_empty(),
-            summary: summary.clone(),
-            failures,
-        }];
-        std::fs::write(file, serde_json::to_vec_pretty(&json)?)
+        std::fs::write(file, serde_json::to_vec_pretty(&[sent.record()])?)
             .with_context(|| format!("cannot write {}", file.display()))?;
     }
     Ok(if failures.is_empty() {

@@ -222,16 +222,9 @@ fn objects(file: &str, documents: &[Value], catalogs: &[Catalog]) -> Vec<(String
             ));
             continue;
         }
-        let data = match kind {
-            Some("ConfigMap") => document.get("data").cloned(),
-            Some("Secret") => secret_data(document),
-            _ => None,
-        };
-        let carries = data
-            .as_ref()
-            .and_then(Value::as_object)
-            .is_some_and(|data| CATALOG_KEYS.iter().any(|key| data.contains_key(*key)));
-        let Some(data) = data.filter(|_| carries) else {
+        let Some(report) =
+            plx_connections::carried_catalog(kind.unwrap_or_default(), document, catalogs)
+        else {
             continue;
         };
         let metadata = &document["metadata"];
@@ -242,11 +235,7 @@ fn objects(file: &str, documents: &[Value], catalogs: &[Catalog]) -> Vec<(String
         };
         reports.push((
             format!("{file}: {} {name}", kind.unwrap_or_default()),
-            // A Secret's decoded data is read as a ConfigMap's: the same keys, at `/data/...`.
-            plx_connections::validate_value(
-                &serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "data": data}),
-                catalogs,
-            ),
+            report,
         ));
     }
     reports
@@ -255,32 +244,6 @@ fn objects(file: &str, documents: &[Value], catalogs: &[Catalog]) -> Vec<(String
 /// A Kubernetes object: it says its `apiVersion` and `kind`.
 fn is_object(document: &Value) -> bool {
     document["kind"].is_string() && document["apiVersion"].is_string()
-}
-
-const CATALOG_KEYS: [&str; 3] = [
-    plx_connections::AGENT_CONNECTIONS,
-    plx_connections::AGENT_ARTIFACTS_STORE,
-    plx_connections::CONNECTIONS_CATALOG,
-];
-
-/// A Secret's `stringData` and decoded `data`, as the API server merges them; a value that is
-/// not base64 of UTF-8 text is kept as written, so the catalog check says what is wrong with it.
-fn secret_data(secret: &Value) -> Option<Value> {
-    use base64::Engine;
-    let mut merged = serde_json::Map::new();
-    for (key, value) in secret["data"].as_object().into_iter().flatten() {
-        let text = value.as_str().unwrap_or_default();
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok()
-            .and_then(|bytes| String::from_utf8(bytes).ok())
-            .unwrap_or_else(|| text.to_owned());
-        merged.insert(key.clone(), Value::String(decoded));
-    }
-    for (key, value) in secret["stringData"].as_object().into_iter().flatten() {
-        merged.insert(key.clone(), value.clone());
-    }
-    Some(Value::Object(merged))
 }
 
 fn write_text(

@@ -35,8 +35,20 @@ async fn main() -> anyhow::Result<()> {
         concurrency: 64,
         ..Config::default()
     };
-    plx_transfer::upload(&server.client, "tune", "small", &small, &seed, &None).await?;
-    plx_transfer::upload(&server.client, "tune", "large", &large, &seed, &None).await?;
+    plx_transfer::upload(
+        &server.client,
+        &plx_transfer::Upload::new("tune", "small", &small),
+        &seed,
+        &None,
+    )
+    .await?;
+    plx_transfer::upload(
+        &server.client,
+        &plx_transfer::Upload::new("tune", "large", &large),
+        &seed,
+        &None,
+    )
+    .await?;
     println!(
         "server: {:?}; {} rounds each, median wall time",
         server.backend, ROUNDS

@@ -36,20 +36,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::{landing::synced, plan::Job};
-
-/// The cache a download may use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeCache {
-    /// The directory every pod of the node shares.
-    pub dir: PathBuf,
-    /// Where the objects come from (the store's endpoint, or its region for AWS): with the
-    /// bucket, the scope of every key, so two stores or two buckets never share an entry.
-    pub store: String,
-    /// The bytes it may hold; past it, least recently used entries go. None: half its file
-    /// system.
-    pub budget: Option<u64>,
-}
+use crate::{NodeCache, job::Job, landing::synced};
 
 /// A temporary older than this was left by a killed insert.
 const STALE: Duration = Duration::from_secs(3600);
@@ -106,13 +93,14 @@ impl Cache {
     /// must not serve it.
     pub(crate) async fn slot(&self, job: &Job) -> Option<Slot<'_>> {
         // Listed (a pin is not), with a stamp: the ETag, or the time where the store lists none.
-        let listed = !job.pinned && job.version.is_none() && !job.stamp.is_empty();
+        let listed = !job.pinned && job.version.is_none() && job.stamp.is_known();
         // An object the cache would not keep is not waited for.
         let kept = job.size <= self.budget && !self.broken.load(Ordering::Relaxed);
         if !listed || !kept {
             return None;
         }
-        let identity = serde_json::json!([self.scope, job.key, job.size, job.stamp]).to_string();
+        let identity =
+            serde_json::json!([self.scope, job.key, job.size, job.stamp.text()]).to_string();
         let name = hex::encode(Sha256::digest(identity.as_bytes()));
         let lock = self.lock(&name).await;
         Some(Slot {
@@ -302,12 +290,13 @@ pub fn store_of(endpoint: Option<&str>, region: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::job::Stamp;
 
-    fn job(stamp: &str) -> Job {
+    fn job(stamp: Stamp) -> Job {
         Job {
             key: "train/a.csv".to_owned(),
             size: 5,
-            stamp: stamp.to_owned(),
+            stamp,
             path: PathBuf::from("a.csv"),
             marker: false,
             version: None,
@@ -315,7 +304,12 @@ mod tests {
         }
     }
 
-    async fn name(dir: &std::path::Path, store: &str, bucket: &str, stamp: &str) -> Option<String> {
+    async fn name(
+        dir: &std::path::Path,
+        store: &str,
+        bucket: &str,
+        stamp: Stamp,
+    ) -> Option<String> {
         let config = NodeCache {
             dir: dir.to_owned(),
             store: store.to_owned(),
@@ -329,21 +323,60 @@ mod tests {
     async fn two_stores_or_two_buckets_never_share_an_entry() {
         let dir = tempfile::tempdir().expect("a directory");
         let etag = "2c1743a391305fbf367df8e4f069f9f9";
-        let here = name(dir.path(), "http://a:9000", "data", etag).await;
+        let here = name(
+            dir.path(),
+            "http://a:9000",
+            "data",
+            Stamp::Etag(etag.to_owned()),
+        )
+        .await;
         assert!(here.is_some());
-        assert_ne!(here, name(dir.path(), "http://b:9000", "data", etag).await);
-        assert_ne!(here, name(dir.path(), "http://a:9000", "other", etag).await);
+        assert_ne!(
+            here,
+            name(
+                dir.path(),
+                "http://b:9000",
+                "data",
+                Stamp::Etag(etag.to_owned())
+            )
+            .await
+        );
+        assert_ne!(
+            here,
+            name(
+                dir.path(),
+                "http://a:9000",
+                "other",
+                Stamp::Etag(etag.to_owned())
+            )
+            .await
+        );
         // Another ETag is another object.
         let changed = "0cc175b9c0f1b6a831c399e269772661";
         assert_ne!(
             here,
-            name(dir.path(), "http://a:9000", "data", changed).await
+            name(
+                dir.path(),
+                "http://a:9000",
+                "data",
+                Stamp::Etag(changed.to_owned())
+            )
+            .await
         );
         // A store that lists no ETag: its time stamp names the entry (the HEAD's ETag checks
         // the bytes); no stamp at all, no entry.
-        let timed = name(dir.path(), "http://a:9000", "data", "lm:1700000000").await;
+        let timed = name(
+            dir.path(),
+            "http://a:9000",
+            "data",
+            Stamp::Modified(1_700_000_000),
+        )
+        .await;
         assert!(timed.is_some());
-        assert_eq!(name(dir.path(), "http://a:9000", "data", "").await, None);
+        assert_eq!(
+            name(dir.path(), "http://a:9000", "data", Stamp::Unknown).await,
+            None
+        );
     }
 
     #[test]

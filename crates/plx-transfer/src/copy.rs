@@ -14,27 +14,15 @@ use futures::{StreamExt, stream};
 use globset::GlobSet;
 
 use crate::{
-    Config, Entry, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
+    Config, Entry, Error, ErrorKind, Event, Events, MountCopy, ObjectError, Summary,
+    config::fitted,
+    event::emit,
     landing::{open_part, part_name},
-    object,
     path::{Parents, local_path, under},
     retry::io_kind,
     select::globs,
     space::Space,
 };
-
-/// What to copy.
-#[derive(Debug, Clone, Default)]
-pub struct Copy {
-    /// The mounted directory (the connection's `mountPath`).
-    pub source: PathBuf,
-    /// What to copy, relative to `source`.
-    pub entries: Vec<Entry>,
-    /// Only paths (relative to their entry) matching one of these globs; all when empty.
-    pub include: Vec<String>,
-    /// Never paths matching one of these globs.
-    pub exclude: Vec<String>,
-}
 
 struct Job {
     /// Relative to the source.
@@ -52,20 +40,20 @@ enum Outcome {
 
 /// Copies `request` into `destination`; see [`crate::download`] for the contract.
 pub async fn copy(
-    request: &Copy,
+    request: &MountCopy,
     destination: &Path,
     config: &Config,
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let config = &*crate::fitted(config, false);
+    let config = &*fitted(config, false);
     let space = Arc::new(Space::measure(destination));
     let (request, target, events_out) =
         (request.clone(), destination.to_path_buf(), events.clone());
     let planned = tokio::task::spawn_blocking(move || plan(&request, &target))
         .await
         .map_err(|error| Error {
-            failures: vec![object(
+            failures: vec![ObjectError::new(
                 ErrorKind::Io,
                 "",
                 format!("planning stopped: {error}"),
@@ -108,7 +96,7 @@ pub async fn copy(
                             size: 0,
                             modified: None,
                         },
-                        Err(object(
+                        Err(ObjectError::new(
                             ErrorKind::Io,
                             &from.display().to_string(),
                             format!("the copy stopped: {error}"),
@@ -137,11 +125,13 @@ pub async fn copy(
 
 type Planned = (Arc<Dir>, Arc<Dir>, Vec<Job>, Vec<ObjectError>);
 
-fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
+fn plan(request: &MountCopy, destination: &Path) -> Result<Planned, ObjectError> {
     let (source, dir) = open(request, destination)?;
     let (include, exclude) = match (globs(&request.include), globs(&request.exclude)) {
         (Ok(include), Ok(exclude)) => (include, exclude),
-        (Err(error), _) | (_, Err(error)) => return Err(object(ErrorKind::NotFound, "", error)),
+        (Err(error), _) | (_, Err(error)) => {
+            return Err(ObjectError::new(ErrorKind::NotFound, "", error));
+        }
     };
     let mount = Mount {
         request,
@@ -162,23 +152,23 @@ fn plan(request: &Copy, destination: &Path) -> Result<Planned, ObjectError> {
 }
 
 /// The mounted directory and the destination, opened as the sandboxes every path goes through.
-fn open(request: &Copy, destination: &Path) -> Result<(Dir, Dir), ObjectError> {
+fn open(request: &MountCopy, destination: &Path) -> Result<(Dir, Dir), ObjectError> {
     let source = Dir::open_ambient_dir(&request.source, ambient_authority()).map_err(|error| {
-        object(
+        ObjectError::new(
             ErrorKind::NotFound,
             &request.source.display().to_string(),
             format!("cannot open the mounted directory (is the volume mounted?): {error}"),
         )
     })?;
     std::fs::create_dir_all(destination).map_err(|error| {
-        object(
+        ObjectError::new(
             ErrorKind::Io,
             &destination.display().to_string(),
             format!("cannot create the destination: {error}"),
         )
     })?;
     let dir = Dir::open_ambient_dir(destination, ambient_authority()).map_err(|error| {
-        object(
+        ObjectError::new(
             ErrorKind::Io,
             &destination.display().to_string(),
             format!("cannot open the destination: {error}"),
@@ -196,7 +186,7 @@ struct Plan {
 
 /// The mounted directory a copy reads, and which files of a directory it keeps.
 struct Mount<'a> {
-    request: &'a Copy,
+    request: &'a MountCopy,
     source: &'a Dir,
     include: &'a Option<GlobSet>,
     exclude: &'a Option<GlobSet>,
@@ -215,7 +205,7 @@ impl Mount<'_> {
             Entry::Dir { from, to } => (from, to, Some(false)),
             Entry::Path { from, to } => (from, to, None),
             Entry::Pinned(pinned) => {
-                plan.failures.push(object(
+                plan.failures.push(ObjectError::new(
                     ErrorKind::NotFound,
                     &pinned.key,
                     "a pinned object is an S3 object; a mount has no versions to pin".to_owned(),
@@ -231,7 +221,7 @@ impl Mount<'_> {
         let relative = match relative {
             Ok(relative) => relative,
             Err(error) => {
-                plan.failures.push(object(
+                plan.failures.push(ObjectError::new(
                     ErrorKind::HostileKey,
                     from,
                     format!("refused: the path {error}"),
@@ -254,12 +244,12 @@ impl Mount<'_> {
                     (ErrorKind::Denied, format!("cannot read it: {error}"))
                 };
                 plan.failures
-                    .push(object(kind, &self.shown(&relative), message));
+                    .push(ObjectError::new(kind, &self.shown(&relative), message));
                 return;
             }
         };
         match (file.unwrap_or(meta.is_file()), meta.is_dir()) {
-            (true, true) => plan.failures.push(object(
+            (true, true) => plan.failures.push(ObjectError::new(
                 ErrorKind::NotFound,
                 &self.shown(&relative),
                 "is a directory, not a file: pull it as a directory (dirs)".to_owned(),
@@ -271,13 +261,13 @@ impl Mount<'_> {
                     size: meta.len(),
                     modified: meta.modified().ok().map(|time| time.into_std()),
                 }),
-                Err(error) => plan.failures.push(object(
+                Err(error) => plan.failures.push(ObjectError::new(
                     ErrorKind::HostileKey,
                     &self.shown(&relative),
                     format!("destination `{to}` {error}"),
                 )),
             },
-            (false, false) => plan.failures.push(object(
+            (false, false) => plan.failures.push(ObjectError::new(
                 ErrorKind::NotFound,
                 &self.shown(&relative),
                 "is a file, not a directory: pull it as a file (files)".to_owned(),
@@ -300,7 +290,7 @@ impl Mount<'_> {
             let listing = match listing {
                 Ok(listing) => listing,
                 Err(error) => {
-                    plan.failures.push(object(
+                    plan.failures.push(ObjectError::new(
                         ErrorKind::Denied,
                         &self.shown(&at),
                         format!("cannot list it: {error}"),
@@ -311,7 +301,7 @@ impl Mount<'_> {
             for item in listing.flatten() {
                 let inner = below.join(item.file_name());
                 if inner.to_str().is_none() {
-                    plan.failures.push(object(
+                    plan.failures.push(ObjectError::new(
                         ErrorKind::HostileKey,
                         &self.shown(&relative.join(&inner)),
                         "refused: the name is not UTF-8".to_owned(),
@@ -344,7 +334,7 @@ impl Mount<'_> {
             Ok(meta) if meta.is_file() => meta,
             Ok(_) => return,
             Err(error) => {
-                plan.failures.push(object(
+                plan.failures.push(ObjectError::new(
                     ErrorKind::HostileKey,
                     &self.shown(&from),
                     format!("refused: {error} (a symlink that leaves the mount?)"),
@@ -359,7 +349,7 @@ impl Mount<'_> {
                 size: meta.len(),
                 modified: meta.modified().ok().map(|time| time.into_std()),
             }),
-            Err(error) => plan.failures.push(object(
+            Err(error) => plan.failures.push(ObjectError::new(
                 ErrorKind::HostileKey,
                 &self.shown(&from),
                 format!("refused: the path {error}"),
@@ -376,7 +366,7 @@ fn copy_one(
     events: &Events,
 ) -> Result<Outcome, ObjectError> {
     let key = job.from.display().to_string();
-    let fail = |kind: ErrorKind, message: String| object(kind, &key, message);
+    let fail = |kind: ErrorKind, message: String| ObjectError::new(kind, &key, message);
     let (dir, name) = parents
         .of(&job.path)
         .map_err(|message| fail(ErrorKind::HostileKey, message))?;

@@ -14,75 +14,23 @@ use cap_std::{ambient_authority, fs::Dir};
 use futures::{StreamExt, stream};
 
 use crate::{
-    Config, Error, ErrorKind, Event, Events, ObjectError, Pinned, Summary,
+    Config, Download, Error, ErrorKind, Event, Events, ObjectError, Pinned, Summary,
     cache::Cache,
-    emit,
+    config::{PLANNERS, fitted},
+    event::emit,
     fetch::{Fetcher, Outcome},
     flow::Flow,
     hedge::Hedge,
+    job::Job,
     landing::sweep,
-    object,
     path::Parents,
-    plan::{Job, PLANNED, PLANNERS, Planner, plan, siblings},
+    plan::{PLANNED, Planner, plan, siblings},
     retry::Failure,
     select::{Unit, globs, units},
     space::Space,
     state::{Journal, Landed, State, open_state_dir},
     verify::Check,
 };
-
-/// One thing to fetch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    /// One object, `from` under the prefix, landing at `to` under the destination.
-    File {
-        /// The key under the prefix.
-        from: String,
-        /// The local path under the destination.
-        to: String,
-    },
-    /// Every object under `from` (recursively), landing under `to`. `from` empty: the whole prefix.
-    Dir {
-        /// The sub-prefix under the prefix.
-        from: String,
-        /// The local directory under the destination.
-        to: String,
-    },
-    /// `from` as a file where an object has exactly that key, else as a directory (Polyaxon's
-    /// `paths`, and `initializer path` without `--is-file`). The engine decides, with a listing
-    /// inside its retry loop: a listing that fails is a failure, never a guess.
-    Path {
-        /// The key or sub-prefix under the prefix.
-        from: String,
-        /// The local path under the destination.
-        to: String,
-    },
-    /// Exactly one object as a manifest recorded it (`plx-init artifacts --pin`): its key (not
-    /// under the prefix), fetched at its recorded version where the store versions it, else
-    /// only while its ETag and size are the recorded ones (a changed object fails, naming what
-    /// changed), landing at its recorded path. Nothing is listed.
-    Pinned(Pinned),
-}
-
-/// What to download.
-#[derive(Debug, Clone, Default)]
-pub struct Download {
-    /// The bucket.
-    pub bucket: String,
-    /// The store's prefix in the bucket (no leading or trailing `/`).
-    pub prefix: String,
-    /// What to fetch.
-    pub entries: Vec<Entry>,
-    /// Only keys (relative to their entry) matching one of these globs; all when empty.
-    pub include: Vec<String>,
-    /// Never keys matching one of these globs.
-    pub exclude: Vec<String>,
-    /// Keep what the download gives (each object's key, size, ETag, version and checksum, and
-    /// where it landed, skipped ones included) in [`Summary::landed`], for a manifest.
-    pub manifest: bool,
-    /// A node cache to serve objects from and keep them in.
-    pub cache: Option<crate::NodeCache>,
-}
 
 /// Downloads `request` into `destination` (created if missing). Every object lands complete and
 /// verified or not at all; a rerun skips what a previous run landed; no key can write outside
@@ -100,7 +48,7 @@ pub async fn download(
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let config = &*crate::fitted(config, request.cache.is_some());
+    let config = &*fitted(config, request.cache.is_some());
     let fail = |failures: Vec<ObjectError>| {
         Err(Error {
             failures,
@@ -114,7 +62,7 @@ pub async fn download(
     let (include, exclude) = match (globs(&request.include), globs(&request.exclude)) {
         (Ok(include), Ok(exclude)) => (include, exclude),
         (Err(error), _) | (_, Err(error)) => {
-            return fail(vec![object(ErrorKind::NotFound, "", error)]);
+            return fail(vec![ObjectError::new(ErrorKind::NotFound, "", error)]);
         }
     };
 
@@ -228,7 +176,7 @@ pub async fn download(
 fn open_destination(destination: &Path) -> Result<Arc<Dir>, ObjectError> {
     let name = destination.display().to_string();
     std::fs::create_dir_all(destination).map_err(|error| {
-        object(
+        ObjectError::new(
             ErrorKind::Io,
             &name,
             format!("cannot create the destination: {error}"),
@@ -237,7 +185,7 @@ fn open_destination(destination: &Path) -> Result<Arc<Dir>, ObjectError> {
     Dir::open_ambient_dir(destination, ambient_authority())
         .map(Arc::new)
         .map_err(|error| {
-            object(
+            ObjectError::new(
                 ErrorKind::Io,
                 &name,
                 format!("cannot open the destination: {error}"),
@@ -254,7 +202,7 @@ fn record(fetcher: &Fetcher<'_>, journal: &Journal, job: &Job, outcome: &Result<
         let path = job.path.display().to_string();
         let landed = Landed {
             key: job.key.clone(),
-            etag: job.stamp.clone(),
+            etag: job.stamp.text(),
             size: job.size,
             got: Some(got.clone()),
         };
@@ -322,7 +270,7 @@ fn tally(
                 }
             }
             Ok(Outcome::Skipped { .. }) => summary.skipped += 1,
-            Err(failure) => failures.push(object(
+            Err(failure) => failures.push(ObjectError::new(
                 failure.kind,
                 &format!("s3://{bucket}/{}", job.key),
                 failure.message,

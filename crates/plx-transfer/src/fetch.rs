@@ -16,14 +16,14 @@ use futures::{StreamExt, TryStreamExt, stream};
 use crate::{
     Config, ErrorKind, Event, Events, Summary,
     cache::{Cache, Slot as CacheSlot},
-    emit,
+    event::emit,
     flow::{Flow, Slot},
     hedge::Hedge,
+    job::{Job, Stamp},
     landing::{
         Temporary, durable_length, open_part, part_name, remove_resumable, resumable_names, synced,
     },
     path::Parents,
-    plan::Job,
     retry::{Failure, retrying, s3_failure},
     space::Space,
     state::{Got, Progress, State},
@@ -130,13 +130,14 @@ impl Fetcher<'_> {
             let got = landed.got.as_ref();
             // A pinned object's stamp is the GET's ETag the manifest kept; a listed one's is the
             // listing's.
-            let stamp = landed.etag == job.stamp || got.is_some_and(|got| got.etag == job.stamp);
+            let stamp =
+                job.stamp.is(&landed.etag) || got.is_some_and(|got| job.stamp.is(&got.etag));
             let version = job.version.is_none()
                 || got.and_then(|got| got.version_id.as_ref()) == job.version.as_ref();
             // A state an older version wrote kept no ETag of the GET: a manifest needs one.
             let recorded = !self.manifest || got.is_some();
             let same =
-                stamp && version && recorded && landed.size == job.size && !job.stamp.is_empty();
+                stamp && version && recorded && landed.size == job.size && job.stamp.is_known();
             let present = self
                 .dir
                 .symlink_metadata(&job.path)
@@ -254,8 +255,11 @@ impl Fetcher<'_> {
             .unwrap_or_default()
             .trim_matches('"')
             .to_owned();
-        let listed_etag = !job.stamp.starts_with("lm:");
-        if etag.is_empty() || (listed_etag && etag != job.stamp) {
+        let listed = match &job.stamp {
+            Stamp::Modified(_) => true,
+            stamp => stamp.is(&etag),
+        };
+        if etag.is_empty() || !listed {
             return Ok(None);
         }
         let stored = Stored::from_headers(
@@ -465,7 +469,7 @@ impl Fetcher<'_> {
         // With checksum mode on, the store sends the CRC it keeps, and the SDK checks it as the
         // body streams. Not for a multipart object: Garage sends a composite CRC bare, and the
         // SDK would take it for the whole object's.
-        let checksum_mode = etag_parts(&job.stamp)
+        let checksum_mode = etag_parts(&job.stamp.text())
             .is_none()
             .then_some(aws_sdk_s3::types::ChecksumMode::Enabled);
         let response = self
@@ -740,7 +744,7 @@ impl Fetcher<'_> {
 fn unchanged(job: &Job, etag: Option<&str>, size: Option<i64>) -> Result<(), Failure> {
     let etag = etag.unwrap_or_default();
     let size = size.and_then(|size| u64::try_from(size).ok());
-    if !job.pinned || (etag == job.stamp && size.is_none_or(|size| size == job.size)) {
+    if !job.pinned || (job.stamp.is(etag) && size.is_none_or(|size| size == job.size)) {
         return Ok(());
     }
     let now = match size {
@@ -751,7 +755,8 @@ fn unchanged(job: &Job, etag: Option<&str>, size: Option<i64>) -> Result<(), Fai
         ErrorKind::Changed,
         format!(
             "changed since the manifest was written: it recorded ETag `{}`, {} bytes, the store now has {now}; pull without --pin to take the new version, or restore the recorded one",
-            job.stamp, job.size
+            job.stamp.text(),
+            job.size
         ),
     ))
 }
@@ -790,10 +795,10 @@ fn open_landing(
     ranged: bool,
     config: &Config,
 ) -> Result<Landing, Failure> {
-    if ranged && !job.stamp.is_empty() {
+    if ranged && job.stamp.is_known() {
         let (path, record) = resumable_names(name);
         let previous = Progress::load(dir, &record).filter(|previous| {
-            previous.stamp == job.stamp
+            job.stamp.is(&previous.stamp)
                 && previous.size == job.size
                 && previous.part_size == config.part_size
         });
@@ -806,7 +811,7 @@ fn open_landing(
         // A resumable part file stays when the run stops; it is hidden and never looks complete.
         let (file, guard) = open_part(dir, &path, &options, false)?;
         let progress = previous.unwrap_or(Progress {
-            stamp: job.stamp.clone(),
+            stamp: job.stamp.text(),
             size: job.size,
             part_size: config.part_size,
             etag: None,

@@ -31,6 +31,8 @@ use aws_sdk_s3::config::{
 };
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::summary::Step;
+
 /// Where a run starts: enough for a nearby store, from where a far one is found in a few steps.
 pub(crate) const START: usize = 32;
 /// A doubling is kept while it buys at least this much more throughput.
@@ -45,18 +47,6 @@ const MIN_DONE: u64 = 8;
 const LONGEST: Duration = Duration::from_secs(2);
 /// Steps kept in the summary.
 const KEPT: usize = 4096;
-
-/// One step of the controller, for the summary: when it ended, the limit it ran at, and the
-/// requests in flight on average over it.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Step {
-    /// Seconds since the run started.
-    pub at: f64,
-    /// The limit during the step.
-    pub limit: u32,
-    /// Requests in flight, on average over the step.
-    pub in_flight: f64,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Phase {

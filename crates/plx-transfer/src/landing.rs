@@ -30,8 +30,8 @@ pub(crate) async fn synced<T: Send + 'static>(
 
 /// Syncs `file` to the disk (off the workers) and gives its length: what has landed. On tmpfs
 /// (an `emptyDir` with `medium: Memory`; the benchmark's landing) a sync returns at once, and
-/// the hand-off to a blocking thread would cost more than it: W1's 10,000 files took 10% more
-/// CPU that way. There it stays on the worker.
+/// the hand-off to a blocking thread would cost more than it (`docs/tuning.md`, "Figures behind
+/// the code"). There it stays on the worker.
 pub(crate) async fn durable_length(file: &Arc<std::fs::File>) -> std::io::Result<u64> {
     let sync = |file: &std::fs::File| {
         file.sync_all()?;
@@ -48,8 +48,10 @@ pub(crate) async fn durable_length(file: &Arc<std::fs::File>) -> std::io::Result
 fn in_memory(file: &std::fs::File) -> bool {
     const TMPFS: i64 = 0x0102_1994;
     const RAMFS: i64 = 0x8584_58f6;
-    // `f_type` is as wide as the architecture makes it.
-    #[allow(clippy::unnecessary_cast)]
+    #[allow(
+        clippy::unnecessary_cast,
+        reason = "`f_type` is as wide as the architecture makes it: the cast is needed on some"
+    )]
     rustix::fs::fstatfs(file).is_ok_and(|fs| matches!(fs.f_type as i64, TMPFS | RAMFS))
 }
 

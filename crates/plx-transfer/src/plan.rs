@@ -7,35 +7,15 @@ use aws_sdk_s3::Client;
 use globset::GlobSet;
 
 use crate::{
-    Config, ErrorKind, ObjectError,
-    download::{Download, Entry},
-    object,
+    Config, Download, Entry, ErrorKind, ObjectError, Pinned,
+    job::{Job, Stamp},
     path::{local_path, under},
     retry::{Failure, retrying, s3_failure},
-    select::{SIBLINGS, join_key, named_path, parent, stamp},
+    select::{SIBLINGS, join_key, named_path, parent},
 };
 
 /// Objects listed and waiting to be fetched: listing runs ahead of fetching by this much.
 pub(crate) const PLANNED: usize = 4096;
-/// Entries listed at once (each a connection of its own; see [`Config::open_files`]).
-pub(crate) const PLANNERS: usize = 8;
-
-/// One object to fetch, as planning found it.
-pub(crate) struct Job {
-    pub(crate) key: String,
-    pub(crate) size: u64,
-    /// The listing's ETag, or `lm:<last modified>` where the server lists none (s3s-fs): what a
-    /// rerun compares to decide that the local file is still current.
-    pub(crate) stamp: String,
-    pub(crate) path: PathBuf,
-    /// A zero-byte key ending in `/`: a directory marker, made as a directory.
-    pub(crate) marker: bool,
-    /// The version to fetch (a pinned object in a bucket that keeps versions).
-    pub(crate) version: Option<String>,
-    /// A pinned object: the GET's ETag must be `stamp`, else it changed since it was pinned.
-    pub(crate) pinned: bool,
-}
-
 /// What every planner works with: where to list, which keys a directory keeps, and the queue
 /// its jobs go to.
 #[derive(Clone, Copy)]
@@ -61,7 +41,7 @@ pub(crate) async fn plan(planner: &Planner<'_>, entry: &Entry) -> Vec<ObjectErro
 
 /// A pinned object goes to fetch as its manifest recorded it, without a listing: the GET
 /// itself finds it missing or changed.
-async fn plan_pinned(planner: &Planner<'_>, pinned: &crate::Pinned) -> Vec<ObjectError> {
+async fn plan_pinned(planner: &Planner<'_>, pinned: &Pinned) -> Vec<ObjectError> {
     match named_path(&pinned.key, &pinned.path) {
         Ok(path) => {
             let _ = planner
@@ -69,7 +49,7 @@ async fn plan_pinned(planner: &Planner<'_>, pinned: &crate::Pinned) -> Vec<Objec
                 .send(Job {
                     key: pinned.key.clone(),
                     size: pinned.size,
-                    stamp: pinned.etag.clone(),
+                    stamp: Stamp::recorded(&pinned.etag),
                     path,
                     marker: false,
                     version: pinned.version_id.clone(),
@@ -91,7 +71,7 @@ async fn plan_path(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErr
     if !key.is_empty() {
         match exact(planner, &key).await {
             Err(failure) => {
-                return vec![object(
+                return vec![ObjectError::new(
                     failure.kind,
                     &format!("s3://{}/{key}", request.bucket),
                     format!("listing failed: {}", failure.message),
@@ -128,7 +108,7 @@ async fn plan_file(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErr
     let found = match exact(planner, &key).await {
         Ok(found) => found,
         Err(failure) => {
-            return vec![object(
+            return vec![ObjectError::new(
                 failure.kind,
                 &format!("s3://{}/{key}", request.bucket),
                 failure.message,
@@ -144,7 +124,7 @@ async fn plan_file(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErr
     } else {
         "does not exist"
     };
-    vec![object(
+    vec![ObjectError::new(
         ErrorKind::NotFound,
         &format!("s3://{}/{key}", request.bucket),
         message.to_owned(),
@@ -203,7 +183,7 @@ async fn plan_dir(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErro
         };
         match list_page(client, &request.bucket, listing, config).await {
             Err(failure) => {
-                failures.push(object(
+                failures.push(ObjectError::new(
                     failure.kind,
                     &format!("s3://{}/{list_prefix}", request.bucket),
                     format!("listing failed: {}", failure.message),
@@ -234,7 +214,7 @@ async fn plan_dir(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErro
                                 .send(Job {
                                     key: key.to_owned(),
                                     size,
-                                    stamp: stamp(object.e_tag(), object.last_modified()),
+                                    stamp: Stamp::listed(object.e_tag(), object.last_modified()),
                                     path,
                                     marker: key.ends_with('/') && size == 0,
                                     version: None,
@@ -242,7 +222,7 @@ async fn plan_dir(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErro
                                 })
                                 .await;
                         }
-                        Err(error) => failures.push(crate::object(
+                        Err(error) => failures.push(ObjectError::new(
                             ErrorKind::HostileKey,
                             key,
                             format!(
@@ -262,7 +242,7 @@ async fn plan_dir(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErro
             .iter()
             .any(|failure| failure.key.ends_with(&list_prefix))
     {
-        failures.push(object(
+        failures.push(ObjectError::new(
             ErrorKind::NotFound,
             &format!("s3://{}/{list_prefix}", request.bucket),
             "no objects under this prefix".to_owned(),
@@ -397,7 +377,7 @@ async fn send_named(
     let _ = planned
         .send(Job {
             size: object.size().unwrap_or(0).max(0) as u64,
-            stamp: stamp(object.e_tag(), object.last_modified()),
+            stamp: Stamp::listed(object.e_tag(), object.last_modified()),
             key,
             path,
             marker: false,

@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::{Config, ErrorKind, Event, Events, emit};
+use crate::{Config, ErrorKind, Event, Events, event::emit};
 
 /// Why one request failed, and whether trying again may help.
 pub(crate) struct Failure {

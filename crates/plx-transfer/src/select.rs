@@ -6,12 +6,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
-use crate::{
-    ErrorKind, ObjectError,
-    download::{Download, Entry},
-    object,
-    path::local_path,
-};
+use crate::{Download, Entry, ErrorKind, ObjectError, path::local_path};
 
 /// Named keys of one directory looked up with one listing of it rather than one each, from this
 /// many; each page of that listing may cost at most this many single lookups.
@@ -35,23 +30,6 @@ pub(crate) fn globs(patterns: &[String]) -> Result<Option<GlobSet>, String> {
         builder.add(Glob::new(pattern).map_err(|error| format!("glob `{pattern}`: {error}"))?);
     }
     builder.build().map(Some).map_err(|error| error.to_string())
-}
-
-/// What a rerun compares to decide that a landed file is still current: the listing's ETag, or
-/// `lm:<last modified>` where the server lists none (s3s-fs).
-pub(crate) fn stamp(
-    etag: Option<&str>,
-    last_modified: Option<&aws_sdk_s3::primitives::DateTime>,
-) -> String {
-    match (
-        etag.map(|etag| etag.trim_matches('"'))
-            .filter(|etag| !etag.is_empty()),
-        last_modified,
-    ) {
-        (Some(etag), _) => etag.to_owned(),
-        (None, Some(time)) => format!("lm:{}", time.as_nanos()),
-        (None, None) => String::new(),
-    }
 }
 
 /// What one planner looks up: an entry, or the named keys of one directory together.
@@ -99,7 +77,7 @@ pub(crate) fn parent(key: &str) -> &str {
 /// Where a named key lands, or why it may not.
 pub(crate) fn named_path(key: &str, to: &str) -> Result<PathBuf, ObjectError> {
     local_path(to).map_err(|error| {
-        object(
+        ObjectError::new(
             ErrorKind::HostileKey,
             key,
             format!("destination `{to}` {error}"),

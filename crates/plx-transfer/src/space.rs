@@ -10,7 +10,7 @@ use std::{
     sync::atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
-use crate::{ErrorKind, ObjectError, object, retry::Failure};
+use crate::{ErrorKind, ObjectError, retry::Failure};
 
 pub(crate) struct Space {
     /// Bytes free for this process at the start; `u64::MAX` where the file system cannot say.
@@ -125,7 +125,7 @@ impl Space {
             None => String::new(),
         };
         let refused = self.refused.load(Ordering::Relaxed);
-        Some(object(
+        Some(ObjectError::new(
             ErrorKind::NoSpace,
             &destination.display().to_string(),
             format!(

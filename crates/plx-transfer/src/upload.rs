@@ -11,7 +11,9 @@ use aws_sdk_s3::{
 use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
-    Config, Error, ErrorKind, Event, Events, ObjectError, Summary, emit,
+    Config, Error, ErrorKind, Event, Events, ObjectError, Summary, Upload,
+    config::fitted,
+    event::emit,
     flow::Flow,
     retry::{Failure, retrying, s3_failure},
     verify::crc::crc32c_of_file,
@@ -23,19 +25,23 @@ const MIN_PART: u64 = 5 * 1024 * 1024;
 /// Files up to this size are read once into memory, hashed and sent from there.
 const IN_MEMORY: u64 = 256 * 1024;
 
-/// Uploads `source` (a file, or every regular file under a directory; symlinks are not followed)
-/// to `prefix` in `bucket`: a file as `prefix/<its name>`, a directory's files as
-/// `prefix/<relative path>` with `/` separators.
+/// Uploads the request's `source` (a file, or every regular file under a directory; symlinks are
+/// not followed) to its `prefix` in its `bucket`: a file as `prefix/<its name>`, a directory's
+/// files as `prefix/<relative path>` with `/` separators.
 pub async fn upload(
     client: &Client,
-    bucket: &str,
-    prefix: &str,
-    source: &Path,
+    request: &Upload,
     config: &Config,
     events: &Events,
 ) -> Result<Summary, Error> {
     let started = Instant::now();
-    let config = &*crate::fitted(config, false);
+    let Upload {
+        bucket,
+        prefix,
+        source,
+    } = request;
+    let bucket = bucket.as_str();
+    let config = &*fitted(config, false);
     // Requests in flight are found from what they measure, within `requests` and the memory
     // bound, as a download's are (`flow.rs`): a fixed number is too few for a store far away
     // (10,000 PUTs 50 ms away at 32 at once take 15.6 s of round trips alone). The upload's own

@@ -4,15 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use base64::Engine;
 use plx_connections::{Catalog, Connection, Diagnostic, Kind, Severity};
-use serde_json::{Map, Value, json};
-
-/// The catalog keys Polyaxon's agent reads from its ConfigMap or Secret.
-pub const AGENT_KEYS: [&str; 2] = [
-    plx_connections::AGENT_CONNECTIONS,
-    plx_connections::AGENT_ARTIFACTS_STORE,
-];
+use serde_json::{Value, json};
 
 /// One problem, as the API server will show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,90 +101,39 @@ pub struct CrossCheck<'a> {
 /// carries no catalog and is none of our business.
 pub fn review(kind: &str, object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
     match kind {
-        "ConfigMap" => agent_catalog("/data", object.get("data"), cross),
-        "Secret" => secret(object, cross),
+        "ConfigMap" | "Secret" => carried(kind, object, cross),
         "Pod" => pod(object, cross),
         _ => None,
     }
 }
 
-fn agent_catalog(
-    at: &str,
-    data: Option<&Value>,
-    cross: Option<&CrossCheck<'_>>,
-) -> Option<Vec<Problem>> {
-    let data = data?.as_object()?;
-    if !AGENT_KEYS.iter().any(|key| data.contains_key(*key)) {
-        return None;
-    }
-    // Only the agent's keys: a ConfigMap carries other settings the validator must not judge.
-    let variables: Map<String, Value> = AGENT_KEYS
-        .iter()
-        .filter_map(|key| Some(((*key).to_owned(), data.get(*key)?.clone())))
-        .collect();
-    let report = plx_connections::validate_value(&Value::Object(variables), &[]);
+/// The catalog a ConfigMap or Secret carries, read as `plx-init validate` reads it (one reader,
+/// plx-connections' `carried_catalog`), and the Secrets and ConfigMaps its connections name.
+fn carried(kind: &str, object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
+    let report = plx_connections::carried_catalog(kind, object, &[])?;
     let mut problems: Vec<Problem> = report
         .diagnostics
         .iter()
-        .map(|diagnostic| Problem::from_diagnostic(at, diagnostic))
+        .map(|diagnostic| Problem::from_diagnostic("", diagnostic))
         .collect();
     if let (Some(cross), Some(plx_connections::Content::Catalog(catalog))) =
         (cross, &report.content)
     {
+        let pod = report.form == Some(plx_connections::Form::PodEnv);
         problems.extend(references(catalog, cross, |connection| {
-            let key = if catalog.artifacts_store.as_ref().map(|store| &store.name)
+            let key = if pod {
+                plx_connections::CONNECTIONS_CATALOG
+            } else if catalog.artifacts_store.as_ref().map(|store| &store.name)
                 == Some(&connection.name)
             {
                 plx_connections::AGENT_ARTIFACTS_STORE
             } else {
                 plx_connections::AGENT_CONNECTIONS
             };
-            format!("{at}/{key}")
+            format!("/data/{key}")
         }));
     }
     Some(problems)
-}
-
-fn secret(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
-    let mut data = Map::new();
-    for (key, value) in object
-        .get("data")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        if !AGENT_KEYS.contains(&key.as_str()) {
-            continue;
-        }
-        let decoded = value
-            .as_str()
-            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        match decoded {
-            Some(text) => data.insert(key.clone(), Value::String(text)),
-            None => {
-                return Some(vec![Problem {
-                    severity: Severity::Error,
-                    path: format!("/data/{key}"),
-                    code: Code::Model(plx_connections::Code::InvalidJson),
-                    message:
-                        "not base64-encoded UTF-8 text; Polyaxon's agent reads this key as JSON"
-                            .to_owned(),
-                }]);
-            }
-        };
-    }
-    for (key, value) in object
-        .get("stringData")
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-    {
-        if AGENT_KEYS.contains(&key.as_str()) {
-            data.insert(key.clone(), value.clone());
-        }
-    }
-    agent_catalog("/data", Some(&Value::Object(data)), cross)
 }
 
 fn pod(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
@@ -412,6 +354,17 @@ fn is_scratch_image(image: &str) -> bool {
 
 /// What the container would run that the scratch image cannot.
 fn unrunnable(container: &Value) -> Vec<String> {
+    commands(container)
+        .into_iter()
+        .filter(|command| !runnable(command))
+        .map(|command| command.join(" "))
+        .collect()
+}
+
+/// The commands an init container runs, each as its words: those of its `sh -c` script, or its
+/// `polyaxon` command line. plx-init itself (the image's entrypoint, or named) and a user's own
+/// command are none of these.
+pub fn commands(container: &Value) -> Vec<Vec<String>> {
     let words: Vec<&str> = ["command", "args"]
         .iter()
         .flat_map(|field| container[*field].as_array().into_iter().flatten())
@@ -424,20 +377,8 @@ fn unrunnable(container: &Value) -> Vec<String> {
         Some("sh") if words.get(1) == Some(&"-c") => words
             .get(2)
             .map(|script| script_commands(script))
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|command| !runnable(command))
-            .map(|command| command.join(" "))
-            .collect(),
-        Some("polyaxon") => {
-            let command: Vec<String> = words.iter().map(|word| (*word).to_owned()).collect();
-            if runnable(&command) {
-                Vec::new()
-            } else {
-                vec![command.join(" ")]
-            }
-        }
-        // plx-init itself (the image's entrypoint, or named), or a user's own command.
+            .unwrap_or_default(),
+        Some("polyaxon") => vec![words.iter().map(|word| (*word).to_owned()).collect()],
         _ => Vec::new(),
     }
 }
@@ -464,14 +405,7 @@ fn script_commands(script: &str) -> Vec<Vec<String>> {
 fn runnable(command: &[String]) -> bool {
     let program = command[0].rsplit('/').next().unwrap_or(&command[0]);
     match program {
-        "polyaxon" => match command.get(1..3) {
-            Some([group, name]) if group == "initializer" && name == "fswatch" => true,
-            Some([group, name]) if group == "initializer" && name == "path" => command
-                .iter()
-                .find_map(|word| word.strip_prefix("--connection-kind="))
-                .is_none_or(|kind| matches!(kind, "s3" | "host_path" | "volume_claim")),
-            _ => false,
-        },
+        "polyaxon" => plx_connections::runs_itself(&command[1..]),
         // The tools plugin copies binaries the image does not carry.
         "cp" => !command
             .iter()

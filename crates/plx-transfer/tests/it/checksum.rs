@@ -82,7 +82,13 @@ async fn multipart_uploads_keep_a_crc32c_that_the_download_checks() -> anyhow::R
         part_size: 5 * 1024 * 1024,
         ..Config::default()
     };
-    plx_transfer::upload(&client, BUCKET, "v1", source.path(), &config, &None).await?;
+    plx_transfer::upload(
+        &client,
+        &plx_transfer::Upload::new(BUCKET, "v1", source.path()),
+        &config,
+        &None,
+    )
+    .await?;
     for key in ["v1/large.bin", "v1/small.txt"] {
         let head = client
             .head_object()

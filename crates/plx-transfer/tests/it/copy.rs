@@ -2,7 +2,7 @@
 
 use std::{os::unix::fs::symlink, path::Path};
 
-use plx_transfer::{Config, Copy, Entry, ErrorKind, copy};
+use plx_transfer::{Config, Entry, ErrorKind, MountCopy, copy};
 
 fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().expect("has a parent")).expect("mkdir");
@@ -21,10 +21,10 @@ async fn a_rerun_skips_what_landed_and_recopies_what_changed() -> anyhow::Result
     let (mount, destination) = (tempfile::tempdir()?, tempfile::tempdir()?);
     write(&mount.path().join("v1/a.csv"), "a");
     write(&mount.path().join("v1/x/b.csv"), "b");
-    let request = Copy {
+    let request = MountCopy {
         source: mount.path().to_path_buf(),
         entries: vec![dir("v1", "data")],
-        ..Copy::default()
+        ..MountCopy::default()
     };
     let first = copy(&request, destination.path(), &Config::default(), &None).await?;
     assert_eq!((first.objects, first.bytes, first.skipped), (2, 2, 0));
@@ -57,10 +57,10 @@ async fn symlinks_leaving_the_mount_are_refused_and_inner_ones_followed() -> any
     symlink("a.csv", mount.path().join("v1/alias.csv"))?;
     // A symlinked directory is not walked (no loops); one that leaves the mount is refused.
     symlink(outside.path(), mount.path().join("v1/outside"))?;
-    let request = Copy {
+    let request = MountCopy {
         source: mount.path().to_path_buf(),
         entries: vec![dir("v1", "")],
-        ..Copy::default()
+        ..MountCopy::default()
     };
     let error = copy(&request, destination.path(), &Config::default(), &None)
         .await
@@ -92,10 +92,10 @@ async fn a_symlink_planted_in_the_destination_carries_no_write_outside() -> anyh
     );
     write(&mount.path().join("v1/sub/a.csv"), "a");
     symlink(outside.path(), destination.path().join("sub"))?;
-    let request = Copy {
+    let request = MountCopy {
         source: mount.path().to_path_buf(),
         entries: vec![dir("v1", "")],
-        ..Copy::default()
+        ..MountCopy::default()
     };
     let error = copy(&request, destination.path(), &Config::default(), &None)
         .await
@@ -109,7 +109,7 @@ async fn a_symlink_planted_in_the_destination_carries_no_write_outside() -> anyh
 async fn missing_sources_and_wrong_entry_kinds_fail_by_name() -> anyhow::Result<()> {
     let (mount, destination) = (tempfile::tempdir()?, tempfile::tempdir()?);
     write(&mount.path().join("v1/a.csv"), "a");
-    let request = Copy {
+    let request = MountCopy {
         source: mount.path().to_path_buf(),
         entries: vec![
             Entry::File {
@@ -126,7 +126,7 @@ async fn missing_sources_and_wrong_entry_kinds_fail_by_name() -> anyhow::Result<
                 to: "a.csv".to_owned(),
             },
         ],
-        ..Copy::default()
+        ..MountCopy::default()
     };
     let error = copy(&request, destination.path(), &Config::default(), &None)
         .await
@@ -142,10 +142,10 @@ async fn missing_sources_and_wrong_entry_kinds_fail_by_name() -> anyhow::Result<
         "a"
     );
     // The mount itself missing (volume not mounted) is a failure too.
-    let unmounted = Copy {
+    let unmounted = MountCopy {
         source: mount.path().join("nowhere"),
         entries: vec![dir("", "")],
-        ..Copy::default()
+        ..MountCopy::default()
     };
     let error = copy(&unmounted, destination.path(), &Config::default(), &None)
         .await
@@ -172,10 +172,10 @@ async fn unicode_look_alikes_are_plain_names_inside_the_destination() -> anyhow:
         write(&mount.path().join("v1").join(name), name);
     }
     let destination = sandbox.path().join("destination");
-    let request = Copy {
+    let request = MountCopy {
         source: mount.path().to_path_buf(),
         entries: vec![dir("v1", "data")],
-        ..Copy::default()
+        ..MountCopy::default()
     };
     let summary = copy(&request, &destination, &Config::default(), &None).await?;
     assert_eq!(summary.objects, names.len() as u64);

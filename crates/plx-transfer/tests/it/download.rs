@@ -55,8 +55,13 @@ async fn a_tree_of_small_files_round_trips_and_a_rerun_skips_everything() -> any
         std::fs::write(&path, bytes(index, (index as usize * 37) % 5000))?;
     }
     let config = Config::default();
-    let uploaded =
-        plx_transfer::upload(&server.client, BUCKET, "v1", source.path(), &config, &None).await?;
+    let uploaded = plx_transfer::upload(
+        &server.client,
+        &plx_transfer::Upload::new(BUCKET, "v1", source.path()),
+        &config,
+        &None,
+    )
+    .await?;
     assert_eq!(uploaded.objects, 2000);
 
     let destination = tempfile::tempdir()?;
@@ -93,9 +98,7 @@ async fn named_keys_spread_through_a_large_directory_all_land() -> anyhow::Resul
     }
     plx_transfer::upload(
         &server.client,
-        BUCKET,
-        "v1",
-        source.path(),
+        &plx_transfer::Upload::new(BUCKET, "v1", source.path()),
         &Config::default(),
         &None,
     )
@@ -161,9 +164,7 @@ async fn large_uploads_are_held_to_the_concurrency() -> anyhow::Result<()> {
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
     let summary = plx_transfer::upload(
         &server.client,
-        BUCKET,
-        "v1",
-        source.path(),
+        &plx_transfer::Upload::new(BUCKET, "v1", source.path()),
         &config,
         &Some(sender),
     )
@@ -288,7 +289,13 @@ async fn large_objects_of_odd_sizes_come_back_exact_through_ranged_parts() -> an
             bytes(index as u64 + 7, *size),
         )?;
     }
-    plx_transfer::upload(&server.client, BUCKET, "v1", source.path(), &config, &None).await?;
+    plx_transfer::upload(
+        &server.client,
+        &plx_transfer::Upload::new(BUCKET, "v1", source.path()),
+        &config,
+        &None,
+    )
+    .await?;
     let destination = tempfile::tempdir()?;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let summary = plx_transfer::download(

@@ -58,9 +58,7 @@ async fn seeded(
     }
     plx_transfer::upload(
         &server.client,
-        BUCKET,
-        prefix,
-        source.path(),
+        &plx_transfer::Upload::new(BUCKET, prefix, source.path()),
         &Config::default(),
         &None,
     )
@@ -181,9 +179,7 @@ async fn an_upload_to_a_far_store_gets_more_requests_in_flight() -> anyhow::Resu
     let far = client(&server, &proxy.endpoint());
     let summary = plx_transfer::upload(
         &far,
-        BUCKET,
-        "sent",
-        source.path(),
+        &plx_transfer::Upload::new(BUCKET, "sent", source.path()),
         &Config::default(),
         &None,
     )
@@ -215,9 +211,14 @@ async fn an_upload_to_a_far_store_gets_more_requests_in_flight() -> anyhow::Resu
         requests: 40,
         ..Config::default()
     };
-    let summary = plx_transfer::upload(&far, BUCKET, "capped", source.path(), &config, &None)
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    let summary = plx_transfer::upload(
+        &far,
+        &plx_transfer::Upload::new(BUCKET, "capped", source.path()),
+        &config,
+        &None,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
     assert!(peak(&summary) <= 40, "{:?}", summary.steps);
     assert!(summary.objects == 1500, "{} objects sent", summary.objects);
     Ok(())
@@ -357,9 +358,14 @@ async fn an_upload_in_parts_passes_the_proxy() -> anyhow::Result<()> {
     let far = client(&server, &proxy.endpoint());
     let source = tempfile::tempdir()?;
     std::fs::write(source.path().join("big.bin"), bytes(3, 20 * 1024 * 1024))?;
-    plx_transfer::upload(&far, BUCKET, "up", source.path(), &Config::default(), &None)
-        .await
-        .map_err(|error| anyhow::anyhow!("{error}"))?;
+    plx_transfer::upload(
+        &far,
+        &plx_transfer::Upload::new(BUCKET, "up", source.path()),
+        &Config::default(),
+        &None,
+    )
+    .await
+    .map_err(|error| anyhow::anyhow!("{error}"))?;
     let landed = plx_testkit::s3::get(&server.client, BUCKET, "up/big.bin").await?;
     assert!(landed == bytes(3, 20 * 1024 * 1024));
     Ok(())

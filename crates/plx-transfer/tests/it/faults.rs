@@ -219,9 +219,7 @@ async fn uploads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Result<
             let prefix = format!("up/{fault:?}/{run}");
             let result = plx_transfer::upload(
                 &faulty,
-                BUCKET,
-                &prefix,
-                source.path(),
+                &plx_transfer::Upload::new(BUCKET, &prefix, source.path()),
                 &upload_config,
                 &None,
             )
@@ -251,9 +249,7 @@ async fn uploads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Result<
             proxy.set_rate(0.0);
             plx_transfer::upload(
                 &faulty,
-                BUCKET,
-                &prefix,
-                source.path(),
+                &plx_transfer::Upload::new(BUCKET, &prefix, source.path()),
                 &upload_config,
                 &None,
             )
@@ -334,7 +330,13 @@ async fn an_upload_survives_the_server_killed_and_restarted_mid_transfer() -> an
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     let path = source.path().to_path_buf();
     let task = tokio::spawn(async move {
-        plx_transfer::upload(&client, BUCKET, "up", &path, &config, &Some(sender)).await
+        plx_transfer::upload(
+            &client,
+            &plx_transfer::Upload::new(BUCKET, "up", &path),
+            &config,
+            &Some(sender),
+        )
+        .await
     });
     // Kill the server once a few files are up, restart it (the data volume is kept) on another
     // port behind the same forwarder.

@@ -177,9 +177,7 @@ async fn unicode_look_alike_file_names_upload_as_exactly_their_own_keys() -> any
     server.create_bucket(BUCKET).await?;
     let summary = plx_transfer::upload(
         &server.client,
-        BUCKET,
-        "out",
-        source.path(),
+        &plx_transfer::Upload::new(BUCKET, "out", source.path()),
         &Config::default(),
         &None,
     )

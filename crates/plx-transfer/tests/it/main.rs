@@ -10,4 +10,5 @@ mod far;
 mod faults;
 mod fuzz_corpus;
 mod hostile;
+mod layers;
 mod memory;

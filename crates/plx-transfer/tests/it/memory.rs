@@ -30,9 +30,7 @@ async fn a_1_gib_download_stays_under_the_memory_bound() -> anyhow::Result<()> {
     }
     plx_transfer::upload(
         &server.client,
-        "big",
-        "",
-        &file,
+        &plx_transfer::Upload::new("big", "", &file),
         &plx_transfer::Config::default(),
         &None,
     )

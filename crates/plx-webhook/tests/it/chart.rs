@@ -208,7 +208,10 @@ fn strict<T: DeserializeOwned>(value: &Value) -> Result<T, String> {
 /// cert-manager's types, as far as the chart uses them (k8s-openapi has only the core API).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "read only by serde, which refuses unknown fields: they are there to be checked"
+)]
 struct CertManagerObject {
     api_version: String,
     kind: String,
@@ -218,7 +221,10 @@ struct CertManagerObject {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "read only by serde, which refuses unknown fields: they are there to be checked"
+)]
 struct CertManagerSpec {
     // Issuer
     self_signed: Option<BTreeMap<String, Value>>,
@@ -238,14 +244,20 @@ struct CertManagerSpec {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "read only by serde, which refuses unknown fields: they are there to be checked"
+)]
 struct CaIssuer {
     secret_name: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "read only by serde, which refuses unknown fields: they are there to be checked"
+)]
 struct PrivateKey {
     algorithm: Option<String>,
     size: Option<u32>,
@@ -254,7 +266,10 @@ struct PrivateKey {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "read only by serde, which refuses unknown fields: they are there to be checked"
+)]
 struct IssuerRef {
     name: String,
     kind: Option<String>,
@@ -263,7 +278,10 @@ struct IssuerRef {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code)]
+#[expect(
+    dead_code,
+    reason = "read only by serde, which refuses unknown fields: they are there to be checked"
+)]
 struct SecretTemplate {
     labels: Option<BTreeMap<String, String>>,
     annotations: Option<BTreeMap<String, String>>,

@@ -10,27 +10,34 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use plx_transfer::Pinned;
 use serde::{Deserialize, Serialize};
 
-/// The format written today.
-const VERSION: u32 = 1;
+use crate::Error;
 
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(crate) struct Manifest {
-    pub(crate) version: u32,
-    pub(crate) pulls: Vec<Pull>,
+/// The format written today.
+pub const VERSION: u32 = 1;
+
+/// A manifest: what the pulls of a run gave.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Its format, [`VERSION`].
+    pub version: u32,
+    /// What each connection gave into each destination.
+    pub pulls: Vec<Lineage>,
 }
 
 /// What one connection gave into one destination.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Pull {
-    pub(crate) connection: String,
-    pub(crate) bucket: String,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The connection's name.
+    pub connection: String,
+    /// The bucket its objects were in.
+    pub bucket: String,
     /// The local directory the objects' paths are under.
-    pub(crate) destination: String,
-    pub(crate) objects: Vec<Pinned>,
+    pub destination: String,
+    /// Each object as it landed.
+    pub objects: Vec<Pinned>,
 }
 
 /// Where the manifest goes (`--manifest`, else `PLX_MANIFEST`) and where a pin comes from
@@ -44,21 +51,22 @@ pub(crate) fn from_env(flag: Option<&Path>, variable: &str) -> Option<PathBuf> {
 }
 
 impl Manifest {
-    pub(crate) fn read(file: &Path) -> anyhow::Result<Manifest> {
+    /// The manifest in `file`.
+    pub fn read(file: &Path) -> Result<Manifest, Error> {
         let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the manifest {}", file.display()))?;
-        let manifest: Manifest = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not a manifest plx-init wrote (a JSON object with `version` and `pulls`)",
+            .map_err(|cause| Error::file("read the manifest", file, cause))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|error| {
+            Error::Invalid(format!(
+                "{} is not a manifest plx-init wrote (a JSON object with `version` and `pulls`): {error}",
                 file.display()
-            )
+            ))
         })?;
         if manifest.version != VERSION {
-            anyhow::bail!(
+            return Err(Error::Invalid(format!(
                 "{} is a manifest of format {}; this plx-init reads format {VERSION}",
                 file.display(),
                 manifest.version
-            );
+            )));
         }
         Ok(manifest)
     }
@@ -66,13 +74,13 @@ impl Manifest {
     /// The objects pinned for `connection` into `destination`, with the bucket they were in.
     /// A manifest with one pull of that connection serves any destination (a custom `path`
     /// may differ between runs); with several, the destination decides.
-    pub(crate) fn pinned(
+    pub fn pinned(
         &self,
         file: &Path,
         connection: &str,
         destination: &Path,
-    ) -> anyhow::Result<&Pull> {
-        let of_connection: Vec<&Pull> = self
+    ) -> Result<&Lineage, Error> {
+        let of_connection: Vec<&Lineage> = self
             .pulls
             .iter()
             .filter(|pull| pull.connection == connection)
@@ -80,28 +88,28 @@ impl Manifest {
         let destination = destination.display().to_string();
         match of_connection.as_slice() {
             [one] => Ok(one),
-            [] => anyhow::bail!(
+            [] => Err(Error::Pin(format!(
                 "the manifest {} has no pull of connection `{connection}` (it has {}): pin a manifest this job's init wrote",
                 file.display(),
                 names(&self.pulls)
-            ),
+            ))),
             several => several
                 .iter()
                 .find(|pull| pull.destination == destination)
                 .copied()
-                .with_context(|| {
-                    format!(
+                .ok_or_else(|| {
+                    Error::Pin(format!(
                         "the manifest {} has {} pulls of connection `{connection}`, none into {destination}",
                         file.display(),
                         several.len()
-                    )
+                    ))
                 }),
         }
     }
 
     /// Adds what a pull gave: into the record of the same connection, bucket and destination,
     /// path by path, or as a record of its own.
-    fn merge(&mut self, pull: Pull) {
+    fn merge(&mut self, pull: Lineage) {
         let same = self.pulls.iter_mut().find(|known| {
             known.connection == pull.connection
                 && known.bucket == pull.bucket
@@ -120,7 +128,7 @@ impl Manifest {
     }
 }
 
-fn names(pulls: &[Pull]) -> String {
+fn names(pulls: &[Lineage]) -> String {
     if pulls.is_empty() {
         return "none".to_owned();
     }
@@ -133,7 +141,7 @@ fn names(pulls: &[Pull]) -> String {
 
 /// Merges `pulls` into the manifest at `file` (made if missing) and replaces it atomically: a
 /// temporary beside it, renamed into place, so a reader never sees half of one.
-pub(crate) fn write(file: &Path, pulls: Vec<Pull>) -> anyhow::Result<()> {
+pub fn write(file: &Path, pulls: Vec<Lineage>) -> Result<(), Error> {
     let mut manifest = if file.exists() {
         Manifest::read(file)?
     } else {
@@ -149,18 +157,22 @@ pub(crate) fn write(file: &Path, pulls: Vec<Pull>) -> anyhow::Result<()> {
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|cause| Error::file("create", parent, cause))?;
     }
-    let name = file
-        .file_name()
-        .with_context(|| format!("the manifest path {} names no file", file.display()))?;
+    let name = file.file_name().ok_or_else(|| {
+        Error::Invalid(format!(
+            "the manifest path {} names no file",
+            file.display()
+        ))
+    })?;
     let temporary = file.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    let written = std::fs::write(&temporary, serde_json::to_vec_pretty(&manifest)?)
+    let written = serde_json::to_vec_pretty(&manifest)
+        .map_err(std::io::Error::from)
+        .and_then(|json| std::fs::write(&temporary, json))
         .and_then(|()| std::fs::rename(&temporary, file));
-    if let Err(error) = written {
+    if let Err(cause) = written {
         let _ = std::fs::remove_file(&temporary);
-        return Err(error).with_context(|| format!("cannot write the manifest {}", file.display()));
+        return Err(Error::file("write the manifest", file, cause));
     }
     Ok(())
 }
