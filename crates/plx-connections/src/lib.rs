@@ -37,5 +37,5 @@ pub use crate::{
         InitFile, InitGit, JobSection, LookupError, PathEntry, Pull, PullMode, RegistrySchema,
         Resource,
     },
-    objects::{CATALOG_KEYS, carried_catalog},
+    objects::{CATALOG_KEYS, carried_catalog, catalog_in},
 };

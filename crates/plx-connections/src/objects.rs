@@ -25,16 +25,41 @@ pub const CATALOG_KEYS: [&str; 3] = [
 /// the API server merges them; a catalog value that is not base64 of UTF-8 text is an
 /// `invalid-json` error at its key, and the object's other keys are still checked.
 pub fn carried_catalog(kind: &str, object: &Value, catalogs: &[Catalog]) -> Option<Report> {
-    let (data, undecodable) = match kind {
-        "ConfigMap" => (catalog_keys(object.get("data")), Vec::new()),
+    let data = match kind {
+        "ConfigMap" => catalog_keys(object.get("data"))
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect(),
         "Secret" => secret_data(object),
         _ => return None,
     };
-    if data.is_empty() && undecodable.is_empty() {
+    catalog_in(data, catalogs)
+}
+
+/// The catalog in the `data` of a ConfigMap or Secret read into its type (the webhook's): each
+/// key with its text, or None where a Secret's bytes are not UTF-8 text. Only the keys in
+/// [`CATALOG_KEYS`] are read; None where there are none.
+pub fn catalog_in(
+    data: impl IntoIterator<Item = (String, Option<Value>)>,
+    catalogs: &[Catalog],
+) -> Option<Report> {
+    let (mut texts, mut undecodable) = (Map::new(), Vec::new());
+    for (key, value) in data {
+        if !CATALOG_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        match value {
+            Some(value) => {
+                texts.insert(key, value);
+            }
+            None => undecodable.push(key),
+        }
+    }
+    if texts.is_empty() && undecodable.is_empty() {
         return None;
     }
     let mut report = validate_value(
-        &json!({"apiVersion": "v1", "kind": "ConfigMap", "data": data}),
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "data": texts}),
         catalogs,
     );
     if !undecodable.is_empty() {
@@ -60,29 +85,26 @@ fn catalog_keys(data: Option<&Value>) -> Map<String, Value> {
         .collect()
 }
 
-/// A Secret's catalog keys, `data` decoded and `stringData` over it, and the keys of `data`
-/// that do not decode.
-fn secret_data(secret: &Value) -> (Map<String, Value>, Vec<String>) {
+/// A Secret's catalog keys, `data` decoded and `stringData` over it; None for a value of `data`
+/// that is not base64 of UTF-8 text.
+fn secret_data(secret: &Value) -> Vec<(String, Option<Value>)> {
     use base64::Engine;
-    let mut merged = Map::new();
-    let mut undecodable = Vec::new();
-    for (key, value) in catalog_keys(secret.get("data")) {
-        let decoded = value
-            .as_str()
-            .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        match decoded {
-            Some(text) => {
-                merged.insert(key, Value::String(text));
-            }
-            None => undecodable.push(key),
-        }
-    }
+    let mut merged: Vec<(String, Option<Value>)> = catalog_keys(secret.get("data"))
+        .into_iter()
+        .map(|(key, value)| {
+            let decoded = value
+                .as_str()
+                .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok())
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .map(Value::String);
+            (key, decoded)
+        })
+        .collect();
     for (key, value) in catalog_keys(secret.get("stringData")) {
-        undecodable.retain(|bad| *bad != key);
-        merged.insert(key, value);
+        merged.retain(|(known, _)| *known != key);
+        merged.push((key, Some(value)));
     }
-    (merged, undecodable)
+    merged
 }
 
 #[cfg(test)]

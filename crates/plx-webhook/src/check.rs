@@ -4,8 +4,36 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
 use plx_connections::{Catalog, Connection, Diagnostic, Kind, Severity};
 use serde_json::{Value, json};
+
+/// An object the webhook reviews, read into its Kubernetes type (k8s-openapi's), as kube-rs's
+/// admission examples read theirs.
+#[derive(Debug, Clone)]
+pub enum Object {
+    /// A ConfigMap: Polyaxon's agent reads its catalog from one.
+    ConfigMap(ConfigMap),
+    /// A Secret: or from one.
+    Secret(Secret),
+    /// A Pod: a run's containers carry its catalog, its init containers the commands (boxed:
+    /// a Pod is five times a ConfigMap's size).
+    Pod(Box<Pod>),
+}
+
+impl Object {
+    /// `object` as the `kind` the review says it is; None for a kind the webhook does not
+    /// review, an error naming the kind for a body that does not read as one.
+    pub fn read(kind: &str, object: Value) -> Option<Result<Object, String>> {
+        let read = match kind {
+            "ConfigMap" => serde_json::from_value(object).map(Object::ConfigMap),
+            "Secret" => serde_json::from_value(object).map(Object::Secret),
+            "Pod" => serde_json::from_value(object).map(|pod| Object::Pod(Box::new(pod))),
+            _ => return None,
+        };
+        Some(read.map_err(|error| format!("the object is not a valid {kind}: {error}")))
+    }
+}
 
 /// One problem, as the API server will show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,20 +125,45 @@ pub struct CrossCheck<'a> {
     pub strict: bool,
 }
 
-/// The problems of `object` (a ConfigMap, a Secret or a Pod, by `kind`); `None` when the object
-/// carries no catalog and is none of our business.
-pub fn review(kind: &str, object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
-    match kind {
-        "ConfigMap" | "Secret" => carried(kind, object, cross),
-        "Pod" => pod(object, cross),
-        _ => None,
+/// The problems of `object`; `None` when it carries no catalog and is none of our business.
+pub fn review(object: &Object, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
+    match object {
+        Object::ConfigMap(configmap) => carried(
+            configmap
+                .data
+                .iter()
+                .flatten()
+                .map(|(key, value)| (key.clone(), Some(Value::String(value.clone())))),
+            cross,
+        ),
+        // The API server has decoded `data` from base64 already; `stringData` goes over it.
+        Object::Secret(secret) => {
+            let mut data: Vec<(String, Option<Value>)> = secret
+                .data
+                .iter()
+                .flatten()
+                .map(|(key, bytes)| {
+                    let text = String::from_utf8(bytes.0.clone()).ok().map(Value::String);
+                    (key.clone(), text)
+                })
+                .collect();
+            for (key, value) in secret.string_data.iter().flatten() {
+                data.retain(|(known, _)| known != key);
+                data.push((key.clone(), Some(Value::String(value.clone()))));
+            }
+            carried(data, cross)
+        }
+        Object::Pod(pod) => pod_catalogs(pod, cross),
     }
 }
 
-/// The catalog a ConfigMap or Secret carries, read as `plx-init validate` reads it (one reader,
-/// plx-connections' `carried_catalog`), and the Secrets and ConfigMaps its connections name.
-fn carried(kind: &str, object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
-    let report = plx_connections::carried_catalog(kind, object, &[])?;
+/// The catalog a ConfigMap's or Secret's data carries, read as `plx-init validate` reads it
+/// (plx-connections' `catalog_in`), and the Secrets and ConfigMaps its connections name.
+fn carried(
+    data: impl IntoIterator<Item = (String, Option<Value>)>,
+    cross: Option<&CrossCheck<'_>>,
+) -> Option<Vec<Problem>> {
+    let report = plx_connections::catalog_in(data, &[])?;
     let mut problems: Vec<Problem> = report
         .diagnostics
         .iter()
@@ -136,27 +189,29 @@ fn carried(kind: &str, object: &Value, cross: Option<&CrossCheck<'_>>) -> Option
     Some(problems)
 }
 
-fn pod(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
-    let spec = object.get("spec")?;
+/// The catalogs a Pod's containers carry in `POLYAXON_CONNECTIONS_CATALOG`, and the
+/// connections its init commands name; None when no container carries one.
+fn pod_catalogs(pod: &Pod, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
+    let spec = pod.spec.as_ref()?;
     let mut problems = Vec::new();
     let mut found = false;
-    for list in ["initContainers", "containers"] {
-        for (index, container) in spec
-            .get(list)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+    let lists = [
+        (
+            "initContainers",
+            spec.init_containers.as_deref().unwrap_or_default(),
+        ),
+        ("containers", spec.containers.as_slice()),
+    ];
+    for (list, containers) in lists {
+        for (index, container) in containers.iter().enumerate() {
             let at = format!("/spec/{list}/{index}");
             let Some((env_index, text)) = container
-                .get("env")
-                .and_then(Value::as_array)
-                .into_iter()
+                .env
+                .iter()
                 .flatten()
                 .enumerate()
-                .find(|(_, var)| var["name"] == plx_connections::CONNECTIONS_CATALOG)
-                .and_then(|(env_index, var)| Some((env_index, var.get("value")?.as_str()?)))
+                .find(|(_, var)| var.name == plx_connections::CONNECTIONS_CATALOG)
+                .and_then(|(env_index, var)| Some((env_index, var.value.as_deref()?)))
             else {
                 continue;
             };
@@ -200,19 +255,20 @@ fn pod(object: &Value, cross: Option<&CrossCheck<'_>>) -> Option<Vec<Problem>> {
     found.then_some(problems)
 }
 
+/// A container's command and args, in order.
+fn words(container: &Container) -> impl Iterator<Item = &str> {
+    container
+        .command
+        .iter()
+        .flatten()
+        .chain(container.args.iter().flatten())
+        .map(String::as_str)
+}
+
 /// The connections an init container's command names: plx-init's `--connection NAME` and
 /// Polyaxon's `--connection-name=NAME`, also inside a `sh -c` script.
-fn named_connections(container: &Value) -> BTreeSet<String> {
-    let words: Vec<String> = ["command", "args"]
-        .iter()
-        .flat_map(|field| {
-            container
-                .get(*field)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-        })
-        .filter_map(Value::as_str)
+fn named_connections(container: &Container) -> BTreeSet<String> {
+    let words: Vec<String> = words(container)
         .flat_map(|text| text.split(|c: char| c.is_whitespace() || c == ';'))
         .filter(|word| !word.is_empty())
         .map(|word| word.trim_matches(|c| c == '"' || c == '\'').to_owned())
@@ -315,18 +371,18 @@ fn references(
 /// path` for gcs and wasb) or the tools plugin's copies of binaries out of the image. Such a pod
 /// fails at start; this says so before, naming the container, the command and the fix. Errors
 /// with `strict`, else warnings.
-pub fn scratch_image_commands(pod: &Value, strict: bool) -> Vec<Problem> {
+pub fn scratch_image_commands(pod: &Pod, strict: bool) -> Vec<Problem> {
     let mut problems = Vec::new();
-    for (index, container) in pod["spec"]["initContainers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if !container["image"].as_str().is_some_and(is_scratch_image) {
+    let init_containers = pod
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.init_containers.as_deref())
+        .unwrap_or_default();
+    for (index, container) in init_containers.iter().enumerate() {
+        if !container.image.as_deref().is_some_and(is_scratch_image) {
             continue;
         }
-        let name = container["name"].as_str().unwrap_or_default();
+        let name = &container.name;
         for command in unrunnable(container) {
             problems.push(Problem {
                 severity: if strict {
@@ -353,7 +409,7 @@ fn is_scratch_image(image: &str) -> bool {
 }
 
 /// What the container would run that the scratch image cannot.
-fn unrunnable(container: &Value) -> Vec<String> {
+fn unrunnable(container: &Container) -> Vec<String> {
     commands(container)
         .into_iter()
         .filter(|command| !runnable(command))
@@ -364,12 +420,8 @@ fn unrunnable(container: &Value) -> Vec<String> {
 /// The commands an init container runs, each as its words: those of its `sh -c` script, or its
 /// `polyaxon` command line. plx-init itself (the image's entrypoint, or named) and a user's own
 /// command are none of these.
-pub fn commands(container: &Value) -> Vec<Vec<String>> {
-    let words: Vec<&str> = ["command", "args"]
-        .iter()
-        .flat_map(|field| container[*field].as_array().into_iter().flatten())
-        .filter_map(Value::as_str)
-        .collect();
+pub fn commands(container: &Container) -> Vec<Vec<String>> {
+    let words: Vec<&str> = words(container).collect();
     let program = words
         .first()
         .map(|first| first.rsplit('/').next().unwrap_or(first));

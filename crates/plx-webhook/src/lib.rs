@@ -13,6 +13,6 @@ pub mod server;
 
 pub use crate::{
     cache::Cache,
-    check::{Code, Keys, Problem, RefKind},
-    review::{Policy, Reject, answer},
+    check::{Code, Keys, Object, Problem, RefKind},
+    review::{Answer, Policy, Reject, answer},
 };

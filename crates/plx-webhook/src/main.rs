@@ -109,7 +109,7 @@ fn review(file: &PathBuf, strict: bool) -> anyhow::Result<ExitCode> {
         std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?
     };
     match plx_webhook::answer(&body, plx_webhook::Policy { keys: None, strict }) {
-        Ok((review, allowed)) => {
+        Ok(plx_webhook::Answer { review, allowed }) => {
             println!("{}", serde_json::to_string_pretty(&review)?);
             Ok(if allowed {
                 ExitCode::SUCCESS

@@ -9,7 +9,7 @@ use kube::core::{
 use plx_connections::Severity;
 use serde_json::Value;
 
-use crate::check::{CrossCheck, Keys, Problem, review, scratch_image_commands};
+use crate::check::{Code, CrossCheck, Keys, Object, Problem, review, scratch_image_commands};
 
 /// Why a body is not a review we can answer (the HTTP status says which).
 #[derive(Debug, thiserror::Error)]
@@ -28,11 +28,17 @@ pub struct Policy<'a> {
     pub strict: bool,
 }
 
+/// The answer to one review: the AdmissionReview to send back, and whether it lets the object in.
+#[derive(Debug)]
+pub struct Answer {
+    /// The review to send back, with the request's uid.
+    pub review: AdmissionReview<DynamicObject>,
+    /// Whether the object is allowed (with warnings, maybe).
+    pub allowed: bool,
+}
+
 /// The verdict on one review body.
-pub fn answer(
-    body: &[u8],
-    policy: Policy<'_>,
-) -> Result<(AdmissionReview<DynamicObject>, bool), Reject> {
+pub fn answer(body: &[u8], policy: Policy<'_>) -> Result<Answer, Reject> {
     let review: AdmissionReview<DynamicObject> =
         serde_json::from_slice(body).map_err(|error| Reject::Malformed(error.to_string()))?;
     if review.types.api_version != "admission.k8s.io/v1" || review.types.kind != "AdmissionReview" {
@@ -45,8 +51,10 @@ pub fn answer(
         .try_into()
         .map_err(|_| Reject::Malformed("the review has no request".to_owned()))?;
     let response = decide(&request, policy);
-    let allowed = response.allowed;
-    Ok((response.into_review(), allowed))
+    Ok(Answer {
+        allowed: response.allowed,
+        review: response.into_review(),
+    })
 }
 
 fn decide(request: &AdmissionRequest<DynamicObject>, policy: Policy<'_>) -> AdmissionResponse {
@@ -58,15 +66,32 @@ fn decide(request: &AdmissionRequest<DynamicObject>, policy: Policy<'_>) -> Admi
     let Ok(value) = serde_json::to_value(object) else {
         return response;
     };
+    let object = match Object::read(&request.kind.kind, value) {
+        None => return response,
+        Some(Ok(object)) => object,
+        // The API server sends objects it decoded; one that does not read as its kind is
+        // refused, saying why, rather than let through unchecked.
+        Some(Err(message)) => {
+            return respond(
+                response,
+                &[Problem {
+                    severity: Severity::Error,
+                    path: String::new(),
+                    code: Code::Model(plx_connections::Code::InvalidJson),
+                    message,
+                }],
+            );
+        }
+    };
     let namespace = request.namespace.clone().unwrap_or_default();
     let cross = policy.keys.map(|keys| CrossCheck {
         keys,
         namespace: &namespace,
         strict: policy.strict,
     });
-    let mut problems = review(&request.kind.kind, &value, cross.as_ref());
-    if request.kind.kind == "Pod" {
-        let images = scratch_image_commands(&value, policy.strict);
+    let mut problems = review(&object, cross.as_ref());
+    if let Object::Pod(pod) = &object {
+        let images = scratch_image_commands(pod, policy.strict);
         if !images.is_empty() {
             problems.get_or_insert_with(Vec::new).extend(images);
         }

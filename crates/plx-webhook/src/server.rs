@@ -204,7 +204,7 @@ async fn validate(State(shared): State<Shared>, headers: HeaderMap, body: Bytes)
         )
     });
     match tokio::time::timeout(shared.budget, work).await {
-        Ok(Ok(Ok((review, allowed)))) => {
+        Ok(Ok(Ok(review::Answer { review, allowed }))) => {
             count(if allowed { "allowed" } else { "denied" });
             axum::Json(review).into_response()
         }

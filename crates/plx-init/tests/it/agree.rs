@@ -6,6 +6,7 @@
 
 use std::{collections::BTreeSet, os::unix::process::CommandExt, process::Command};
 
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
 /// A run with an entry of every kind the converter writes a command for, and every plugin.
@@ -76,11 +77,12 @@ fn hands_over(args: &[String], context: &std::path::Path) -> bool {
 fn plx_init_runs_exactly_the_commands_the_webhook_says_the_scratch_image_runs() {
     let containers = generated();
     // Every container in the scratch image, as a deployment whose `init.image` is plx-init.
-    let pod = json!({"spec": {"initContainers": containers.iter().map(|container| {
+    let pod = json!({"spec": {"containers": [], "initContainers": containers.iter().map(|container| {
         let mut container = container.clone();
         container["image"] = json!("registry.example.com/plx-init:0.1.0");
         container
     }).collect::<Vec<_>>()}});
+    let pod: Pod = serde_json::from_value(pod).expect("the converter's containers make a Pod");
     let refused: BTreeSet<String> = plx_webhook::check::scratch_image_commands(&pod, false)
         .iter()
         .filter_map(|problem| {
@@ -90,7 +92,11 @@ fn plx_init_runs_exactly_the_commands_the_webhook_says_the_scratch_image_runs() 
         .collect();
     let context = tempfile::tempdir().expect("a directory");
     let (mut ours, mut theirs) = (0, 0);
-    for container in &containers {
+    for container in pod
+        .spec
+        .iter()
+        .flat_map(|spec| spec.init_containers.iter().flatten())
+    {
         for command in plx_webhook::check::commands(container) {
             if command.first().map(|program| program.rsplit('/').next()) != Some(Some("polyaxon")) {
                 continue;

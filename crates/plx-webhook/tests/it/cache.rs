@@ -134,7 +134,7 @@ async fn the_cache_follows_list_and_watch_and_keeps_only_key_names() -> anyhow::
             "namespace": namespace, "operation": "CREATE", "userInfo": {"username": "admin"},
             "object": object, "dryRun": false}});
         body["request"]["name"] = json!("agent-config");
-        let (review, allowed) = plx_webhook::answer(
+        let plx_webhook::Answer { review, allowed } = plx_webhook::answer(
             body.to_string().as_bytes(),
             plx_webhook::Policy {
                 keys: Some(cache.as_ref()),

@@ -157,6 +157,29 @@ async fn configmaps_without_a_catalog_and_deletes_are_allowed() -> anyhow::Resul
 }
 
 #[tokio::test]
+async fn an_object_that_does_not_read_as_its_kind_is_denied_saying_why() -> anyhow::Result<()> {
+    // The API server decodes what it sends; a ConfigMap whose data is not text is a body no
+    // cluster writes, and it is refused with the reason rather than let through unchecked.
+    let webhook = Webhook::start(Options::default()).await?;
+    let object = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "agent-config", "namespace": "polyaxon"},
+        "data": {"POLYAXON_AGENT_CONNECTIONS": [{"name": "x"}]}});
+    let (status, body) = webhook
+        .review(&admission_review("t1", &object, "CREATE", false))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["response"]["allowed"], false, "{body}");
+    let message = body["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("the object is not a valid ConfigMap"),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn secrets_carrying_the_agent_catalog_are_checked() -> anyhow::Result<()> {
     use base64::Engine;
     let webhook = Webhook::start(Options::default()).await?;

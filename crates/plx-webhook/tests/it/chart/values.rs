@@ -192,7 +192,7 @@ fn a_duplicate_name_is_refused_by_helm_and_by_the_webhook_in_the_same_words() {
     let mut object = serde_json::to_value(&config_map).expect("json");
     object["data"][plx_connections::AGENT_CONNECTIONS] = json!(duplicate.to_string());
     let body = support::admission_review("dup", &object, "UPDATE", false).to_string();
-    let (review, allowed) = plx_webhook::answer(
+    let plx_webhook::Answer { review, allowed } = plx_webhook::answer(
         body.as_bytes(),
         plx_webhook::Policy {
             keys: None,

@@ -77,9 +77,8 @@ fn wiring(name: &str, values: &Value, rendered: &Rendered) {
     for pod in rendered.all("Pod") {
         let pod: Pod = serde_json::from_value(pod.clone()).expect("typed");
         restricted(pod.spec.as_ref().expect("spec"), name);
-        let review =
-            plx_webhook::check::review("Pod", &serde_json::to_value(&pod).expect("json"), None)
-                .expect("a test pod carries a catalog");
+        let review = plx_webhook::check::review(&plx_webhook::Object::Pod(Box::new(pod)), None)
+            .expect("a test pod carries a catalog");
         assert!(
             review.is_empty(),
             "{name}: the test pod's catalog: {review:?}"
@@ -550,7 +549,7 @@ fn rbac(scenario: &Scenario<'_>, wired: &Webhook) {
 fn catalog_passes_the_webhook(name: &str, config_map: &ConfigMap) {
     let object = serde_json::to_value(config_map).expect("json");
     let body = support::admission_review("chart", &object, "CREATE", false).to_string();
-    let (review, allowed) = plx_webhook::answer(
+    let plx_webhook::Answer { review, allowed } = plx_webhook::answer(
         body.as_bytes(),
         plx_webhook::Policy {
             keys: None,
