@@ -219,3 +219,52 @@ pub(crate) fn chart(root: &Path) -> anyhow::Result<()> {
     remove_test_containers();
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The test build's lints are on: a crate that breaks one of clippy's default lints fails a
+    /// build run as `Lints` runs it, and builds without them. `CLIPPY_ARGS` is the driver's own
+    /// argument format (what `cargo clippy -- -D warnings` hands it); a toolchain that reads it
+    /// another way fails here instead of letting every lint go quiet.
+    #[test]
+    fn the_test_build_runs_clippy_with_warnings_denied() {
+        let lints = Lints::new().expect("clippy is installed");
+        let dir = std::env::temp_dir().join(format!("plx-lints-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src")).expect("a crate");
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"linted\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[workspace]\n",
+        )
+        .expect("a manifest");
+        // clippy::ptr_arg, a style lint clippy warns of by default.
+        std::fs::write(
+            dir.join("src/lib.rs"),
+            "pub fn count(values: &Vec<u32>) -> usize {\n    values.len()\n}\n",
+        )
+        .expect("a source");
+        let build = |linted: bool| {
+            let mut command = cargo();
+            command
+                .args(["build", "--offline", "--quiet"])
+                .current_dir(&dir)
+                .env("CARGO_TARGET_DIR", dir.join("target"))
+                .env_remove("RUSTC_WORKSPACE_WRAPPER")
+                .env_remove("CLIPPY_ARGS");
+            if linted {
+                lints.apply(&mut command);
+            }
+            command.output().expect("cargo runs")
+        };
+        let plain = build(false);
+        let linted = build(true);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(plain.status.success(), "{plain:?}");
+        assert!(!linted.status.success(), "{linted:?}");
+        assert!(
+            String::from_utf8_lossy(&linted.stderr).contains("ptr_arg"),
+            "{linted:?}"
+        );
+    }
+}

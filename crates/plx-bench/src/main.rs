@@ -330,11 +330,11 @@ fn workload_rounds<'w>(
                     .collect()
             };
             for peer in order {
-                let on = On {
+                let at = MeasuredPath {
                     ctx: &ctx,
                     route: &route,
                 };
-                let Some((measured, steps)) = measure_one(bench, &on, workload, &manifest, peer)?
+                let Some((measured, steps)) = measure_one(bench, &at, workload, &manifest, peer)?
                 else {
                     if round == warm_up && path == net::Path::DIRECT {
                         skipped.push((workload.name, peer));
@@ -377,7 +377,7 @@ fn seeded(bench: &Bench<'_>, workload: &workload::Workload) -> anyhow::Result<wo
 }
 
 /// The path a measured run takes: the tools' context (its endpoint) and a client on it.
-struct On<'a> {
+struct MeasuredPath<'a> {
     ctx: &'a peers::Context,
     route: &'a net::Route,
 }
@@ -386,7 +386,7 @@ struct On<'a> {
 /// manifest, or the uploaded objects), and said; `None` when the tool has no such run.
 fn measure_one(
     bench: &Bench<'_>,
-    on: &On<'_>,
+    at: &MeasuredPath<'_>,
     workload: &workload::Workload,
     manifest: &workload::Manifest,
     peer: Peer,
@@ -399,7 +399,7 @@ fn measure_one(
     let presigned = if peer.tool == Tool::Curl {
         bench
             .runtime
-            .block_on(presign(&on.route.client, BUCKET, workload, &prefix))?
+            .block_on(presign(&at.route.client, BUCKET, workload, &prefix))?
     } else {
         Vec::new()
     };
@@ -412,14 +412,14 @@ fn measure_one(
         presigned: &presigned,
     };
     let _ = std::fs::remove_file(scratch.join("summary.json"));
-    let Some(command) = peers::command(on.ctx, peer, &run)? else {
+    let Some(command) = peers::command(at.ctx, peer, &run)? else {
         return Ok(None);
     };
-    let seen_before = on.route.seen();
+    let seen_before = at.route.seen();
     let (mut measured, output) = bench.measure(command, scratch)?;
     // What the tool asked of the proxy: its connections and requests (retries and hedges
     // included), to read beside the proxy's CPU.
-    let asked = match (seen_before, on.route.seen()) {
+    let asked = match (seen_before, at.route.seen()) {
         (Some((connections, requests)), Some((connections_after, requests_after))) => format!(
             "  via proxy {} conn {} req",
             connections_after - connections,

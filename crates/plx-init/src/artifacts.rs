@@ -85,7 +85,7 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 /// The final line: on stdout for people, and as a structured log event for log pipelines.
-fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary) {
+fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary, json: bool) {
     let cached = match summary.from_cache.objects {
         0 => String::new(),
         objects => format!(" ({objects} from the node cache)"),
@@ -100,7 +100,7 @@ fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary) {
         summary.elapsed.as_secs_f64(),
         summary.throughput() / 1e6
     );
-    if !crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+    if !json {
         return;
     }
     tracing::info!(
@@ -125,7 +125,8 @@ fn entry(text: &str) -> PathEntry {
     }
 }
 
-pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
+/// Pulls what `args` name; `json`: the final summaries are log events too.
+pub(crate) async fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
     let catalog = plx_pull::catalog::load(args.catalog.as_deref(), &env)?;
     let inits: Vec<Init> = match &args.init {
@@ -168,7 +169,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
         progress.finish().await;
         let pulled = pulled?;
         match &pulled.result {
-            Ok(summary) => report(&pulled.connection, &pulled.destination, summary),
+            Ok(summary) => report(&pulled.connection, &pulled.destination, summary, json),
             Err(error) => {
                 failed = true;
                 eprintln!(
@@ -179,7 +180,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<ExitCode> {
                 for failure in &error.failures {
                     eprintln!("  {failure}");
                 }
-                if crate::JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed) {
+                if json {
                     let failures: Vec<String> =
                         error.failures.iter().map(ToString::to_string).collect();
                     tracing::error!(connection = pulled.connection, failed = failures.len(), failures = ?failures, "pull failed");

@@ -81,7 +81,11 @@ fn main() -> ExitCode {
         Command::Validate(args) => validate::run(&args),
         Command::Check(args) => on_worker(async move { check::run(&args).await }),
         Command::Env(args) => env::run(&args),
-        Command::Artifacts(args) => on_worker(async move { artifacts::run(&args).await }),
+        Command::Artifacts(args) => {
+            // With `--log-format json`, final summaries are log events too, for log pipelines.
+            let json = matches!(cli.log_format, LogFormat::Json);
+            on_worker(async move { artifacts::run(&args, json).await })
+        }
         Command::Upload(args) => on_worker(async move { upload::run(&args).await }),
         Command::Initializer(Initializer::Path(args)) => {
             on_worker(async move { artifacts::initializer_path(&args).await })
@@ -179,15 +183,7 @@ where
     runtime.block_on(runtime.spawn(task))?
 }
 
-/// Set with `--log-format json`: final summaries are then log events too, for log pipelines.
-pub(crate) static JSON_LOGS: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
 fn init_logging(format: LogFormat) {
-    JSON_LOGS.store(
-        matches!(format, LogFormat::Json),
-        std::sync::atomic::Ordering::Relaxed,
-    );
     // The SDK's own warnings (a missing credential source's Debug dump, a checksum it skipped)
     // are its internals: plx-init says what failed in a sentence of its own. `PLX_LOG=debug`
     // shows them.

@@ -24,7 +24,8 @@ use crate::{
     space::Space,
 };
 
-struct Job {
+/// One file to copy, as planning found it.
+struct FileToCopy {
     /// Relative to the source.
     from: PathBuf,
     /// Relative to the destination.
@@ -70,7 +71,7 @@ pub async fn copy(
         }
     };
     let parents = Arc::new(Parents::new(dir));
-    let outcomes: Vec<(Job, Result<Outcome, ObjectError>)> = stream::iter(jobs)
+    let outcomes: Vec<(FileToCopy, Result<Outcome, ObjectError>)> = stream::iter(jobs)
         .map(|job| {
             let (source, parents, events) = (source.clone(), parents.clone(), events_out.clone());
             let space = space.clone();
@@ -90,7 +91,7 @@ pub async fn copy(
                 match result {
                     Ok(done) => done,
                     Err(error) => (
-                        Job {
+                        FileToCopy {
                             from: from.clone(),
                             path: from.clone(),
                             size: 0,
@@ -123,7 +124,7 @@ pub async fn copy(
     summary.finish(failures, started)
 }
 
-type Planned = (Arc<Dir>, Arc<Dir>, Vec<Job>, Vec<ObjectError>);
+type Planned = (Arc<Dir>, Arc<Dir>, Vec<FileToCopy>, Vec<ObjectError>);
 
 fn plan(request: &MountCopy, destination: &Path) -> Result<Planned, ObjectError> {
     let (source, dir) = open(request, destination)?;
@@ -180,7 +181,7 @@ fn open(request: &MountCopy, destination: &Path) -> Result<(Dir, Dir), ObjectErr
 /// What planning found: the files to copy, and what cannot be.
 #[derive(Default)]
 struct Plan {
-    jobs: Vec<Job>,
+    jobs: Vec<FileToCopy>,
     failures: Vec<ObjectError>,
 }
 
@@ -255,7 +256,7 @@ impl Mount<'_> {
                 "is a directory, not a file: pull it as a directory (dirs)".to_owned(),
             )),
             (true, false) => match local_path(to) {
-                Ok(path) => plan.jobs.push(Job {
+                Ok(path) => plan.jobs.push(FileToCopy {
                     from: relative,
                     path,
                     size: meta.len(),
@@ -343,7 +344,7 @@ impl Mount<'_> {
             }
         };
         match local_path(text).and_then(|path| under(to, &path)) {
-            Ok(path) => plan.jobs.push(Job {
+            Ok(path) => plan.jobs.push(FileToCopy {
                 from,
                 path,
                 size: meta.len(),
@@ -362,7 +363,7 @@ fn copy_one(
     source: &Dir,
     parents: &Parents,
     space: &Space,
-    job: &Job,
+    job: &FileToCopy,
     events: &Events,
 ) -> Result<Outcome, ObjectError> {
     let key = job.from.display().to_string();
