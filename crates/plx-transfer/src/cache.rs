@@ -24,6 +24,7 @@
 //!   warned about once and the pull goes on without it.
 
 use std::{
+    collections::BTreeMap,
     io::Write,
     os::unix::fs::MetadataExt,
     path::PathBuf,
@@ -34,9 +35,23 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use aws_sdk_s3::Client;
 use sha2::{Digest, Sha256};
 
-use crate::{NodeCache, job::Job, landing::synced};
+use crate::{
+    Config, ErrorKind, NodeCache,
+    flow::Flow,
+    hedge::Hedge,
+    job::{Job, Stamp},
+    landing::{durable_length, open_part, part_name, synced},
+    path::Parents,
+    retry::Failure,
+    state::Got,
+    verify::{
+        self, Check, Landed, Object, Parts,
+        crc::{Seen, Stored},
+    },
+};
 
 /// A temporary older than this was left by a killed insert.
 const STALE: Duration = Duration::from_secs(3600);
@@ -215,7 +230,141 @@ impl Cache {
     }
 }
 
+/// The store an entry is served for: the pod's own client (the cache never gives what the
+/// store would refuse this pod), within the download's flow and hedging.
+pub(crate) struct Store<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) bucket: &'a str,
+    pub(crate) flow: &'a Flow,
+    pub(crate) hedge: &'a Hedge,
+}
+
+/// What the node cache gave: the object landed from its copy, checked as it was.
+pub(crate) struct Served {
+    pub(crate) check: Check,
+    /// What the store's HEAD said of the object.
+    pub(crate) got: Got,
+}
+
 impl Slot<'_> {
+    /// The object copied out of the node cache into its temporary and landed, once this pod's
+    /// own HEAD shows it may read the object and that it is the one listed, and the copy
+    /// matches the store's CRC or ETag again; None when the cache has no good copy (a damaged
+    /// one is discarded) and the object is to be fetched from the store.
+    pub(crate) async fn serve(
+        &self,
+        job: &Job,
+        store: &Store<'_>,
+        parents: &Parents,
+        config: &Config,
+    ) -> Result<Option<Served>, Failure> {
+        if !self.holds() {
+            return Ok(None);
+        }
+        // With this pod's credentials: the cache never gives what the store would refuse.
+        let head = {
+            let _slot = store.flow.slot(0).await;
+            store
+                .hedge
+                .race(|| {
+                    store
+                        .client
+                        .head_object()
+                        .bucket(store.bucket)
+                        .key(&job.key)
+                        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                        .send()
+                })
+                .await
+        };
+        let Ok(head) = head else {
+            return Ok(None);
+        };
+        // The object listed: its ETag, where the listing gave one (a stamp of its time
+        // otherwise, which named the entry; the bytes are checked against this ETag below).
+        let etag = head
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned();
+        let listed = match &job.stamp {
+            Stamp::Modified(_) => true,
+            stamp => stamp.is(&etag),
+        };
+        if etag.is_empty() || !listed {
+            return Ok(None);
+        }
+        let stored = Stored::from_headers(
+            head.checksum_crc64_nvme(),
+            head.checksum_crc32_c(),
+            head.checksum_crc32(),
+            head.checksum_type(),
+        );
+        let (dir, name) = parents
+            .of(&job.path)
+            .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
+        let name = name.to_string_lossy().into_owned();
+        // A fresh temporary, removed unless the copy lands.
+        let path = part_name(&name);
+        let mut options = cap_std::fs::OpenOptions::new();
+        options.write(true).read(true).create_new(true);
+        let (file, mut guard) = open_part(&dir, &path, &options, true)?;
+        let file = Arc::new(file.into_std());
+        if !self.copy_out(&file).await {
+            return Ok(None);
+        }
+        let length = durable_length(&file).await.map_err(Failure::io)?;
+        let checked = if length == job.size {
+            let object = Object {
+                client: store.client,
+                bucket: store.bucket,
+                key: &job.key,
+                version: None,
+                size: job.size,
+            };
+            let seen = Parts {
+                size: config.part_size,
+                md5s: BTreeMap::new(),
+                crcs: Seen {
+                    part_size: job.size,
+                    crcs: BTreeMap::new(),
+                },
+            };
+            let landed = Landed {
+                etag: &etag,
+                file: &file,
+                streamed_md5: None,
+                stored,
+                seen: &seen,
+            };
+            verify::verify(&object, landed).await.ok()
+        } else {
+            None
+        };
+        let Some(check @ (Check::Etag | Check::Crc)) = checked else {
+            tracing::warn!(
+                key = %job.key,
+                "the node cache's copy does not match the store's checksum: discarded, fetched from the store"
+            );
+            self.discard();
+            return Ok(None);
+        };
+        dir.rename(&path, &dir, &name).map_err(|error| {
+            Failure::permanent(ErrorKind::Io, format!("cannot move into place: {error}"))
+        })?;
+        guard.armed = false;
+        Ok(Some(Served {
+            check,
+            got: Got {
+                etag,
+                version_id: head.version_id,
+                checksum: stored
+                    .filter(|_| check == Check::Crc)
+                    .map(|stored| stored.text()),
+            },
+        }))
+    }
+
     /// Whether the cache has an entry for the object.
     pub(crate) fn holds(&self) -> bool {
         self.cache.entry(&self.name).exists()

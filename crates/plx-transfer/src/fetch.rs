@@ -15,11 +15,11 @@ use futures::{StreamExt, TryStreamExt, stream};
 
 use crate::{
     Config, ErrorKind, Event, Events, Summary,
-    cache::{Cache, Slot as CacheSlot},
+    cache::{Cache, Served, Store},
     event::emit,
     flow::{Flow, Slot},
     hedge::Hedge,
-    job::{Job, Stamp},
+    job::Job,
     landing::{
         Temporary, durable_length, open_part, part_name, remove_resumable, resumable_names, synced,
     },
@@ -158,7 +158,24 @@ impl Fetcher<'_> {
             None => None,
         };
         let served = match &cached {
-            Some(slot) => self.cached(job, slot).await,
+            Some(slot) => {
+                let store = Store {
+                    client: self.client,
+                    bucket: self.bucket,
+                    flow: self.flow,
+                    hedge: self.hedge,
+                };
+                slot.serve(job, &store, self.parents, self.config)
+                    .await
+                    .map(|served| {
+                        served.map(|Served { check, got }| Outcome::Fetched {
+                            bytes: job.size,
+                            check,
+                            got,
+                            cached: true,
+                        })
+                    })
+            }
             None => Ok(None),
         };
         let result = match served {
@@ -221,120 +238,6 @@ impl Fetcher<'_> {
             .ok()
             .and_then(|meta| meta.blocks().checked_mul(512))
             .unwrap_or(0)
-    }
-
-    /// The object copied out of the node cache into its temporary and landed, once this pod's
-    /// own HEAD shows it may read the object and that it is the one listed, and the copy
-    /// matches the store's CRC or ETag again; None when the cache has no good copy (a damaged
-    /// one is discarded) and the object is to be fetched from the store.
-    async fn cached(&self, job: &Job, slot: &CacheSlot<'_>) -> Result<Option<Outcome>, Failure> {
-        if !slot.holds() {
-            return Ok(None);
-        }
-        // With this pod's credentials: the cache never gives what the store would refuse.
-        let head = {
-            let _slot = self.flow.slot(0).await;
-            self.hedge
-                .race(|| {
-                    self.client
-                        .head_object()
-                        .bucket(self.bucket)
-                        .key(&job.key)
-                        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                        .send()
-                })
-                .await
-        };
-        let Ok(head) = head else {
-            return Ok(None);
-        };
-        // The object listed: its ETag, where the listing gave one (a stamp of its time
-        // otherwise, which named the entry; the bytes are checked against this ETag below).
-        let etag = head
-            .e_tag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned();
-        let listed = match &job.stamp {
-            Stamp::Modified(_) => true,
-            stamp => stamp.is(&etag),
-        };
-        if etag.is_empty() || !listed {
-            return Ok(None);
-        }
-        let stored = Stored::from_headers(
-            head.checksum_crc64_nvme(),
-            head.checksum_crc32_c(),
-            head.checksum_crc32(),
-            head.checksum_type(),
-        );
-        let (dir, name) = self
-            .parents
-            .of(&job.path)
-            .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
-        let name = name.to_string_lossy().into_owned();
-        // A fresh temporary, removed unless the copy lands.
-        let Landing {
-            path,
-            file,
-            mut guard,
-            ..
-        } = open_landing(&dir, &name, job, false, self.config)?;
-        if !slot.copy_out(&file).await {
-            return Ok(None);
-        }
-        let length = durable_length(&file).await.map_err(Failure::io)?;
-        let checked = if length == job.size {
-            let object = Object {
-                client: self.client,
-                bucket: self.bucket,
-                key: &job.key,
-                version: None,
-                size: job.size,
-            };
-            let seen = Parts {
-                size: self.config.part_size,
-                md5s: BTreeMap::new(),
-                crcs: Seen {
-                    part_size: job.size,
-                    crcs: BTreeMap::new(),
-                },
-            };
-            let landed = Landed {
-                etag: &etag,
-                file: &file,
-                streamed_md5: None,
-                stored,
-                seen: &seen,
-            };
-            verify::verify(&object, landed).await.ok()
-        } else {
-            None
-        };
-        let Some(check @ (Check::Etag | Check::Crc)) = checked else {
-            tracing::warn!(
-                key = %job.key,
-                "the node cache's copy does not match the store's checksum: discarded, fetched from the store"
-            );
-            slot.discard();
-            return Ok(None);
-        };
-        dir.rename(&path, &dir, &name).map_err(|error| {
-            Failure::permanent(ErrorKind::Io, format!("cannot move into place: {error}"))
-        })?;
-        guard.armed = false;
-        Ok(Some(Outcome::Fetched {
-            bytes: job.size,
-            check,
-            got: Got {
-                etag,
-                version_id: head.version_id,
-                checksum: stored
-                    .filter(|_| check == Check::Crc)
-                    .map(|stored| stored.text()),
-            },
-            cached: true,
-        }))
     }
 
     async fn fetch_once(&self, job: &Job) -> Result<Outcome, Failure> {
