@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::{kind::Kind, rules};
 
-pub use crate::spans::INIT_EXCLUSIVE;
+pub use crate::spans::{INIT_EXCLUSIVE, INIT_FIELDS};
 
 /// A connection: a named store, host or service that jobs refer to.
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]

@@ -11,8 +11,9 @@ use crate::{
     rules,
 };
 
-/// The fields of an init entry of which at most one may be set.
-pub const INIT_EXCLUSIVE: &[&str] = &[
+/// The fields of an init entry, in one table: first those of which at most one may be set (what
+/// the entry initialises), then those that go with any of them.
+pub const INIT_FIELDS: &[&str] = &[
     "artifacts",
     "paths",
     "git",
@@ -22,7 +23,13 @@ pub const INIT_EXCLUSIVE: &[&str] = &[
     "lineageRef",
     "modelRef",
     "artifactRef",
+    "connection",
+    "path",
+    "container",
 ];
+
+/// The fields of an init entry of which at most one may be set.
+pub const INIT_EXCLUSIVE: &[&str] = INIT_FIELDS.split_at(9).0;
 
 fn definition(name: &str) -> Value {
     json!({"$ref": format!("#/$defs/{name}")})

@@ -11,21 +11,6 @@ use crate::{
     rules,
 };
 
-pub(super) const INIT_FIELDS: &[&str] = &[
-    "artifacts",
-    "paths",
-    "git",
-    "file",
-    "dockerfile",
-    "tensorboard",
-    "lineageRef",
-    "modelRef",
-    "artifactRef",
-    "connection",
-    "path",
-    "container",
-];
-
 pub(super) const ARTIFACTS_FIELDS: &[&str] = &["files", "dirs", "workers"];
 
 pub(super) const INIT_FILE_FIELDS: &[&str] = &["content", "filename", "chmod", "kind"];
