@@ -372,7 +372,10 @@ impl Fetcher<'_> {
         // With checksum mode on, the store sends the CRC it keeps, and the SDK checks it as the
         // body streams. Not for a multipart object: Garage sends a composite CRC bare, and the
         // SDK would take it for the whole object's.
-        let checksum_mode = etag_parts(&job.stamp.text())
+        let checksum_mode = job
+            .stamp
+            .etag()
+            .and_then(etag_parts)
             .is_none()
             .then_some(aws_sdk_s3::types::ChecksumMode::Enabled);
         let response = self
