@@ -12,6 +12,7 @@ use crate::{kind::Kind, rules};
 pub use crate::spans::{INIT_EXCLUSIVE, INIT_FIELDS};
 
 /// A connection: a named store, host or service that jobs refer to.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Polyaxon connection", transform = crate::spans::connection_rules)]
@@ -22,28 +23,20 @@ pub struct Connection {
     /// One of Polyaxon's 45 kinds.
     pub kind: Kind,
     /// Free text.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Free labels.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<String>>,
     /// Where the data is; its shape depends on `kind`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<ConnectionSchema>,
     /// The Secret that holds the credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<Resource>,
     /// The ConfigMap that holds settings.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub config_map: Option<Resource>,
     /// Variables set in every container that uses the connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Env>,
     /// Annotations added to pods that use the connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
     /// An alias is not mounted by the Helm chart's service pods.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub is_alias: Option<bool>,
 }
 
@@ -99,6 +92,7 @@ pub struct BucketSchema {
 }
 
 /// The schema of volume_claim connections.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClaimSchema {
@@ -109,11 +103,11 @@ pub struct ClaimSchema {
     #[schemars(extend("pattern" = rules::ABSOLUTE_PATH_PATTERN))]
     pub mount_path: String,
     /// Mount read-only.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
 }
 
 /// The schema of host_path connections.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostPathSchema {
@@ -124,37 +118,35 @@ pub struct HostPathSchema {
     #[schemars(extend("pattern" = rules::ABSOLUTE_PATH_PATTERN))]
     pub mount_path: String,
     /// Mount read-only.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub read_only: Option<bool>,
 }
 
 /// The schema of git connections.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GitSchema {
     /// The repository URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// A branch, tag or commit.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     /// Extra `git clone` flags.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub flags: Option<Vec<String>>,
 }
 
 /// The schema of registry connections.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegistrySchema {
     /// The registry host, e.g. `registry.example.com/team`.
     pub url: String,
     /// Plain HTTP or an unverified certificate.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub insecure: Option<bool>,
 }
 
 /// A connection's `secret` or `configMap`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(transform = crate::spans::resource_rules)]
@@ -163,21 +155,16 @@ pub struct Resource {
     #[schemars(extend("pattern" = rules::RESOURCE_NAME_PATTERN, "maxLength" = rules::RESOURCE_NAME_MAX))]
     pub name: String,
     /// Mount the keys as files here instead of exposing them as env.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("pattern" = rules::ABSOLUTE_PATH_PATTERN))]
     pub mount_path: Option<String>,
     /// The keys to expose; all of them when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<String>>,
     /// The files' mode when mounted: an integer, or an octal string such as "0400".
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "default_mode_schema")]
     pub default_mode: Option<u32>,
     /// Used by Polyaxon's local and docker runners.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
     /// Requested directly rather than through a connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub is_requested: Option<bool>,
 }
 
@@ -259,6 +246,7 @@ impl JsonSchema for Env {
 }
 
 /// Connections and the optional artifacts store.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(title = "Polyaxon connection catalog", transform = crate::spans::catalog_rules)]
@@ -266,7 +254,6 @@ pub struct Catalog {
     /// The connections jobs can name.
     pub connections: Vec<Connection>,
     /// The default store for artifacts (s3, gcs, wasb, host_path or volume_claim).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub artifacts_store: Option<Connection>,
 }
 
@@ -373,95 +360,78 @@ impl JsonSchema for PathEntry {
 }
 
 /// One entry of a job's `init:` section.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Polyaxon init entry", transform = crate::spans::init_rules)]
 pub struct Init {
     /// Files and directories to pull from the connection.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<Artifacts>,
     /// Paths to pull, file or directory decided when pulling.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub paths: Option<Vec<PathEntry>>,
     /// A repository to clone.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub git: Option<InitGit>,
     /// A file to write.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<InitFile>,
     /// A Dockerfile to generate.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<Map<String, Value>>,
     /// TensorBoard assets.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub tensorboard: Option<Map<String, Value>>,
     /// A lineage to pull (resolved by the control plane).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub lineage_ref: Option<String>,
     /// A model version to pull (resolved by the control plane).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub model_ref: Option<String>,
     /// An artifact version to pull (resolved by the control plane).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub artifact_ref: Option<String>,
     /// The connection to pull from; the artifacts store when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub connection: Option<String>,
     /// A custom destination root.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("pattern" = rules::DESTINATION_PATTERN))]
     pub path: Option<String>,
     /// Overrides for the generated init container.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub container: Option<Map<String, Value>>,
 }
 
 /// `init[].artifacts`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Artifacts {
     /// Single objects.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub files: Option<Vec<PathEntry>>,
     /// Prefixes, pulled recursively.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dirs: Option<Vec<PathEntry>>,
     /// How many objects to pull at once (Polyaxon defines it and ignores it; plx-init uses it).
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1024))]
     pub workers: Option<u32>,
 }
 
 /// `init[].git`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InitGit {
     /// The repository URL; the connection's when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// A branch, tag or commit.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
     /// Extra `git clone` flags.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub flags: Option<Vec<String>>,
 }
 
 /// `init[].file`.
+#[serde_with::skip_serializing_none]
 #[derive(Debug, Clone, PartialEq, Default, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InitFile {
     /// The file's content.
     pub content: String,
     /// Its name under the destination root.
-    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(extend("pattern" = rules::RELATIVE_ENTRY_PATTERN))]
     pub filename: Option<String>,
     /// Its mode, e.g. "+x" or "0755".
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub chmod: Option<String>,
     /// A file kind hint.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
 }
 
