@@ -281,7 +281,6 @@ impl<'a> Puller<'a> {
             &pulls,
             &Tuning {
                 workers,
-                verify: options.verify,
                 options,
                 pin,
             },
@@ -323,7 +322,6 @@ impl<'a> Puller<'a> {
             std::slice::from_ref(&request),
             &Tuning {
                 workers: options.workers,
-                verify: options.verify,
                 options,
                 pin,
             },
@@ -333,10 +331,9 @@ impl<'a> Puller<'a> {
     }
 }
 
-/// How one pull runs.
+/// How one pull runs: the options, and its own cap (an entry's `workers` over the options').
 struct Tuning<'a> {
     workers: Option<usize>,
-    verify: bool,
     options: &'a Options,
     pin: Option<Pin>,
 }
@@ -355,7 +352,7 @@ async fn pull(
     let config = Config {
         requests: tuning.workers.unwrap_or(Config::default().requests),
         concurrency: tuning.workers.unwrap_or(Config::default().concurrency),
-        verify: tuning.verify,
+        verify: tuning.options.verify,
         ..Config::default()
     };
     let pulled = |bucket: Option<String>, result| Pulled {
