@@ -43,7 +43,7 @@ use crate::{
     flow::Flow,
     hedge::Hedge,
     job::{Job, Stamp},
-    landing::{durable_length, open_part, part_name, synced},
+    landing::{durable_length, fresh_part, synced},
     path::Parents,
     retry::Failure,
     state::Got,
@@ -305,11 +305,7 @@ impl Slot<'_> {
             .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
         let name = name.to_string_lossy().into_owned();
         // A fresh temporary, removed unless the copy lands.
-        let path = part_name(&name);
-        let mut options = cap_std::fs::OpenOptions::new();
-        options.write(true).read(true).create_new(true);
-        let (file, mut guard) = open_part(&dir, &path, &options, true)?;
-        let file = Arc::new(file.into_std());
+        let (path, file, mut guard) = fresh_part(&dir, &name)?;
         if !self.copy_out(&file).await {
             return Ok(None);
         }

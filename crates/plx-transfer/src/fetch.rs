@@ -21,7 +21,7 @@ use crate::{
     hedge::Hedge,
     job::Job,
     landing::{
-        Temporary, durable_length, open_part, part_name, remove_resumable, resumable_names, synced,
+        Temporary, durable_length, fresh_part, open_part, remove_resumable, resumable_names, synced,
     },
     path::Parents,
     retry::{Failure, retrying, s3_failure},
@@ -731,14 +731,11 @@ fn open_landing(
             saving: tokio::sync::Mutex::new(()),
         });
     }
-    let path = part_name(name);
-    let mut options = cap_std::fs::OpenOptions::new();
-    options.write(true).read(true).create_new(true);
-    let (file, guard) = open_part(dir, &path, &options, true)?;
+    let (path, file, guard) = fresh_part(dir, name)?;
     Ok(Landing {
         path,
         progress: None,
-        file: Arc::new(file.into_std()),
+        file,
         guard,
         saving: tokio::sync::Mutex::new(()),
     })

@@ -122,6 +122,19 @@ pub(crate) fn sweep<'a>(dir: &Dir, files: impl Iterator<Item = &'a Path>) {
 }
 
 /// Opens a part file through the sandbox, with the guard that removes it when `armed`.
+/// A fresh hidden temporary for the file `name` in `dir` (never one a run left), removed unless
+/// it lands: its path, the file, and the guard that removes it.
+pub(crate) fn fresh_part(
+    dir: &Arc<Dir>,
+    name: &str,
+) -> Result<(PathBuf, Arc<std::fs::File>, Temporary), Failure> {
+    let path = part_name(name);
+    let mut options = cap_std::fs::OpenOptions::new();
+    options.write(true).read(true).create_new(true);
+    let (file, guard) = open_part(dir, &path, &options, true)?;
+    Ok((path, Arc::new(file.into_std()), guard))
+}
+
 pub(crate) fn open_part(
     dir: &Arc<Dir>,
     path: &Path,
