@@ -14,6 +14,7 @@ pub(crate) enum Task {
         check: bool,
     },
     Chart,
+    Wheel,
     /// The transfer benchmark; the arguments go to plx-bench as they are.
     Bench {
         args: Vec<String>,
@@ -54,6 +55,7 @@ pub(crate) fn parse(args: &[String]) -> anyhow::Result<Task> {
         (Some("schemas"), None) => Task::Schemas { check: false },
         (Some("schemas"), Some("--check")) => Task::Schemas { check: true },
         (Some("chart"), None) => Task::Chart,
+        (Some("wheel"), None) => Task::Wheel,
         (Some("bench"), Some("webhook")) => Task::BenchWebhook {
             seconds: number(2, 60, "bench webhook SECONDS")?,
         },

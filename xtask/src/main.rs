@@ -30,6 +30,7 @@ mod test;
 #[cfg(test)]
 mod tidy;
 mod venvs;
+mod wheel;
 
 const USAGE: &str = "\
 usage: cargo xtask <task>
@@ -48,6 +49,8 @@ tasks:
   chart                the Helm chart through real Helm v4 code: lint, render every ci/
                        scenario into typed objects, the values schema against the conformance
                        cases, the rendered webhook and helm-test pods run for real
+  wheel                the Python package plx_connections with maturin: one abi3 wheel for
+                       CPython 3.9 and later, into target/wheels/ (a release build)
   bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]
         [--latency MS,MS...] [--bandwidth MBPS] [--cpus N]
                        plx-init side by side with s5cmd, rclone, the AWS CLI, boto3, Polyaxon's
@@ -108,6 +111,7 @@ fn run() -> anyhow::Result<()> {
         Task::Conformance { filter } => test::conformance(&root, filter.as_deref()),
         Task::Schemas { check } => test::schemas(&root, check),
         Task::Chart => test::chart(&root),
+        Task::Wheel => wheel::wheel(&root).map(drop),
         Task::Bench { args } => bench::transfer(&root, &args, false),
         Task::BenchWebhook { seconds } => bench::webhook(&root, seconds),
         Task::Soak { runs } => soak::run(&root, runs),

@@ -10,8 +10,9 @@ use crate::status;
 
 /// The reference implementation the conformance suite is compared with, with its `fs` extra
 /// (s3fs): the benchmark runs Polyaxon's own path from the same venv, so a run installs
-/// Polyaxon once.
-const POLYAXON: &str = "polyaxon[fs]==2.18.0";
+/// Polyaxon once. The Python package's tests run there too (with pytest), beside the code they
+/// are compared with.
+const POLYAXON: &[&str] = &["polyaxon[fs]==2.18.0", "pytest==9.2.0"];
 /// The peers tests talk to: moto (S3 and STS), the AWS CLI, and Helm v4's Go code (no helm
 /// binary can be had here; a `helm` on PATH is used instead when there is one).
 const TOOLS: &[&str] = &[
@@ -56,5 +57,5 @@ pub(crate) fn venv(dir: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
 
 /// A venv under `target/` with Polyaxon, made once and reused: its Python.
 pub(crate) fn polyaxon_venv(root: &Path) -> anyhow::Result<PathBuf> {
-    Ok(venv(&root.join("target/plx-venv"), &[POLYAXON])?.join("bin/python"))
+    Ok(venv(&root.join("target/plx-venv"), POLYAXON)?.join("bin/python"))
 }

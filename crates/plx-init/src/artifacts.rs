@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
-use plx_connections::{Init, PathEntry, PullMode};
+use plx_connections::{Init, PullMode};
 use plx_credentials::Environment;
 use plx_pull::{Options, Puller, manifest};
 
@@ -118,13 +118,6 @@ fn report(connection: &str, root: &Path, summary: &plx_transfer::Summary, json: 
     );
 }
 
-fn entry(text: &str) -> PathEntry {
-    match text.split_once(':') {
-        Some((from, to)) => PathEntry::Renamed(from.to_owned(), to.to_owned()),
-        None => PathEntry::Same(text.to_owned()),
-    }
-}
-
 /// Pulls what `args` name; `json`: the final summaries are log events too.
 pub(crate) async fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
     let env = Environment::from_process();
@@ -134,15 +127,27 @@ pub(crate) async fn run(args: &Args, json: bool) -> anyhow::Result<ExitCode> {
         None => vec![Init {
             artifacts: (!args.files.is_empty() || !args.dirs.is_empty()).then(|| {
                 plx_connections::Artifacts {
-                    files: (!args.files.is_empty())
-                        .then(|| args.files.iter().map(|text| entry(text)).collect()),
-                    dirs: (!args.dirs.is_empty())
-                        .then(|| args.dirs.iter().map(|text| entry(text)).collect()),
+                    files: (!args.files.is_empty()).then(|| {
+                        args.files
+                            .iter()
+                            .map(|text| plx_pull::path_entry(text))
+                            .collect()
+                    }),
+                    dirs: (!args.dirs.is_empty()).then(|| {
+                        args.dirs
+                            .iter()
+                            .map(|text| plx_pull::path_entry(text))
+                            .collect()
+                    }),
                     workers: args.workers.map(|workers| workers as u32),
                 }
             }),
-            paths: (!args.paths.is_empty())
-                .then(|| args.paths.iter().map(|text| entry(text)).collect()),
+            paths: (!args.paths.is_empty()).then(|| {
+                args.paths
+                    .iter()
+                    .map(|text| plx_pull::path_entry(text))
+                    .collect()
+            }),
             connection: args.connection.clone(),
             path: args.path.clone(),
             ..Init::default()

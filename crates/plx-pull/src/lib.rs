@@ -32,6 +32,6 @@ mod upload;
 pub use crate::{
     check::check,
     error::Error,
-    pull::{Cache, Options, Pulled, Puller, quantity},
+    pull::{Cache, Options, Pulled, Puller, path_entry, quantity},
     upload::{Sent, upload},
 };

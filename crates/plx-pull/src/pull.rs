@@ -154,6 +154,15 @@ pub fn quantity(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is not a size: bytes, or a number with Ki, Mi, Gi or Ti"))
 }
 
+/// A path of plx-init's `--dirs`, `--files` or `--paths` (and the Python package's): `from:to`,
+/// or a path pulled to the same place.
+pub fn path_entry(text: &str) -> plx_connections::PathEntry {
+    match text.split_once(':') {
+        Some((from, to)) => plx_connections::PathEntry::Renamed(from.to_owned(), to.to_owned()),
+        None => plx_connections::PathEntry::Same(text.to_owned()),
+    }
+}
+
 /// What a pin fetches for one pull.
 struct Pin {
     bucket: String,

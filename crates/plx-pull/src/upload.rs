@@ -65,11 +65,7 @@ pub async fn upload(
         requests: workers.unwrap_or(Config::default().requests),
         ..Config::default()
     };
-    let request = Upload {
-        bucket: settings.bucket.clone(),
-        prefix,
-        source: source.to_owned(),
-    };
+    let request = Upload::new(settings.bucket.clone(), prefix, source);
     let result = plx_transfer::upload(&client, &request, &config, events).await;
     Ok(Sent {
         connection: connection.name.clone(),

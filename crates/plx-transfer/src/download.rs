@@ -99,7 +99,7 @@ pub async fn download(
     let queue = stream::unfold(queue, |mut queue| async move {
         queue.recv().await.map(|job| (job, queue))
     });
-    let state_dir = open_state_dir(destination, &dir);
+    let state_dir = open_state_dir(destination, &dir, request.state.as_deref());
     let state = Mutex::new(State::load(state_dir.as_ref(), &dir));
     let parents = Parents::new(dir.clone());
     let journal = Journal::open(state_dir.as_ref());

@@ -18,7 +18,7 @@ use crate::{
     cache::{Cache, Served, Store},
     event::emit,
     flow::{Flow, Slot},
-    hedge::Hedge,
+    hedge::{Hedge, next_chunk},
     job::Job,
     landing::{
         Temporary, durable_length, fresh_part, open_part, remove_resumable, resumable_names, synced,
@@ -665,30 +665,6 @@ fn unchanged(job: &Job, etag: Option<&str>, size: Option<i64>) -> Result<(), Fai
             job.size
         ),
     ))
-}
-
-/// The body's next chunk; a body silent for `quiet` is given up (a transient failure, so the
-/// retry loop fetches again at once instead of waiting out the SDK's stall protection).
-async fn next_chunk(
-    body: &mut aws_sdk_s3::primitives::ByteStream,
-    quiet: std::time::Duration,
-    what: impl Fn() -> String,
-) -> Result<Option<bytes::Bytes>, Failure> {
-    match tokio::time::timeout(quiet, body.try_next()).await {
-        Ok(Ok(chunk)) => Ok(chunk),
-        Ok(Err(error)) => Err(Failure::transient(
-            ErrorKind::Transport,
-            format!("{}: {error}", what()),
-        )),
-        Err(_) => Err(Failure::transient(
-            ErrorKind::Transport,
-            format!(
-                "{}: no byte for {:.1} s (a stalled response; fetched again)",
-                what(),
-                quiet.as_secs_f64()
-            ),
-        )),
-    }
 }
 
 /// The temporary a fetch writes: for a large object with a stamp, a fixed hidden name and a

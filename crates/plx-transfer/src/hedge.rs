@@ -28,6 +28,8 @@ use std::{
 
 use futures::future::{Either, select};
 
+use crate::{ErrorKind, retry::Failure};
+
 /// Times to first byte seen before any request is hedged.
 const WARM: usize = 16;
 /// Times to first byte the deadline is taken over.
@@ -179,6 +181,30 @@ impl Hedge {
         // Neither time is one to go by: the race's winner started late or was raced.
         self.answered(None);
         result
+    }
+}
+
+/// The body's next chunk; a body silent for `quiet` is given up (a transient failure, so the
+/// retry loop fetches again at once instead of waiting out the SDK's stall protection).
+pub(crate) async fn next_chunk(
+    body: &mut aws_sdk_s3::primitives::ByteStream,
+    quiet: std::time::Duration,
+    what: impl Fn() -> String,
+) -> Result<Option<bytes::Bytes>, Failure> {
+    match tokio::time::timeout(quiet, body.try_next()).await {
+        Ok(Ok(chunk)) => Ok(chunk),
+        Ok(Err(error)) => Err(Failure::transient(
+            ErrorKind::Transport,
+            format!("{}: {error}", what()),
+        )),
+        Err(_) => Err(Failure::transient(
+            ErrorKind::Transport,
+            format!(
+                "{}: no byte for {:.1} s (a stalled response; fetched again)",
+                what(),
+                quiet.as_secs_f64()
+            ),
+        )),
     }
 }
 

@@ -17,7 +17,8 @@
 //! 2. the mechanisms: `retry`, `flow`, `hedge`, `space`, `state`, `landing`, `verify`, `cache`;
 //! 3. planning: `select`, `plan`;
 //! 4. fetching one object: `fetch`;
-//! 5. the transfers, which only orchestrate: `download`, `upload`, `copy`.
+//! 5. the transfers, which only orchestrate: `download`, `upload`, `copy`; and `objects`, a
+//!    caller's own reads and writes of single objects (the Python package's filesystem).
 
 mod cache;
 mod config;
@@ -31,6 +32,7 @@ mod flow;
 mod hedge;
 mod job;
 mod landing;
+mod objects;
 mod path;
 mod plan;
 mod record;
@@ -51,6 +53,7 @@ pub use crate::{
     error::{Error, ErrorKind, ObjectError},
     event::{Event, Events},
     explain::{About, Explained, explain},
+    objects::{Listing, Objects, Slice, Span, Stat},
     path::{KeyError, local_path},
     record::Record,
     request::{Download, Entry, MountCopy, NodeCache, Pinned, Upload},

@@ -56,6 +56,11 @@ pub struct Download {
     pub manifest: bool,
     /// A node cache to serve objects from and keep them in.
     pub cache: Option<NodeCache>,
+    /// Where the run's state and journal live (what lets a rerun skip what landed); beside the
+    /// destination when None ([`crate::state_dir`]). A front end whose destination must hold
+    /// nothing but the data and whose parent is the user's (the Python package's `get`) names
+    /// its own.
+    pub state: Option<PathBuf>,
 }
 
 /// The cache a download may use.
@@ -102,6 +107,8 @@ pub struct Upload {
     pub prefix: String,
     /// The local file or directory to send.
     pub source: PathBuf,
+    /// A file's name under the prefix, in place of its own (a directory's files keep theirs).
+    pub name: Option<String>,
 }
 
 impl Upload {
@@ -115,6 +122,7 @@ impl Upload {
             bucket: bucket.into(),
             prefix: prefix.into(),
             source: source.into(),
+            name: None,
         }
     }
 }

@@ -50,10 +50,17 @@ pub fn state_dir(destination: &Path) -> PathBuf {
     beside.unwrap_or_else(|| absolute.join(STATE_DIR))
 }
 
-/// The state directory for `destination` (its `dir`), created and opened; a parent that cannot
-/// be written falls back to inside the destination. None when neither can be had: a rerun then
-/// fetches again, nothing worse.
-pub(crate) fn open_state_dir(destination: &Path, dir: &Dir) -> Option<Dir> {
+/// The state directory for `destination` (its `dir`), created and opened: `chosen` where the
+/// request names one, else beside the destination, where a parent that cannot be written falls
+/// back to inside the destination. None when none can be had: a rerun then fetches again,
+/// nothing worse.
+pub(crate) fn open_state_dir(destination: &Path, dir: &Dir, chosen: Option<&Path>) -> Option<Dir> {
+    if let Some(chosen) = chosen {
+        return std::fs::create_dir_all(chosen)
+            .and_then(|()| Dir::open_ambient_dir(chosen, ambient_authority()))
+            .inspect_err(|error| tracing::debug!("state at {}: {error}", chosen.display()))
+            .ok();
+    }
     let beside = state_dir(destination);
     let opened = std::fs::create_dir_all(&beside)
         .and_then(|()| Dir::open_ambient_dir(&beside, ambient_authority()));

@@ -39,6 +39,7 @@ pub async fn upload(
         bucket,
         prefix,
         source,
+        name,
     } = request;
     let bucket = bucket.as_str();
     let config = &*fitted(config, false);
@@ -55,9 +56,13 @@ pub async fn upload(
     let large = &tokio::sync::Semaphore::new(config.concurrency.max(1));
     let mut files = Vec::new();
     let mut failures = Vec::new();
-    // A single file keeps its name under the prefix; a directory's files their relative paths.
+    // A single file keeps its name (or the one asked for) under the prefix; a directory's files
+    // their relative paths.
     let top = if source.is_file() {
-        source.file_name().map(Path::new).unwrap_or(Path::new(""))
+        name.as_deref()
+            .map(Path::new)
+            .or(source.file_name().map(Path::new))
+            .unwrap_or(Path::new(""))
     } else {
         Path::new("")
     };

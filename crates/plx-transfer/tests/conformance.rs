@@ -147,6 +147,7 @@ async fn check(
         exclude: strings(&case["exclude"]),
         manifest: false,
         cache: None,
+        state: None,
     };
     if let Some(cache) = case.get("cache") {
         request.cache = Some(warmed(client, &request, node_cache.path(), cache).await?);

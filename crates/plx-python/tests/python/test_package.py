@@ -1,0 +1,189 @@
+"""What the package promises beyond Polyaxon's behaviour: its errors, its pickles, plx-init's
+pulls and uploads, the fault proxy's broken connections, hostile keys."""
+
+import asyncio
+import hashlib
+import multiprocessing
+import os
+import pickle
+
+import fsspec.implementations.local
+import pytest
+
+import plx_connections
+from conftest import BUCKETS, CATALOG, LOCAL, SERVERS, client, seed
+
+
+def test_every_polyaxon_fs_name_is_here():
+    import polyaxon._fs.fs as polyaxons
+    import polyaxon.fs
+
+    names = {name for name in dir(polyaxons) if not name.startswith("_")} | {
+        name for name in dir(polyaxon.fs) if not name.startswith("_")
+    }
+    wanted = {name for name in names if name.startswith(("get_", "close_"))}
+    assert wanted <= set(dir(plx_connections)), wanted - set(dir(plx_connections))
+
+
+def test_an_unknown_connection_names_the_known_ones():
+    with pytest.raises(plx_connections.PlxError) as raised:
+        plx_connections.get_fs_from_name("nope")
+    assert "nope" in str(raised.value)
+    assert "moto-data" in str(raised.value)
+
+
+def test_a_mount_is_a_local_filesystem():
+    fs = plx_connections.get_fs_from_name("local")
+    assert isinstance(fs, fsspec.implementations.local.LocalFileSystem)
+    assert plx_connections.get_sync_fs_from_connection(None).__class__.__name__ == "LocalFileSystem"
+
+
+def test_no_secret_in_repr_pickle_or_error():
+    fs = plx_connections.get_fs_from_name("s3s-data")
+    secret = SERVERS["s3s"]["secret_key"]
+    assert secret not in repr(fs)
+    assert secret not in repr(fs.store)
+    assert secret.encode() not in pickle.dumps(fs.store)
+    with pytest.raises(FileNotFoundError) as raised:
+        fs.cat(f"{BUCKETS['s3s']}/no/such/key")
+    assert secret not in str(raised.value)
+    assert "no/such/key" in str(raised.value)
+
+
+def test_s3fs_keywords_are_taken_and_others_refused():
+    fs = plx_connections.get_fs_from_name(
+        "moto-data",
+        config_kwargs={"max_pool_connections": 5},
+        client_kwargs={"verify": False},
+        default_block_size=2**20,
+        use_listings_cache=True,
+        skip_instance_cache=True,
+    )
+    assert fs.blocksize == 2**20 or fs.default_block_size == 2**20
+    with pytest.raises(TypeError, match="not_an_s3fs_keyword"):
+        plx_connections.get_fs_from_name("moto-data", not_an_s3fs_keyword=1)
+
+
+def test_a_denied_read_is_a_permission_error(tmp_path):
+    mount = tmp_path / "wrong"
+    mount.mkdir()
+    config = SERVERS["s3s"]
+    for key, value in (
+        ("AWS_ACCESS_KEY_ID", config["access_key"]),
+        ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ("AWS_ENDPOINT_URL", config["endpoint"]),
+        ("AWS_REGION", config["region"]),
+    ):
+        (mount / key).write_text(value)
+    fs = plx_connections.get_sync_fs_from_connection(
+        {
+            "name": "wrong",
+            "kind": "s3",
+            "schema": {"bucket": f"s3://{BUCKETS['s3s']}"},
+            "secret": {"name": "wrong", "mountPath": str(mount)},
+        }
+    )
+    with pytest.raises(PermissionError):
+        fs.ls(BUCKETS["s3s"])
+
+
+def test_the_async_filesystem(prefix):
+    seed("moto", {f"{prefix}/a.txt": b"a", f"{prefix}/b/c.txt": b"c"})
+
+    async def main():
+        fs = await plx_connections.get_async_fs_from_connection(CATALOG["connections"][0])
+        root = f"{BUCKETS['moto']}/{prefix}"
+        listed = await fs._ls(root, detail=False)
+        read = await fs._cat([f"{root}/a.txt", f"{root}/b/c.txt"])
+        await plx_connections.close_fs(fs)
+        return listed, read
+
+    listed, read = asyncio.run(main())
+    root = f"{BUCKETS['moto']}/{prefix}"
+    assert listed == [f"{root}/a.txt", f"{root}/b"]
+    assert read == {f"{root}/a.txt": b"a", f"{root}/b/c.txt": b"c"}
+
+
+def _read_in_child(fs, path, queue):
+    queue.put(fs.cat(path))
+
+
+def test_a_pickled_filesystem_reads_in_a_forked_process(prefix):
+    seed("s3s", {f"{prefix}/x.bin": b"forked"})
+    fs = plx_connections.get_fs_from_name("s3s-data", skip_instance_cache=True)
+    path = f"{BUCKETS['s3s']}/{prefix}/x.bin"
+    assert fs.cat(path) == b"forked"  # the parent's runtime and client exist before the fork
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_read_in_child, args=(pickle.loads(pickle.dumps(fs)), path, queue))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == b"forked"
+
+
+def test_download_is_plx_inits_pull(prefix, tmp_path):
+    seed("moto", {f"{prefix}/d/1.txt": b"1", f"{prefix}/d/2/3.txt": b"3", f"{prefix}/f.txt": b"f"})
+    seen = []
+    record = plx_connections.download(
+        "moto-data",
+        dirs=[f"{prefix}/d"],
+        files=[f"{prefix}/f.txt:renamed.txt"],
+        to=str(tmp_path),
+        manifest=str(tmp_path / "manifest.json"),
+        progress=lambda bytes_, objects: seen.append((bytes_, objects)),
+    )
+    assert record["ok"] and record["summary"]["objects"] == 3
+    assert (tmp_path / prefix / "d" / "2" / "3.txt").read_bytes() == b"3"
+    assert (tmp_path / "renamed.txt").read_bytes() == b"f"
+    assert seen and seen[-1] == (3, 3)
+    assert (tmp_path / "manifest.json").exists()
+    with pytest.raises(plx_connections.PlxError, match="missing"):
+        plx_connections.download("moto-data", files=[f"{prefix}/missing"], to=str(tmp_path))
+    record = plx_connections.download(
+        "moto-data", files=[f"{prefix}/missing"], to=str(tmp_path), check=False
+    )
+    assert not record["ok"] and record["failures"]
+
+
+def test_upload_is_plx_inits_upload(prefix, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "model.bin").write_bytes(b"weights")
+    record = plx_connections.upload(tmp_path / "out", connection="moto-data", to=prefix)
+    assert record["ok"] and record["target"].endswith(prefix)
+    body = client("moto").get_object(Bucket=BUCKETS["moto"], Key=f"{prefix}/model.bin")["Body"]
+    assert body.read() == b"weights"
+
+
+def test_get_never_writes_outside_its_local_path(prefix, tmp_path):
+    # moto keeps keys as given; a file-backed store would refuse them.
+    seed("moto", {f"{prefix}/ok.txt": b"ok", f"{prefix}/../../escaped.txt": b"x", f"{prefix}/a/../../../escaped2.txt": b"x"})
+    fs = plx_connections.get_fs_from_name("moto-data")
+    target = tmp_path / "deep" / "target"
+    target.mkdir(parents=True)
+    with pytest.raises(Exception):
+        fs.get(f"{BUCKETS['moto']}/{prefix}", str(target) + "/", recursive=True)
+    for parent, _, files in os.walk(tmp_path):
+        for name in files:
+            assert os.path.join(parent, name).startswith(str(target)), (parent, name)
+    assert not any(name.startswith("escaped") for name in os.listdir(tmp_path))
+
+
+def test_reads_through_a_faulty_network_are_right_or_raise(prefix):
+    objects = {f"{prefix}/{index}.bin": os.urandom(50_000 + index) for index in range(40)}
+    seed("s3s", objects)
+    fs = plx_connections.get_fs_from_name("faulty-data")
+    bucket = BUCKETS["s3s"]
+    results = fs.cat([f"{bucket}/{key}" for key in objects], on_error="return")
+    right = 0
+    for key, body in objects.items():
+        got = results[f"{bucket}/{key}"]
+        if isinstance(got, BaseException):
+            continue
+        assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest(), key
+        right += 1
+    assert right > 0
+    ranges = fs.cat_ranges([f"{bucket}/{key}" for key in objects], 100, 40_000)
+    for (key, body), got in zip(objects.items(), ranges):
+        if not isinstance(got, BaseException):
+            assert got == body[100:40_000], key

@@ -1,0 +1,537 @@
+//! Objects for a caller that holds the bytes itself (the Python package's filesystem): a
+//! listing, a HEAD, slices of objects read into memory, a body put, an object removed or
+//! copied. Every request is retried as a transfer's are; reads fly under one in-flight
+//! controller kept across calls (an epoch's reads go on from what the last one learned), are
+//! raced when late, and are checked: a body shorter than the store said, or one whose MD5 or
+//! CRC is not the store's, is an error, never bytes.
+
+use std::{sync::Arc, time::SystemTime};
+
+use aws_sdk_s3::{
+    Client,
+    error::{ProvideErrorMetadata, SdkError},
+    primitives::ByteStream,
+};
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, stream};
+
+use crate::{
+    Config, ErrorKind, ObjectError,
+    flow::Flow,
+    hedge::{Hedge, next_chunk},
+    retry::{Failure, retrying, s3_failure},
+    verify::{
+        Hasher, Sum,
+        crc::{Cover, Stored},
+        etag_parts, stored_checksum,
+    },
+};
+
+/// What is known of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stat {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its ETag, without quotes.
+    pub etag: Option<String>,
+    /// When it was last written, in seconds since the epoch.
+    pub modified: Option<i64>,
+    /// Its version, where the store keeps versions and said it.
+    pub version: Option<String>,
+}
+
+/// One page of a listing after another, put together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The objects, in key order.
+    pub objects: Vec<Stat>,
+    /// With `children`, the prefixes one level down (each ending in `/`).
+    pub prefixes: Vec<String>,
+}
+
+/// Which bytes of an object a read wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    /// All of them.
+    Whole,
+    /// From this offset to the end.
+    From(u64),
+    /// From the first offset up to, not including, the second.
+    Between(u64, u64),
+    /// The last this many.
+    Last(u64),
+}
+
+/// One read: bytes of the object `key` (at `version`, or while its ETag is `etag`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slice {
+    /// The object's key.
+    pub key: String,
+    /// The bytes wanted.
+    pub span: Span,
+    /// This version of it, where the store keeps versions.
+    pub version: Option<String>,
+    /// Only while its ETag is this one (a reader's later ranges must be of the object its first
+    /// saw); another is [`ErrorKind::Changed`].
+    pub etag: Option<String>,
+}
+
+impl Slice {
+    /// All of `key`.
+    pub fn whole(key: impl Into<String>) -> Slice {
+        Slice::of(key, Span::Whole)
+    }
+
+    /// The `span` of `key`.
+    pub fn of(key: impl Into<String>, span: Span) -> Slice {
+        Slice {
+            key: key.into(),
+            span,
+            version: None,
+            etag: None,
+        }
+    }
+
+    /// The Range header, or None for the whole object.
+    fn range(&self) -> Option<String> {
+        match self.span {
+            Span::Whole | Span::From(0) => None,
+            Span::From(start) => Some(format!("bytes={start}-")),
+            Span::Between(start, end) => Some(format!("bytes={start}-{}", end.max(start + 1) - 1)),
+            Span::Last(count) => Some(format!("bytes=-{count}")),
+        }
+    }
+
+    /// Nothing to fetch: an empty span.
+    fn is_empty(&self) -> bool {
+        matches!(self.span, Span::Between(start, end) if end <= start)
+            || matches!(self.span, Span::Last(0))
+    }
+}
+
+/// One client's objects, in any of the buckets its credentials reach, with the in-flight
+/// controller and the hedging its reads share.
+pub struct Objects {
+    client: Client,
+    config: Config,
+    flow: Arc<Flow>,
+    hedge: Hedge,
+}
+
+impl Objects {
+    /// Objects reached through `client`, with `config`'s caps, retries and checks.
+    pub fn new(client: &Client, config: Config) -> Objects {
+        let (flow, client) = Flow::with_client(client, &config);
+        // The engine's loop is the one retry loop: under the SDK's own (three tries, with
+        // backoffs of up to seconds) a store that fails a request for good (s3s-fs's 500 to a
+        // HEAD on a prefix) held a caller for twelve tries.
+        let client = Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        Objects {
+            client,
+            config,
+            flow,
+            hedge: Hedge::new(),
+        }
+    }
+
+    /// The client requests go through (it tells the controller of every 503).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Every object under `prefix` (a string prefix, as S3 has it); with `children`, only those
+    /// one level down, and the prefixes below them; with `limit`, one page of at most that many
+    /// (whether anything is there, without listing all of it).
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        children: bool,
+        limit: Option<i32>,
+    ) -> Result<Listing, ObjectError> {
+        let mut listing = Listing::default();
+        let mut token = None;
+        loop {
+            let (page, _) = retrying(&self.config, prefix, &None, || async {
+                self.client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token.clone())
+                    .set_max_keys(limit)
+                    .set_delimiter(children.then(|| "/".to_owned()))
+                    .send()
+                    .await
+                    .map_err(s3_failure)
+            })
+            .await;
+            let page = page.map_err(|failure| failed(prefix, failure))?;
+            listing
+                .objects
+                .extend(page.contents().iter().filter_map(|object| {
+                    Some(Stat {
+                        key: object.key()?.to_owned(),
+                        size: object.size().unwrap_or(0).max(0) as u64,
+                        etag: object.e_tag().map(unquoted),
+                        modified: object.last_modified().map(|time| time.secs()),
+                        version: None,
+                    })
+                }));
+            listing.prefixes.extend(
+                page.common_prefixes()
+                    .iter()
+                    .filter_map(|prefix| prefix.prefix().map(str::to_owned)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) && limit.is_none() => {
+                    token = Some(next.to_owned());
+                }
+                _ => return Ok(listing),
+            }
+        }
+    }
+
+    /// What the store says of `key` (at `version`); with `once`, one try only (for a caller
+    /// that has another way to learn what it needs, such as a listing beside it).
+    pub async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        version: Option<&str>,
+        once: bool,
+    ) -> Result<Stat, ObjectError> {
+        let config = Config {
+            attempts: if once { 1 } else { self.config.attempts },
+            ..self.config.clone()
+        };
+        let (head, _) = retrying(&config, key, &None, || async {
+            self.hedge
+                .race(|| {
+                    self.client
+                        .head_object()
+                        .bucket(bucket)
+                        .key(key)
+                        .set_version_id(version.map(str::to_owned))
+                        .send()
+                })
+                .await
+                .map_err(s3_failure)
+        })
+        .await;
+        let head = head.map_err(|failure| failed(key, failure))?;
+        Ok(Stat {
+            key: key.to_owned(),
+            size: head.content_length().unwrap_or(0).max(0) as u64,
+            etag: head.e_tag().map(unquoted),
+            modified: head.last_modified().map(|time| time.secs()),
+            version: head.version_id().map(str::to_owned),
+        })
+    }
+
+    /// Reads every slice at once, as many in flight as the controller finds pay, each tried
+    /// again as an object of a download is; the results in the slices' order. A span past an
+    /// object's end reads what there is (nothing, from past it).
+    pub async fn read(&self, bucket: &str, slices: &[Slice]) -> Vec<Result<Bytes, ObjectError>> {
+        // By index: a closure taking `&Slice` makes a future the compiler cannot prove `Send`
+        // for every lifetime, and a Python call sends it to the runtime.
+        stream::iter(0..slices.len())
+            .map(|index| self.read_slice(bucket, &slices[index]))
+            // Each waits for its place in flight: the controller, not this, bounds the requests.
+            .buffered(self.config.request_cap().max(1))
+            .collect()
+            .await
+    }
+
+    /// One slice, tried again as the retry loop allows.
+    async fn read_slice(&self, bucket: &str, slice: &Slice) -> Result<Bytes, ObjectError> {
+        if slice.is_empty() {
+            return Ok(Bytes::new());
+        }
+        let size = match slice.span {
+            Span::Between(start, end) => end - start,
+            Span::Last(count) => count,
+            _ => 0,
+        };
+        let (result, _) = retrying(&self.config, &slice.key, &None, || async {
+            let _slot = self.flow.slot(size).await;
+            self.read_once(bucket, slice).await
+        })
+        .await;
+        result.map_err(|failure| failed(&slice.key, failure))
+    }
+
+    /// One try at a slice. A span the object cannot satisfy reads as a file does: nothing from
+    /// past its end, and all of it where the last bytes asked for are more than it has (RFC
+    /// 9110's rule, which moto and some stores answer with a 416 instead).
+    async fn read_once(&self, bucket: &str, slice: &Slice) -> Result<Bytes, Failure> {
+        match self.get(bucket, slice, slice.range()).await? {
+            Some(body) => Ok(body),
+            None if matches!(slice.span, Span::Last(_)) => {
+                Ok(self.get(bucket, slice, None).await?.unwrap_or_default())
+            }
+            None => Ok(Bytes::new()),
+        }
+    }
+
+    /// A GET of `range` (the whole object without one) raced when late, its body taken whole,
+    /// its length and (for a whole object) its checksum checked; None when the range is
+    /// unsatisfiable.
+    async fn get(
+        &self,
+        bucket: &str,
+        slice: &Slice,
+        range: Option<String>,
+    ) -> Result<Option<Bytes>, Failure> {
+        let sent = self
+            .hedge
+            .race(|| {
+                self.client
+                    .get_object()
+                    .bucket(bucket)
+                    .key(&slice.key)
+                    .set_version_id(slice.version.clone())
+                    .set_if_match(slice.etag.as_ref().map(|etag| format!("\"{etag}\"")))
+                    .set_range(range.clone())
+                    .send()
+            })
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => return unsatisfiable(error).map(|()| None),
+        };
+        let length = response.content_length().unwrap_or(0).max(0) as u64;
+        let etag = response.e_tag().map(unquoted);
+        // A range's length is the one its Content-Range gives; a whole body's, Content-Length.
+        let expected = match (&range, response.content_range()) {
+            (Some(_), Some(told)) => range_length(told).unwrap_or(length),
+            _ => length,
+        };
+        let body = take(response.body, expected, self.hedge.quiet()).await?;
+        if range.is_none() && self.config.verify {
+            self.check(bucket, slice, etag.as_deref(), &body).await?;
+        }
+        Ok(Some(body))
+    }
+
+    /// A whole object's bytes against the ETag's MD5 (a single-part object) or the CRC the store
+    /// keeps over the whole object (a multipart one, whose ETag is no checksum of the bytes).
+    async fn check(
+        &self,
+        bucket: &str,
+        slice: &Slice,
+        etag: Option<&str>,
+        body: &[u8],
+    ) -> Result<(), Failure> {
+        let Some(etag) = etag.map(str::to_ascii_lowercase) else {
+            return Ok(());
+        };
+        let stored = if etag_parts(&etag).is_some() {
+            stored_checksum(
+                &self.client,
+                &self.hedge,
+                bucket,
+                &slice.key,
+                slice.version.as_deref(),
+            )
+            .await
+            .filter(|stored| stored.cover == Cover::Full)
+        } else {
+            None
+        };
+        let is_md5 = etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit());
+        if stored.is_none() && !is_md5 {
+            return Ok(());
+        }
+        let mut hasher = Hasher::new(true, stored.map(|stored: Stored| stored.crc));
+        hasher.update(body);
+        let matches = match (hasher.finish(), stored) {
+            (Sum::Crc(value), Some(stored)) => value == stored.value,
+            (Sum::Md5(md5), _) => hex::encode(md5) == etag,
+            _ => true,
+        };
+        if matches {
+            Ok(())
+        } else {
+            Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!(
+                    "the {} bytes read do not match the store's {} (read again)",
+                    body.len(),
+                    if stored.is_some() { "CRC" } else { "ETag" }
+                ),
+            ))
+        }
+    }
+
+    /// Writes `body` as the object `key`, its CRC32C sent for the store to check.
+    pub async fn put(&self, bucket: &str, key: &str, body: Bytes) -> Result<Stat, ObjectError> {
+        let crc = crate::verify::crc::crc32c(&body);
+        let (put, _) = retrying(&self.config, key, &None, || async {
+            let _slot = self.flow.slot(body.len() as u64).await;
+            self.client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .checksum_crc32_c(&crc)
+                .body(ByteStream::from(body.clone()))
+                .send()
+                .await
+                .map_err(s3_failure)
+        })
+        .await;
+        let put = put.map_err(|failure| failed(key, failure))?;
+        Ok(Stat {
+            key: key.to_owned(),
+            size: body.len() as u64,
+            etag: put.e_tag().map(unquoted),
+            modified: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|since| since.as_secs() as i64),
+            version: put.version_id().map(str::to_owned),
+        })
+    }
+
+    /// Removes the object `key` (removing one that is not there is no error, as in S3).
+    pub async fn remove(&self, bucket: &str, key: &str) -> Result<(), ObjectError> {
+        let (removed, _) = retrying(&self.config, key, &None, || async {
+            self.client
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(s3_failure)
+        })
+        .await;
+        removed.map(drop).map_err(|failure| failed(key, failure))
+    }
+
+    /// Copies the object `from` to `to` within the store (one request, up to 5 GiB).
+    pub async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<(), ObjectError> {
+        let source = format!("{bucket}/{}", encoded(from));
+        let (copied, _) = retrying(&self.config, from, &None, || async {
+            self.client
+                .copy_object()
+                .bucket(bucket)
+                .key(to)
+                .copy_source(&source)
+                .send()
+                .await
+                .map_err(s3_failure)
+        })
+        .await;
+        copied.map(drop).map_err(|failure| failed(from, failure))
+    }
+}
+
+/// A GET's error: Ok for a range the object cannot satisfy (416), a failure otherwise.
+fn unsatisfiable<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> Result<(), Failure> {
+    let status = error
+        .raw_response()
+        .map(|response| response.status().as_u16());
+    if status == Some(416) || error.code() == Some("InvalidRange") {
+        return Ok(());
+    }
+    if status == Some(412) {
+        return Err(Failure::permanent(
+            ErrorKind::Changed,
+            "the object changed while it was read (its ETag is not the one first read)",
+        ));
+    }
+    Err(s3_failure(error))
+}
+
+/// The body, all of it: `expected` bytes, or a transient failure (a short body is never
+/// returned). A body silent for `quiet` is given up.
+async fn take(
+    mut body: ByteStream,
+    expected: u64,
+    quiet: std::time::Duration,
+) -> Result<Bytes, Failure> {
+    let mut bytes = BytesMut::with_capacity(expected.min(1 << 30) as usize);
+    while let Some(chunk) = next_chunk(&mut body, quiet, || {
+        format!(
+            "the body broke off after {} of {expected} bytes",
+            bytes.len()
+        )
+    })
+    .await?
+    {
+        bytes.extend_from_slice(&chunk);
+    }
+    if bytes.len() as u64 != expected {
+        return Err(Failure::transient(
+            ErrorKind::Corrupt,
+            format!("got {} bytes, the store said {expected}", bytes.len()),
+        ));
+    }
+    Ok(bytes.freeze())
+}
+
+/// The length a Content-Range (`bytes 0-99/1000`) covers.
+fn range_length(told: &str) -> Option<u64> {
+    let (span, _) = told.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+    Some(end.checked_sub(start)? + 1)
+}
+
+fn unquoted(etag: &str) -> String {
+    etag.trim_matches('"').to_owned()
+}
+
+fn failed(key: &str, failure: Failure) -> ObjectError {
+    ObjectError::new(failure.kind, key, failure.message)
+}
+
+/// A key as CopyObject's source header takes it: percent-encoded but for `/`.
+fn encoded(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_become_range_headers() {
+        let range = |span| Slice::of("k", span).range();
+        assert_eq!(range(Span::Whole), None);
+        assert_eq!(range(Span::From(0)), None);
+        assert_eq!(range(Span::From(5)).as_deref(), Some("bytes=5-"));
+        assert_eq!(range(Span::Between(5, 10)).as_deref(), Some("bytes=5-9"));
+        assert_eq!(range(Span::Last(3)).as_deref(), Some("bytes=-3"));
+        assert!(Slice::of("k", Span::Between(5, 5)).is_empty());
+    }
+
+    #[test]
+    fn content_range_lengths() {
+        assert_eq!(range_length("bytes 0-99/1000"), Some(100));
+        assert_eq!(range_length("bytes 5-5/6"), Some(1));
+        assert_eq!(range_length("bytes */1000"), None);
+    }
+
+    #[test]
+    fn copy_sources_are_encoded_but_for_slashes() {
+        assert_eq!(encoded("a b/ü+x"), "a%20b/%C3%BC%2Bx");
+    }
+}
