@@ -187,3 +187,32 @@ def test_reads_through_a_faulty_network_are_right_or_raise(prefix):
     for (key, body), got in zip(objects.items(), ranges):
         if not isinstance(got, BaseException):
             assert got == body[100:40_000], key
+
+
+def test_gets_and_datasets_through_a_faulty_network_are_right_or_raise(prefix, tmp_path):
+    from plx_connections.data import MapDataset
+
+    objects = {f"{prefix}/d/{index}.bin": os.urandom(30_000 + index) for index in range(30)}
+    seed("s3s", objects)
+    fs = plx_connections.get_fs_from_name("faulty-data")
+    target = tmp_path / "got"
+    try:
+        fs.get(f"{BUCKETS['s3s']}/{prefix}/d", str(target) + "/", recursive=True)
+        raised = False
+    except OSError:
+        raised = True
+    # Whatever landed is whole: a file is there with its bytes, or not there at all.
+    for key, body in objects.items():
+        landed = target / "d" / key.rsplit("/", 1)[1]
+        if landed.exists():
+            assert landed.read_bytes() == body, key
+        else:
+            assert raised, key
+    assert not [p for p in target.rglob("*") if p.name.endswith(".plx-part")]
+    data = MapDataset("faulty-data", prefix=f"{prefix}/d")
+    bodies = [objects[item.key] for item in data.items]
+    try:
+        batch = data.__getitems__(list(range(len(data))))
+    except OSError:
+        return
+    assert batch == bodies
