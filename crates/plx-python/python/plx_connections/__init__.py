@@ -160,6 +160,16 @@ def get_store_path(store_path, subpath, entity=None):
     return full_path
 
 
+def _checked(record, check):
+    """A transfer's record; with ``check``, a transfer that failed raises, naming every failure."""
+    if check and not record["ok"]:
+        raise PlxError(
+            f"{record['connection']}: {len(record['failures'])} failed: "
+            + "; ".join(record["failures"])
+        )
+    return record
+
+
 def download(
     connection=None,
     dirs=(),
@@ -198,12 +208,7 @@ def download(
             progress=progress,
         )
     )
-    if check and not record["ok"]:
-        raise PlxError(
-            f"{record['connection']}: {len(record['failures'])} failed: "
-            + "; ".join(record["failures"])
-        )
-    return record
+    return _checked(record, check)
 
 
 def upload(source, connection=None, to="", workers=None, progress=None, check=True):
@@ -215,9 +220,4 @@ def upload(source, connection=None, to="", workers=None, progress=None, check=Tr
             os.fspath(source), connection=connection, to=to, workers=workers, progress=progress
         )
     )
-    if check and not record["ok"]:
-        raise PlxError(
-            f"{record['connection']}: {len(record['failures'])} failed: "
-            + "; ".join(record["failures"])
-        )
-    return record
+    return _checked(record, check)
