@@ -54,6 +54,40 @@ pub struct Cache {
     pub size: Option<u64>,
 }
 
+impl Cache {
+    /// The node cache `dir` names (else `PLX_CACHE_DIR`), of `size` (else `PLX_CACHE_SIZE`);
+    /// None without a directory.
+    pub fn from_env(dir: Option<&Path>, size: Option<u64>) -> Result<Option<Cache>, Error> {
+        let size = match (size, std::env::var("PLX_CACHE_SIZE")) {
+            (Some(size), _) => Some(size),
+            (None, Ok(text)) if !text.is_empty() => {
+                Some(quantity(&text).map_err(|message| Error::Setting {
+                    variable: "PLX_CACHE_SIZE",
+                    message,
+                })?)
+            }
+            _ => None,
+        };
+        Ok(manifest::from_env(dir, "PLX_CACHE_DIR").map(|dir| Cache { dir, size }))
+    }
+
+    /// The engine's node cache for the store `settings` reach: its entries are kept apart from
+    /// every other store's.
+    pub fn for_store(&self, settings: &S3Settings) -> NodeCache {
+        NodeCache {
+            dir: self.dir.clone(),
+            store: plx_transfer::store_of(
+                settings
+                    .endpoint_url
+                    .as_ref()
+                    .map(|endpoint| endpoint.value.as_str()),
+                &settings.region.value,
+            ),
+            budget: self.size,
+        }
+    }
+}
+
 impl Options {
     /// The manifest to write, the pin and the node cache as the flags give them, each else as
     /// the container's environment does (`PLX_MANIFEST`, `PLX_PIN`, `PLX_CACHE_DIR`,
@@ -65,16 +99,6 @@ impl Options {
         cache: Option<&Path>,
         cache_size: Option<u64>,
     ) -> Result<Options, Error> {
-        let cache_size = match (cache_size, std::env::var("PLX_CACHE_SIZE")) {
-            (Some(size), _) => Some(size),
-            (None, Ok(text)) if !text.is_empty() => {
-                Some(quantity(&text).map_err(|message| Error::Setting {
-                    variable: "PLX_CACHE_SIZE",
-                    message,
-                })?)
-            }
-            _ => None,
-        };
         let pin = match manifest::from_env(pin, "PLX_PIN") {
             Some(file) => {
                 let manifest = Manifest::read(&file)?;
@@ -85,10 +109,7 @@ impl Options {
         Ok(Options {
             manifest: manifest::from_env(manifest, "PLX_MANIFEST"),
             pin,
-            cache: manifest::from_env(cache, "PLX_CACHE_DIR").map(|dir| Cache {
-                dir,
-                size: cache_size,
-            }),
+            cache: Cache::from_env(cache, cache_size)?,
             ..Options::default()
         })
     }
@@ -408,17 +429,11 @@ async fn pull(
             })
             .collect(),
     };
-    let cache = tuning.options.cache.as_ref().map(|cache| NodeCache {
-        dir: cache.dir.clone(),
-        store: plx_transfer::store_of(
-            settings
-                .endpoint_url
-                .as_ref()
-                .map(|endpoint| endpoint.value.as_str()),
-            &settings.region.value,
-        ),
-        budget: cache.size,
-    });
+    let cache = tuning
+        .options
+        .cache
+        .as_ref()
+        .map(|cache| cache.for_store(&settings));
     let request = Download {
         bucket: settings.bucket.clone(),
         prefix: String::new(),

@@ -384,8 +384,9 @@ impl Store {
 
     /// Downloads `files` (pairs of a key and a path under `root`) and `dirs` (pairs of a
     /// prefix and a directory under `root`) into `root`, as plx-init does: atomically,
-    /// verified, resumable (the state in `state`, else beside `root`). Returns the summary
-    /// record as JSON; raises the first failure (naming every one) when any object failed.
+    /// verified, resumable (the state in `state`, else beside `root`), through the node cache
+    /// `PLX_CACHE_DIR` names as plx-init's does. Returns the summary record as JSON; raises the
+    /// first failure (naming every one) when any object failed.
     #[pyo3(signature = (bucket, root, files, dirs, state=None, progress=None))]
     #[expect(clippy::too_many_arguments, reason = "Python's keyword arguments")]
     fn download(
@@ -399,8 +400,12 @@ impl Store {
         progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
         let objects = self.objects(py)?;
+        let cache = plx_pull::Cache::from_env(None, None)
+            .map_err(plx_error)?
+            .map(|cache| cache.for_store(&self.settings));
         let request = plx_transfer::Download {
             bucket: bucket.to_owned(),
+            cache,
             entries: files
                 .into_iter()
                 .map(|(from, to)| Entry::File { from, to })

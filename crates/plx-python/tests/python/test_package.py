@@ -216,3 +216,23 @@ def test_gets_and_datasets_through_a_faulty_network_are_right_or_raise(prefix, t
     except OSError:
         return
     assert batch == bodies
+
+
+def test_get_reads_through_the_node_cache_plx_init_fills(prefix, tmp_path, monkeypatch):
+    import json
+
+    objects = {f"{prefix}/c/{index}.bin": os.urandom(5_000 + index) for index in range(5)}
+    seed("moto", objects)
+    monkeypatch.setenv("PLX_CACHE_DIR", str(tmp_path / "node-cache"))
+    # plx-init's pull (here its call) fills the node's cache...
+    record = plx_connections.download("moto-data", dirs=[f"{prefix}/c"], to=str(tmp_path / "first"))
+    assert record["summary"]["from_cache"]["objects"] == 0
+    # ...and the job's own reads are served from it, checked as plx-init checks them.
+    fs = plx_connections.get_fs_from_name("moto-data")
+    again = json.loads(
+        fs.store.download(BUCKETS["moto"], str(tmp_path / "second"), [], [(f"{prefix}/c", "c")])
+    )
+    assert again["summary"]["from_cache"]["objects"] == len(objects)
+    fs.get(f"{BUCKETS['moto']}/{prefix}/c", str(tmp_path / "third") + "/", recursive=True)
+    for key, body in objects.items():
+        assert (tmp_path / "third" / "c" / key.rsplit("/", 1)[1]).read_bytes() == body
