@@ -425,8 +425,9 @@ impl Store {
     }
 
     /// Uploads `source` (a file or a directory) under `prefix`: a file as `prefix/<name>` (its
-    /// own name without `name`), a directory's files at their relative paths.
-    #[pyo3(signature = (bucket, prefix, source, name=None))]
+    /// own name without `name`), a directory's files at their relative paths; or, with `files`,
+    /// each local file to its key (under `prefix`), all in one upload.
+    #[pyo3(signature = (bucket, prefix, source, name=None, files=Vec::new()))]
     fn upload(
         &self,
         py: Python<'_>,
@@ -434,10 +435,12 @@ impl Store {
         prefix: &str,
         source: PathBuf,
         name: Option<String>,
+        files: Vec<(PathBuf, String)>,
     ) -> PyResult<String> {
         let objects = self.objects(py)?;
         let request = plx_transfer::Upload {
             name,
+            files,
             ..plx_transfer::Upload::new(bucket, prefix, source)
         };
         let client = objects.client().clone();

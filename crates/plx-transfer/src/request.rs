@@ -109,6 +109,9 @@ pub struct Upload {
     pub source: PathBuf,
     /// A file's name under the prefix, in place of its own (a directory's files keep theirs).
     pub name: Option<String>,
+    /// Named files, each local file to its key under the prefix, in place of `source`'s (a
+    /// front end that has worked out where each file goes: the Python package's `put`).
+    pub files: Vec<(PathBuf, String)>,
 }
 
 impl Upload {
@@ -123,6 +126,7 @@ impl Upload {
             prefix: prefix.into(),
             source: source.into(),
             name: None,
+            files: Vec::new(),
         }
     }
 }

@@ -40,6 +40,7 @@ pub async fn upload(
         prefix,
         source,
         name,
+        files: named,
     } = request;
     let bucket = bucket.as_str();
     let config = &*fitted(config, false);
@@ -54,19 +55,21 @@ pub async fn upload(
     // store keeps open (and bills its parts) until completed or aborted, and a run cut short
     // leaves no more of them behind than this.
     let large = &tokio::sync::Semaphore::new(config.concurrency.max(1));
-    let mut files = Vec::new();
+    let mut files = named.clone();
     let mut failures = Vec::new();
-    // A single file keeps its name (or the one asked for) under the prefix; a directory's files
-    // their relative paths.
-    let top = if source.is_file() {
-        name.as_deref()
-            .map(Path::new)
-            .or(source.file_name().map(Path::new))
-            .unwrap_or(Path::new(""))
-    } else {
-        Path::new("")
-    };
-    collect(source, top, &mut files, &mut failures);
+    if named.is_empty() {
+        // A single file keeps its name (or the one asked for) under the prefix; a directory's
+        // files their relative paths.
+        let top = if source.is_file() {
+            name.as_deref()
+                .map(Path::new)
+                .or(source.file_name().map(Path::new))
+                .unwrap_or(Path::new(""))
+        } else {
+            Path::new("")
+        };
+        collect(source, top, &mut files, &mut failures);
+    }
     let prefix = prefix.trim_matches('/');
     let results: Vec<Result<(u64, u32), ObjectError>> = stream::iter(files)
         .map(|(path, relative)| {

@@ -473,6 +473,47 @@ class S3FileSystem(AsyncFileSystem):
         await _in_thread(self.store.upload, bucket, prefix, lpath, name)
         self.invalidate_cache(rpath)
 
+    async def _put(
+        self, lpath, rpath, recursive=False, callback=DEFAULT_CALLBACK, maxdepth=None, **kwargs
+    ):
+        # fsspec's own path rules (fsspec.asyn.AsyncFileSystem._put), then one upload for all
+        # the files instead of an upload each.
+        if isinstance(lpath, list) and isinstance(rpath, list):
+            lpaths, rpaths = lpath, rpath
+        else:
+            source_is_str = isinstance(lpath, str)
+            if source_is_str:
+                lpath = make_path_posix(lpath)
+            local = LocalFileSystem()
+            lpaths = local.expand_path(lpath, recursive=recursive, maxdepth=maxdepth)
+            if source_is_str and (not recursive or maxdepth is not None):
+                lpaths = [p for p in lpaths if not (_trailing_sep(p) or local.isdir(p))]
+                if not lpaths:
+                    return
+            source_is_file = len(lpaths) == 1
+            dest_is_dir = isinstance(rpath, str) and (
+                _trailing_sep(rpath) or await self._isdir(rpath)
+            )
+            rpath = self._strip_protocol(rpath)
+            exists = source_is_str and (
+                (_has_magic(lpath) and source_is_file)
+                or (not _has_magic(lpath) and dest_is_dir and not _trailing_sep(lpath))
+            )
+            rpaths = other_paths(lpaths, rpath, exists=exists, flatten=not source_is_str)
+        by_bucket = {}
+        for local_path, remote in zip(lpaths, rpaths):
+            if os.path.isdir(local_path):
+                continue
+            bucket, key, _ = self.split_path(remote)
+            if not key:
+                raise ValueError(f"{remote}: a file needs a key under the bucket")
+            by_bucket.setdefault(bucket, []).append((local_path, key))
+        callback.set_size(sum(len(files) for files in by_bucket.values()))
+        for bucket, files in by_bucket.items():
+            await _in_thread(self.store.upload, bucket, "", ".", None, files)
+            callback.relative_update(len(files))
+        self.invalidate_cache(rpath if isinstance(rpath, str) else None)
+
     async def _pipe_file(self, path, data, **kwargs):
         bucket, key, _ = self.split_path(path)
         await _in_thread(self.store.put, bucket, key, bytes(data))
