@@ -9,7 +9,8 @@ Polyaxon's ``get_fs_from_name`` runs unchanged. Its primitives are the engine's:
   engine's in-flight controller, raced when late, retried, and checked: a body shorter than the
   store said, or whose MD5 or CRC is not the store's, raises and is never returned;
 - ``get`` lands files as plx-init does (hidden temporaries renamed when verified, resumable, no
-  key written outside the local path, through the node cache ``PLX_CACHE_DIR`` names); ``put`` and writes through ``open`` go through the upload
+  key written outside the local path, through the node cache ``PLX_CACHE_DIR`` names);
+- ``put`` (one upload for all its files) and writes through ``open`` go through the upload
   engine (multipart above 16 MiB; nothing is visible until the file is closed).
 
 s3fs's keyword arguments are accepted. Honoured: ``asynchronous``, ``loop``,
