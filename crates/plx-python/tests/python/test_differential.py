@@ -315,3 +315,35 @@ def test_s3s_fs_answers_as_moto_does(servers, tmp_path):
             target.mkdir()
             fs.get(root + source, str(target) + "/", recursive=recursive)
         assert tree(tmp_path / f"{index}-s3s") == tree(tmp_path / f"{index}-moto")
+
+
+def test_the_other_divergences_as_written(monkeypatch):
+    from polyaxon.fs import get_fs_from_name as polyaxons
+
+    # An unknown name: Polyaxon hands back a local filesystem; ours names the known ones.
+    assert type(polyaxons("no-such-connection")).__name__ == "LocalFileSystem"
+    with pytest.raises(plx_connections.PlxError, match="moto-data"):
+        plx_connections.get_fs_from_name("no-such-connection")
+    # gcs and wasb are Polyaxon's to read.
+    with pytest.raises(plx_connections.PlxError, match="polyaxon.fs"):
+        plx_connections.get_sync_fs_from_connection(
+            {"name": "gcs-data", "kind": "gcs", "schema": {"bucket": "gs://some-bucket"}}
+        )
+    # The bucket's root: the connection's bucket, not every bucket the keys can list.
+    assert plx_connections.get_fs_from_name("moto-data").ls("", detail=False) == [BUCKETS["moto"]]
+    assert BUCKETS["moto"] in polyaxons("moto-data").ls("", detail=False)
+    # A directory on s3s-fs, which answers a HEAD on a prefix with 500.
+    root = seeded("s3s")
+    assert outcome(lambda: polyaxons("s3s-data").info(root + "/dir")) == ("raised", "OSError")
+    assert plx_connections.get_fs_from_name("s3s-data").info(root + "/dir")["type"] == "directory"
+    # The artifacts store's connection: a dict (Polyaxon's is a V1Connection), which ours takes
+    # back; ours takes Polyaxon's too.
+    monkeypatch.setenv("POLYAXON_ARTIFACTS_STORE_NAME", "moto-data")
+    store = plx_connections.get_artifacts_connection()
+    assert isinstance(store, dict) and store["name"] == "moto-data"
+    assert isinstance(plx_connections.get_sync_fs_from_connection(store), plx_connections.S3FileSystem)
+    from polyaxon._fs.fs import get_artifacts_connection as polyaxons_store
+
+    theirs = polyaxons_store()
+    assert hasattr(theirs, "to_dict") and not isinstance(theirs, dict)
+    assert plx_connections.get_sync_fs_from_connection(theirs).store.bucket == BUCKETS["moto"]
