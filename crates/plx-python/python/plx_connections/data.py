@@ -4,8 +4,8 @@ takes (``__len__``/``__getitem__``/``__getitems__``, or ``__iter__``), and work 
 
 - ``MapDataset`` reads a batch at once (``__getitems__``: every object of it in flight
   together, under the engine's in-flight controller), not one GET after another.
-- ``IterableDataset`` reads ahead ``read_ahead`` objects at a time, and shards by rank and world
-  size (``RANK``/``WORLD_SIZE`` as torch.distributed sets them, or given) and by DataLoader
+- ``IterableDataset`` reads ``read_ahead`` objects at a time, the next batch while the last is
+  handed out, and shards by rank and world size (``RANK``/``WORLD_SIZE`` as torch.distributed sets them, or given) and by DataLoader
   worker: each object is read by exactly one worker of one rank.
 - Both list once (one flat listing, kept for every epoch); over a manifest they list nothing and
   read the pinned versions (where the store versions objects, else only while the ETag is the
@@ -15,6 +15,7 @@ takes (``__len__``/``__getitem__``/``__getitems__``, or ``__iter__``), and work 
 """
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 from . import _engine
 
@@ -147,5 +148,15 @@ class IterableDataset(_Objects):
 
     def __iter__(self):
         items = self.shard()
-        for start in range(0, len(items), self.read_ahead):
-            yield from self._read(items[start : start + self.read_ahead])
+        batches = [items[start : start + self.read_ahead] for start in range(0, len(items), self.read_ahead)]
+        if not batches:
+            return
+        # The next batch is read while this one is handed out: the engine lets go of the GIL,
+        # so the training loop and the reads overlap.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="plx-read-ahead") as ahead:
+            coming = ahead.submit(self._read, batches[0])
+            for following in batches[1:] + [None]:
+                batch = coming.result()
+                if following is not None:
+                    coming = ahead.submit(self._read, following)
+                yield from batch
