@@ -180,7 +180,15 @@ struct Store {
     /// The connection as JSON: what a pickle carries.
     connection: String,
     settings: S3Settings,
-    objects: Mutex<Option<(Made, Arc<Objects>)>>,
+    live: Mutex<Option<(Made, Arc<Live>)>>,
+}
+
+/// What a store's calls go through in this process, since the last fork.
+struct Live {
+    /// The connection's client as plx-init's transfers use it (downloads and uploads).
+    client: aws_sdk_s3::Client,
+    /// The engine's object access, on its own copy of the client.
+    objects: Objects,
 }
 
 impl Store {
@@ -196,32 +204,33 @@ impl Store {
         Ok(Store {
             connection: serde_json::to_string(connection).map_err(plx_error)?,
             settings,
-            objects: Mutex::new(None),
+            live: Mutex::new(None),
         })
     }
 
-    /// This process's object access, made again after a fork (its client's connections
-    /// belonged to the runtime the fork stopped).
-    fn objects(&self, py: Python<'_>) -> PyResult<Arc<Objects>> {
+    /// This process's client and object access, made again after a fork (the client's
+    /// connections belonged to the runtime the fork stopped).
+    fn live(&self, py: Python<'_>) -> PyResult<Arc<Live>> {
         let now = Made::now();
-        if let Ok(held) = self.objects.lock()
-            && let Some((made, objects)) = held.as_ref()
+        if let Ok(held) = self.live.lock()
+            && let Some((made, live)) = held.as_ref()
             && *made == now
         {
-            return Ok(objects.clone());
+            return Ok(live.clone());
         }
         let client = wait(py, plx_credentials::client(&self.settings))?.map_err(plx_error)?;
-        let objects = Arc::new(Objects::new(&client, Config::default()));
-        if let Ok(mut held) = self.objects.lock() {
+        let objects = Objects::new(&client, Config::default());
+        let live = Arc::new(Live { client, objects });
+        if let Ok(mut held) = self.live.lock() {
             if let Some((made, inherited)) = held.take()
                 && made.pid != now.pid
             {
                 // The parent's: dropping it could touch what only the parent has.
                 std::mem::forget(inherited);
             }
-            *held = Some((now, objects.clone()));
+            *held = Some((now, live.clone()));
         }
-        Ok(objects)
+        Ok(live)
     }
 }
 
@@ -300,8 +309,8 @@ impl Store {
         children: bool,
         limit: Option<i32>,
     ) -> PyResult<(Vec<StatTuple>, Vec<String>)> {
-        let objects = self.objects(py)?;
-        let listing = wait(py, objects.list(bucket, prefix, children, limit))?
+        let live = self.live(py)?;
+        let listing = wait(py, live.objects.list(bucket, prefix, children, limit))?
             .map_err(|error| object_error(&error))?;
         Ok((
             listing.objects.into_iter().map(stat_tuple).collect(),
@@ -319,8 +328,8 @@ impl Store {
         version: Option<&str>,
         once: bool,
     ) -> PyResult<StatTuple> {
-        let objects = self.objects(py)?;
-        wait(py, objects.head(bucket, key, version, once))?
+        let live = self.live(py)?;
+        wait(py, live.objects.head(bucket, key, version, once))?
             .map(stat_tuple)
             .map_err(|error| object_error(&error))
     }
@@ -334,7 +343,7 @@ impl Store {
         bucket: &str,
         slices: Vec<SliceTuple>,
     ) -> PyResult<Vec<Py<PyAny>>> {
-        let objects = self.objects(py)?;
+        let live = self.live(py)?;
         let slices: Vec<Slice> = slices
             .into_iter()
             .map(|(key, start, end, version, etag)| {
@@ -352,7 +361,7 @@ impl Store {
                 }
             })
             .collect();
-        let read = wait(py, objects.read(bucket, &slices))?;
+        let read = wait(py, live.objects.read(bucket, &slices))?;
         Ok(read
             .into_iter()
             .map(|result| match result {
@@ -364,22 +373,22 @@ impl Store {
 
     /// Writes `data` as the object `key`.
     fn put(&self, py: Python<'_>, bucket: &str, key: &str, data: Vec<u8>) -> PyResult<StatTuple> {
-        let objects = self.objects(py)?;
-        wait(py, objects.put(bucket, key, data.into()))?
+        let live = self.live(py)?;
+        wait(py, live.objects.put(bucket, key, data.into()))?
             .map(stat_tuple)
             .map_err(|error| object_error(&error))
     }
 
     /// Removes the object `key`.
     fn remove(&self, py: Python<'_>, bucket: &str, key: &str) -> PyResult<()> {
-        let objects = self.objects(py)?;
-        wait(py, objects.remove(bucket, key))?.map_err(|error| object_error(&error))
+        let live = self.live(py)?;
+        wait(py, live.objects.remove(bucket, key))?.map_err(|error| object_error(&error))
     }
 
     /// Copies the object `from_` to `to` in `bucket`.
     fn copy(&self, py: Python<'_>, bucket: &str, from_: &str, to: &str) -> PyResult<()> {
-        let objects = self.objects(py)?;
-        wait(py, objects.copy(bucket, from_, to))?.map_err(|error| object_error(&error))
+        let live = self.live(py)?;
+        wait(py, live.objects.copy(bucket, from_, to))?.map_err(|error| object_error(&error))
     }
 
     /// Downloads `files` (pairs of a key and a path under `root`) and `dirs` (pairs of a
@@ -399,7 +408,7 @@ impl Store {
         state: Option<PathBuf>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<String> {
-        let objects = self.objects(py)?;
+        let live = self.live(py)?;
         let cache = plx_pull::Cache::from_env(None, None)
             .map_err(plx_error)?
             .map(|cache| cache.for_store(&self.settings));
@@ -417,33 +426,27 @@ impl Store {
         std::fs::create_dir_all(&root).map_err(|error| {
             PlxError::new_err(format!("cannot create {}: {error}", root.display()))
         })?;
-        let client = objects.client().clone();
+        let client = live.client.clone();
         let result = with_progress(py, progress, move |events| async move {
             plx_transfer::download(&client, &request, &root, &Config::default(), &events).await
         })?;
         recorded(&self.settings.connection, result)
     }
 
-    /// Uploads `source` (a file or a directory) under `prefix`: a file as `prefix/<name>` (its
-    /// own name without `name`), a directory's files at their relative paths; or, with `files`,
-    /// each local file to its key (under `prefix`), all in one upload.
-    #[pyo3(signature = (bucket, prefix, source, name=None, files=Vec::new()))]
+    /// Uploads `files`, each local file to its key in `bucket`, in one upload as plx-init's:
+    /// multipart above the threshold, nothing visible before it is complete.
     fn upload(
         &self,
         py: Python<'_>,
         bucket: &str,
-        prefix: &str,
-        source: PathBuf,
-        name: Option<String>,
         files: Vec<(PathBuf, String)>,
     ) -> PyResult<String> {
-        let objects = self.objects(py)?;
+        let live = self.live(py)?;
         let request = plx_transfer::Upload {
-            name,
             files,
-            ..plx_transfer::Upload::new(bucket, prefix, source)
+            ..plx_transfer::Upload::new(bucket, "", "")
         };
-        let client = objects.client().clone();
+        let client = live.client.clone();
         let result = wait(py, async move {
             plx_transfer::upload(&client, &request, &Config::default(), &None).await
         })?;

@@ -270,11 +270,7 @@ fn tally(
                 }
             }
             Ok(Outcome::Skipped { .. }) => summary.skipped += 1,
-            Err(failure) => failures.push(ObjectError::new(
-                failure.kind,
-                &format!("s3://{bucket}/{}", job.key),
-                failure.message,
-            )),
+            Err(failure) => failures.push(failure.of(&format!("s3://{bucket}/{}", job.key))),
         }
     }
 }

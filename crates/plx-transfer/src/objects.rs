@@ -23,7 +23,7 @@ use crate::{
     verify::{
         Hasher, Sum,
         crc::{Cover, Stored},
-        etag_parts, stored_checksum,
+        etag_parts, is_md5, stored_checksum,
     },
 };
 
@@ -142,11 +142,6 @@ impl Objects {
         }
     }
 
-    /// The client requests go through (it tells the controller of every 503).
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
     /// Every object under `prefix` (a string prefix, as S3 has it); with `children`, only those
     /// one level down, and the prefixes below them; with `limit`, one page of at most that many
     /// (whether anything is there, without listing all of it).
@@ -173,7 +168,7 @@ impl Objects {
                     .map_err(s3_failure)
             })
             .await;
-            let page = page.map_err(|failure| failed(prefix, failure))?;
+            let page = page.map_err(|failure| failure.of(prefix))?;
             listing
                 .objects
                 .extend(page.contents().iter().filter_map(|object| {
@@ -226,7 +221,7 @@ impl Objects {
                 .map_err(s3_failure)
         })
         .await;
-        let head = head.map_err(|failure| failed(key, failure))?;
+        let head = head.map_err(|failure| failure.of(key))?;
         Ok(Stat {
             key: key.to_owned(),
             size: head.content_length().unwrap_or(0).max(0) as u64,
@@ -265,7 +260,7 @@ impl Objects {
             self.read_once(bucket, slice).await
         })
         .await;
-        result.map_err(|failure| failed(&slice.key, failure))
+        result.map_err(|failure| failure.of(&slice.key))
     }
 
     /// One try at a slice. A span the object cannot satisfy reads as a file does: nothing from
@@ -346,8 +341,7 @@ impl Objects {
         } else {
             None
         };
-        let is_md5 = etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit());
-        if stored.is_none() && !is_md5 {
+        if stored.is_none() && !is_md5(&etag) {
             return Ok(());
         }
         let mut hasher = Hasher::new(true, stored.map(|stored: Stored| stored.crc));
@@ -387,7 +381,7 @@ impl Objects {
                 .map_err(s3_failure)
         })
         .await;
-        let put = put.map_err(|failure| failed(key, failure))?;
+        let put = put.map_err(|failure| failure.of(key))?;
         Ok(Stat {
             key: key.to_owned(),
             size: body.len() as u64,
@@ -412,7 +406,7 @@ impl Objects {
                 .map_err(s3_failure)
         })
         .await;
-        removed.map(drop).map_err(|failure| failed(key, failure))
+        removed.map(drop).map_err(|failure| failure.of(key))
     }
 
     /// Copies the object `from` to `to` within the store (one request, up to 5 GiB).
@@ -429,7 +423,7 @@ impl Objects {
                 .map_err(s3_failure)
         })
         .await;
-        copied.map(drop).map_err(|failure| failed(from, failure))
+        copied.map(drop).map_err(|failure| failure.of(from))
     }
 }
 
@@ -489,10 +483,6 @@ fn range_length(told: &str) -> Option<u64> {
 
 fn unquoted(etag: &str) -> String {
     etag.trim_matches('"').to_owned()
-}
-
-fn failed(key: &str, failure: Failure) -> ObjectError {
-    ObjectError::new(failure.kind, key, failure.message)
 }
 
 /// A key as CopyObject's source header takes it: percent-encoded but for `/`.

@@ -107,13 +107,7 @@ async fn plan_file(planner: &Planner<'_>, from: &str, to: &str) -> Vec<ObjectErr
     };
     let found = match exact(planner, &key).await {
         Ok(found) => found,
-        Err(failure) => {
-            return vec![ObjectError::new(
-                failure.kind,
-                &format!("s3://{}/{key}", request.bucket),
-                failure.message,
-            )];
-        }
+        Err(failure) => return vec![failure.of(&format!("s3://{}/{key}", request.bucket))],
     };
     if let Some(found) = found {
         send_named(key, path, &found, planned).await;

@@ -107,8 +107,6 @@ pub struct Upload {
     pub prefix: String,
     /// The local file or directory to send.
     pub source: PathBuf,
-    /// A file's name under the prefix, in place of its own (a directory's files keep theirs).
-    pub name: Option<String>,
     /// Named files, each local file to its key under the prefix, in place of `source`'s (a
     /// front end that has worked out where each file goes: the Python package's `put`).
     pub files: Vec<(PathBuf, String)>,
@@ -125,7 +123,6 @@ impl Upload {
             bucket: bucket.into(),
             prefix: prefix.into(),
             source: source.into(),
-            name: None,
             files: Vec::new(),
         }
     }

@@ -3,7 +3,7 @@
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
-use crate::{Config, ErrorKind, Event, Events, event::emit};
+use crate::{Config, ErrorKind, Event, Events, ObjectError, event::emit};
 
 /// Why one request failed, and whether trying again may help.
 pub(crate) struct Failure {
@@ -27,6 +27,11 @@ impl Failure {
             message: message.into(),
             transient: true,
         }
+    }
+
+    /// The failure of `key` (an object, a prefix or a local path), for the caller.
+    pub(crate) fn of(self, key: &str) -> ObjectError {
+        ObjectError::new(self.kind, key, self.message)
     }
 
     /// A local file system error; a full disk or an exhausted quota is [`ErrorKind::NoSpace`],

@@ -39,7 +39,6 @@ pub async fn upload(
         bucket,
         prefix,
         source,
-        name,
         files: named,
     } = request;
     let bucket = bucket.as_str();
@@ -58,13 +57,10 @@ pub async fn upload(
     let mut files = named.clone();
     let mut failures = Vec::new();
     if named.is_empty() {
-        // A single file keeps its name (or the one asked for) under the prefix; a directory's
-        // files their relative paths.
+        // A single file keeps its name under the prefix; a directory's files their relative
+        // paths.
         let top = if source.is_file() {
-            name.as_deref()
-                .map(Path::new)
-                .or(source.file_name().map(Path::new))
-                .unwrap_or(Path::new(""))
+            source.file_name().map(Path::new).unwrap_or(Path::new(""))
         } else {
             Path::new("")
         };
@@ -94,11 +90,7 @@ pub async fn upload(
                     retrying(config, &key, events, || upload_one(&target, &path)).await;
                 result
                     .map(|bytes| (bytes, retries))
-                    .map_err(|failure| ObjectError {
-                        kind: failure.kind,
-                        key: format!("s3://{bucket}/{key}"),
-                        message: failure.message,
-                    })
+                    .map_err(|failure| failure.of(&format!("s3://{bucket}/{key}")))
             }
         })
         // Files wait here for a place in flight; a file is read only once it has one.

@@ -124,8 +124,12 @@ pub(crate) async fn stored_checksum(
 /// The parts count of a multipart ETag (`<md5 of the parts' MD5s>-<parts>`).
 pub(crate) fn etag_parts(etag: &str) -> Option<u64> {
     let (md5, parts) = etag.trim_matches('"').split_once('-')?;
-    let hex = md5.len() == 32 && md5.bytes().all(|b| b.is_ascii_hexdigit());
-    parts.parse().ok().filter(|parts| hex && *parts > 0)
+    parts.parse().ok().filter(|parts| is_md5(md5) && *parts > 0)
+}
+
+/// Whether `text` is an MD5 in hex: a single-part object's ETag is its bytes' MD5.
+pub(crate) fn is_md5(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// The MD5 or CRC of each ranged part this run fetched, by offset.
@@ -167,7 +171,6 @@ pub(crate) async fn verify(object: &Object<'_>, landed: Landed<'_>) -> Result<Ch
         }
         tracing::debug!(key = %object.key, "the stored CRC matches no part layout; checking the ETag");
     }
-    let is_md5 = |text: &str| text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
     if is_md5(&etag) {
         let actual = match streamed_md5 {
             Some(md5) => md5,

@@ -470,8 +470,7 @@ class S3FileSystem(AsyncFileSystem):
         bucket, key, _ = self.split_path(rpath)
         if not key:
             raise ValueError(f"{rpath}: a file needs a key under the bucket")
-        prefix, _, name = key.rpartition("/")
-        await _in_thread(self.store.upload, bucket, prefix, lpath, name)
+        await _in_thread(self.store.upload, bucket, [(lpath, key)])
         self.invalidate_cache(rpath)
 
     async def _put(
@@ -511,7 +510,7 @@ class S3FileSystem(AsyncFileSystem):
             by_bucket.setdefault(bucket, []).append((local_path, key))
         callback.set_size(sum(len(files) for files in by_bucket.values()))
         for bucket, files in by_bucket.items():
-            await _in_thread(self.store.upload, bucket, "", ".", None, files)
+            await _in_thread(self.store.upload, bucket, files)
             callback.relative_update(len(files))
         self.invalidate_cache(rpath if isinstance(rpath, str) else None)
 
@@ -620,8 +619,7 @@ class PlxFile(AbstractBufferedFile):
             return True
         self._spool.close()
         try:
-            prefix, _, name = self.key.rpartition("/")
-            self.fs.store.upload(self.bucket, prefix, self._spool.name, name)
+            self.fs.store.upload(self.bucket, [(self._spool.name, self.key)])
         finally:
             os.unlink(self._spool.name)
             self._spool = None
