@@ -173,12 +173,14 @@ fn stat_tuple(stat: Stat) -> StatTuple {
 }
 
 /// One s3 connection's store: its settings resolved once (files, env, `POLYAXON_` prefixes),
-/// its client and the engine's object access made per process and fork. Pickled as its connection
-/// (never its credentials), resolved again where it is unpickled.
+/// its client and the engine's object access made per process and fork. Pickled as the
+/// catalog's name for it (or the connection a caller gave), never its credentials, and resolved
+/// again where it is unpickled.
 #[pyclass(frozen, module = "plx_connections._engine")]
 struct Store {
-    /// The connection as JSON: what a pickle carries.
-    connection: String,
+    /// The connection as JSON, given by the caller; None for the catalog's, which a pickle
+    /// names instead (a catalog's `env` may hold values a pickle must not carry).
+    connection: Option<String>,
     settings: S3Settings,
     live: Mutex<Option<(Made, Arc<Live>)>>,
 }
@@ -192,7 +194,7 @@ struct Live {
 }
 
 impl Store {
-    fn resolve(connection: &Connection) -> PyResult<Store> {
+    fn resolve(connection: &Connection, given: Option<&str>) -> PyResult<Store> {
         if connection.kind != Kind::S3 {
             return Err(PlxError::new_err(format!(
                 "connection `{}` is of kind {}; a Store reads s3 connections (mounts are read as local files)",
@@ -202,7 +204,7 @@ impl Store {
         let env = Environment::from_process();
         let settings = S3Settings::resolve(connection, &env).map_err(plx_error)?;
         Ok(Store {
-            connection: serde_json::to_string(connection).map_err(plx_error)?,
+            connection: given.map(str::to_owned),
             settings,
             live: Mutex::new(None),
         })
@@ -241,20 +243,20 @@ impl Store {
     fn from_name(name: &str) -> PyResult<Store> {
         let env = Environment::from_process();
         let catalog = catalog(&env)?;
-        Store::resolve(catalog.find(name).map_err(plx_error)?)
+        Store::resolve(catalog.find(name).map_err(plx_error)?, None)
     }
 
     /// The store of a connection given as JSON (Polyaxon's `V1Connection.to_dict()`).
     #[staticmethod]
-    fn from_json(connection: &str) -> PyResult<Store> {
+    fn from_json(given: &str) -> PyResult<Store> {
         let catalog =
-            plx_connections::pod_catalog(Some(&format!("{{\"connections\": [{connection}]}}")))
+            plx_connections::pod_catalog(Some(&format!("{{\"connections\": [{given}]}}")))
                 .map_err(plx_error)?;
         let connection = catalog
             .connections
             .first()
             .ok_or_else(|| PlxError::new_err("the connection given is empty"))?;
-        Store::resolve(connection)
+        Store::resolve(connection, Some(given))
     }
 
     /// The connection's name.
@@ -286,9 +288,13 @@ impl Store {
 
     /// The connection as JSON, for a pickle.
     fn __reduce__(slf: &Bound<'_, Self>) -> PyResult<(Py<PyAny>, (String,))> {
-        let py = slf.py();
-        let from_json = py.get_type::<Store>().getattr("from_json")?.unbind();
-        Ok((from_json, (slf.get().connection.clone(),)))
+        let store = slf.get();
+        let (made_by, argument) = match &store.connection {
+            Some(given) => ("from_json", given.clone()),
+            None => ("from_name", store.settings.connection.clone()),
+        };
+        let made_by = slf.py().get_type::<Store>().getattr(made_by)?.unbind();
+        Ok((made_by, (argument,)))
     }
 
     fn __repr__(&self) -> String {

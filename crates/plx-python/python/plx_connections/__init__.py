@@ -58,7 +58,9 @@ def _connection(name):
     return json.loads(text) if text is not None else None
 
 
-def _get_fs_from_connection(connection, asynchronous=False, use_listings_cache=False, **kwargs):
+def _get_fs_from_connection(
+    connection, asynchronous=False, use_listings_cache=False, catalogued=False, **kwargs
+):
     connection = _as_dict(connection)
     if not connection or connection.get("kind") in MOUNTED:
         from fsspec.implementations.local import LocalFileSystem
@@ -68,8 +70,11 @@ def _get_fs_from_connection(connection, asynchronous=False, use_listings_cache=F
             use_listings_cache=use_listings_cache,
         )
     if connection.get("kind") == "s3":
+        # The catalog's connection by its name: the filesystem's pickle (its arguments) then
+        # carries no value of the catalog's `env`.
+        named = {"name": connection["name"]} if catalogued else {"connection": connection}
         return S3FileSystem(
-            connection=connection,
+            **named,
             asynchronous=asynchronous,
             use_listings_cache=use_listings_cache,
             **kwargs,
@@ -86,7 +91,7 @@ def get_fs_from_name(connection_name, asynchronous=False, **kwargs):
     s3, fsspec's ``LocalFileSystem`` for a mount. An unknown name raises ``PlxError`` naming the
     known ones (Polyaxon would hand back a local filesystem)."""
     return _get_fs_from_connection(
-        _connection(connection_name), asynchronous=asynchronous, **kwargs
+        _connection(connection_name), asynchronous=asynchronous, catalogued=True, **kwargs
     )
 
 

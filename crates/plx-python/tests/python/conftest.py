@@ -59,6 +59,20 @@ def _connection(server):
 
 CATALOG = {
     "connections": [_connection(server) for server in SERVERS]
+    # Keys in the connection's own env (the validator warns; Polyaxon's agent injects them).
+    + [
+        {
+            "name": "s3s-env",
+            "kind": "s3",
+            "schema": {"bucket": f"s3://{BUCKETS['s3s']}"},
+            "env": {
+                "AWS_ACCESS_KEY_ID": SERVERS["s3s"]["access_key"],
+                "AWS_SECRET_ACCESS_KEY": SERVERS["s3s"]["secret_key"],
+                "AWS_ENDPOINT_URL": SERVERS["s3s"]["endpoint"],
+                "AWS_REGION": SERVERS["s3s"]["region"],
+            },
+        }
+    ]
     + [{"name": "local", "kind": "host_path", "schema": {"hostPath": LOCAL, "mountPath": LOCAL}}]
 }
 os.environ["POLYAXON_CONNECTIONS_CATALOG"] = json.dumps(CATALOG)

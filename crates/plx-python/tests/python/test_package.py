@@ -50,6 +50,16 @@ def test_no_secret_in_repr_pickle_or_error():
     assert "no/such/key" in str(raised.value)
 
 
+def test_no_secret_in_a_pickle_of_a_connection_whose_env_holds_it(prefix):
+    seed("s3s", {f"{prefix}/x.txt": b"x"})
+    secret = SERVERS["s3s"]["secret_key"].encode()
+    fs = plx_connections.get_fs_from_name("s3s-env", skip_instance_cache=True)
+    assert fs.cat(f"{BUCKETS['s3s']}/{prefix}/x.txt") == b"x"
+    assert secret not in pickle.dumps(fs)
+    assert secret not in pickle.dumps(fs.store)
+    assert pickle.loads(pickle.dumps(fs)).cat(f"{BUCKETS['s3s']}/{prefix}/x.txt") == b"x"
+
+
 def test_s3fs_keywords_are_taken_and_others_refused():
     fs = plx_connections.get_fs_from_name(
         "moto-data",
