@@ -20,7 +20,9 @@ use std::{
 
 use plx_connections::{Artifacts, Catalog, Connection, Init, Kind, PathEntry};
 use plx_credentials::{Environment, S3Settings};
-use plx_transfer::{Config, Entry, ErrorKind, Event, ObjectError, Objects, Slice, Span, Stat};
+use plx_transfer::{
+    Body, Config, Entry, ErrorKind, Event, Listed, ObjectError, Objects, Slice, Span, Stat,
+};
 use pyo3::{
     create_exception,
     exceptions::{PyFileNotFoundError, PyOSError, PyPermissionError},
@@ -170,6 +172,25 @@ type PinnedTuple = (String, u64, Option<String>, Option<String>);
 
 fn stat_tuple(stat: Stat) -> StatTuple {
     (stat.key, stat.size, stat.etag, stat.modified, stat.version)
+}
+
+/// Each read's bytes, or the exception it failed with.
+fn bodies(py: Python<'_>, read: Vec<Result<Body, ObjectError>>) -> Vec<Py<PyAny>> {
+    read.into_iter()
+        .map(|result| match result {
+            // One copy, from the connection's buffers into the `bytes` Python holds: a buffer
+            // Python reads in place needs the buffer protocol, which the limited API of the
+            // abi3 wheel has only from 3.11.
+            Ok(body) => match PyBytes::new_with(py, body.len(), |out| {
+                body.copy_to(out);
+                Ok(())
+            }) {
+                Ok(bytes) => bytes.into_any().unbind(),
+                Err(error) => error.into_value(py).into_any(),
+            },
+            Err(error) => object_error(&error).into_value(py).into_any(),
+        })
+        .collect()
 }
 
 /// One s3 connection's store: its settings resolved once (files, env, `POLYAXON_` prefixes),
@@ -368,13 +389,34 @@ impl Store {
             })
             .collect();
         let read = wait(py, live.objects.read(bucket, &slices))?;
-        Ok(read
+        Ok(bodies(py, read))
+    }
+
+    /// Reads every listed object `(key, size, ETag)` whole, at once, through the node cache
+    /// `cache` (else the one `PLX_CACHE_DIR` names, as plx-init's) where it holds the object
+    /// and it checks out as a pull's would; returns, in order, each object's bytes or the
+    /// exception it failed with.
+    #[pyo3(signature = (bucket, objects, cache=None))]
+    fn read_listed(
+        &self,
+        py: Python<'_>,
+        bucket: &str,
+        objects: Vec<(String, u64, Option<String>)>,
+        cache: Option<PathBuf>,
+    ) -> PyResult<Vec<Py<PyAny>>> {
+        let live = self.live(py)?;
+        let cache = plx_pull::Cache::from_env(cache.as_deref(), None)
+            .map_err(plx_error)?
+            .map(|cache| cache.for_store(&self.settings));
+        let objects: Vec<Listed> = objects
             .into_iter()
-            .map(|result| match result {
-                Ok(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
-                Err(error) => object_error(&error).into_value(py).into_any(),
-            })
-            .collect())
+            .map(|(key, size, etag)| Listed { key, size, etag })
+            .collect();
+        let read = wait(
+            py,
+            live.objects.read_listed(bucket, &objects, cache.as_ref()),
+        )?;
+        Ok(bodies(py, read))
     }
 
     /// Writes `data` as the object `key`.

@@ -114,9 +114,7 @@ impl Cache {
         if !listed || !kept {
             return None;
         }
-        let identity =
-            serde_json::json!([self.scope, job.key, job.size, job.stamp.text()]).to_string();
-        let name = hex::encode(Sha256::digest(identity.as_bytes()));
+        let name = self.name(&job.key, job.size, &job.stamp);
         let lock = self.lock(&name).await;
         Some(Slot {
             cache: self,
@@ -148,6 +146,20 @@ impl Cache {
                 Err(_) => return None,
             }
         }
+    }
+
+    /// An entry's name: the object as a listing gave it, within this cache's store and bucket.
+    fn name(&self, key: &str, size: u64, stamp: &Stamp) -> String {
+        let identity = serde_json::json!([self.scope, key, size, stamp.text()]).to_string();
+        hex::encode(Sha256::digest(identity.as_bytes()))
+    }
+
+    /// The entry of an object a listing gave with `etag`, where the cache holds one: for a
+    /// reader that takes the bytes into memory ([`crate::Objects::read_listed`]), which checks
+    /// them as [`Slot::serve`] does before it gives them out.
+    pub(crate) fn listed(&self, key: &str, size: u64, etag: &str) -> Option<PathBuf> {
+        let path = self.entry(&self.name(key, size, &Stamp::Etag(etag.to_owned())));
+        path.exists().then_some(path)
     }
 
     fn entry(&self, name: &str) -> PathBuf {

@@ -53,7 +53,7 @@ pub use crate::{
     error::{Error, ErrorKind, ObjectError},
     event::{Event, Events},
     explain::{About, Explained, explain},
-    objects::{Listing, Objects, Slice, Span, Stat},
+    objects::{Body, Listed, Listing, Objects, Slice, Span, Stat},
     path::{KeyError, local_path},
     record::Record,
     request::{Download, Entry, MountCopy, NodeCache, Pinned, Upload},

@@ -16,7 +16,8 @@ use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, stream};
 
 use crate::{
-    Config, ErrorKind, ObjectError,
+    Config, ErrorKind, NodeCache, ObjectError,
+    cache::Cache,
     flow::Flow,
     hedge::{Hedge, next_chunk},
     retry::{Failure, retrying, s3_failure},
@@ -40,6 +41,61 @@ pub struct Stat {
     pub modified: Option<i64>,
     /// Its version, where the store keeps versions and said it.
     pub version: Option<String>,
+}
+
+/// An object's bytes as they came off the connection: the body's chunks, not put together, so
+/// that a caller copying them into a buffer of its own (a Python `bytes`) copies each byte once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Body {
+    chunks: Vec<Bytes>,
+    len: usize,
+}
+
+impl Body {
+    /// How many bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes, chunk after chunk.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    /// All of them in one buffer: the one chunk itself, else a copy.
+    pub fn to_bytes(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            _ => {
+                let mut all = BytesMut::with_capacity(self.len);
+                for chunk in &self.chunks {
+                    all.extend_from_slice(chunk);
+                }
+                all.freeze()
+            }
+        }
+    }
+
+    /// Copies the bytes into `out`, which is exactly [`Body::len`] long.
+    pub fn copy_to(&self, out: &mut [u8]) {
+        let mut at = 0;
+        for chunk in &self.chunks {
+            out[at..at + chunk.len()].copy_from_slice(chunk);
+            at += chunk.len();
+        }
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        if !chunk.is_empty() {
+            self.chunks.push(chunk);
+        }
+    }
 }
 
 /// One page of a listing after another, put together.
@@ -111,6 +167,19 @@ impl Slice {
     }
 }
 
+/// A whole object as a listing gave it: [`Objects::read_listed`] may serve it from the node
+/// cache, under this identity only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// Its key.
+    pub key: String,
+    /// Its size, as listed.
+    pub size: u64,
+    /// Its ETag as listed, without quotes; None where the store lists none (then it is read
+    /// from the store).
+    pub etag: Option<String>,
+}
+
 /// One client's objects, in any of the buckets its credentials reach, with the in-flight
 /// controller and the hedging its reads share.
 pub struct Objects {
@@ -140,6 +209,97 @@ impl Objects {
             flow,
             hedge: Hedge::new(),
         }
+    }
+
+    /// Every listed object whole, at once, as [`Objects::read`] reads: through the node cache
+    /// `cache` (what a pull with `--cache` filled), as plx-init's pulls read it: from the cache
+    /// where it holds the object under the ETag listed, this client's HEAD shows the store has
+    /// that ETag still (the cache never gives what these credentials could not read), and the
+    /// bytes match the store's CRC or the ETag's MD5 again (a damaged entry is removed and the
+    /// object read from the store); else from the store.
+    pub async fn read_listed(
+        &self,
+        bucket: &str,
+        objects: &[Listed],
+        cache: Option<&NodeCache>,
+    ) -> Vec<Result<Body, ObjectError>> {
+        // Where it cannot be used (said once), reads go to the store.
+        let cache = cache.and_then(|config| Cache::open(config, bucket));
+        let cache = cache.as_ref();
+        stream::iter(0..objects.len())
+            .map(|index| async move {
+                let listed = &objects[index];
+                if let Some(cache) = cache
+                    && let Some(body) = self.cached(cache, bucket, listed).await
+                {
+                    return Ok(body);
+                }
+                self.read_slice(bucket, &Slice::whole(listed.key.clone()))
+                    .await
+            })
+            .buffered(self.config.request_cap().max(1))
+            .collect()
+            .await
+    }
+
+    /// A listed object from the node cache, checked as a pull's are (see
+    /// [`Objects::read_listed`]); None when it is to be read from the store.
+    async fn cached(&self, cache: &Cache, bucket: &str, listed: &Listed) -> Option<Body> {
+        let etag = listed.etag.as_deref()?;
+        let path = cache.listed(&listed.key, listed.size, etag)?;
+        let head = {
+            let _slot = self.flow.slot(0).await;
+            self.hedge
+                .race(|| {
+                    self.client
+                        .head_object()
+                        .bucket(bucket)
+                        .key(&listed.key)
+                        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                        .send()
+                })
+                .await
+                .ok()?
+        };
+        if head.e_tag().map(unquoted).as_deref() != Some(etag) {
+            return None;
+        }
+        let stored = Stored::from_headers(
+            head.checksum_crc64_nvme(),
+            head.checksum_crc32_c(),
+            head.checksum_crc32(),
+            head.checksum_type(),
+        )
+        .filter(|stored| stored.cover == Cover::Full);
+        // Off the runtime's workers: a read the page cache does not hold waits on the disk. A
+        // read refreshes the entry's place in the LRU order.
+        let read = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || {
+                let file = std::fs::File::open(&path)?;
+                let _ = file.set_modified(SystemTime::now());
+                std::fs::read(&path)
+            }
+        })
+        .await
+        .ok()?
+        .ok()?;
+        let mut body = Body::default();
+        body.push(Bytes::from(read));
+        let whole = body.len() as u64 == listed.size;
+        match matches(etag, stored, &body) {
+            Some(true) if whole => return Some(body),
+            // A multipart object whose store keeps no CRC over it: nothing here can check the
+            // copy, so the store is asked (the entry may be good; a pull checks it by parts).
+            None if whole => return None,
+            _ => {}
+        }
+        tracing::warn!(
+            key = %listed.key,
+            "the node cache's copy does not match the store's checksum: discarded, read from the store"
+        );
+        let _ = std::fs::remove_file(&path);
+        None
     }
 
     /// Every object under `prefix` (a string prefix, as S3 has it); with `children`, only those
@@ -234,7 +394,7 @@ impl Objects {
     /// Reads every slice at once, as many in flight as the controller finds pay, each tried
     /// again as an object of a download is; the results in the slices' order. A span past an
     /// object's end reads what there is (nothing, from past it).
-    pub async fn read(&self, bucket: &str, slices: &[Slice]) -> Vec<Result<Bytes, ObjectError>> {
+    pub async fn read(&self, bucket: &str, slices: &[Slice]) -> Vec<Result<Body, ObjectError>> {
         // By index: a closure taking `&Slice` makes a future the compiler cannot prove `Send`
         // for every lifetime, and a Python call sends it to the runtime.
         stream::iter(0..slices.len())
@@ -246,9 +406,9 @@ impl Objects {
     }
 
     /// One slice, tried again as the retry loop allows.
-    async fn read_slice(&self, bucket: &str, slice: &Slice) -> Result<Bytes, ObjectError> {
+    async fn read_slice(&self, bucket: &str, slice: &Slice) -> Result<Body, ObjectError> {
         if slice.is_empty() {
-            return Ok(Bytes::new());
+            return Ok(Body::default());
         }
         let size = match slice.span {
             Span::Between(start, end) => end - start,
@@ -266,13 +426,13 @@ impl Objects {
     /// One try at a slice. A span the object cannot satisfy reads as a file does: nothing from
     /// past its end, and all of it where the last bytes asked for are more than it has (RFC
     /// 9110's rule, which moto and some stores answer with a 416 instead).
-    async fn read_once(&self, bucket: &str, slice: &Slice) -> Result<Bytes, Failure> {
+    async fn read_once(&self, bucket: &str, slice: &Slice) -> Result<Body, Failure> {
         match self.get(bucket, slice, slice.range()).await? {
             Some(body) => Ok(body),
             None if matches!(slice.span, Span::Last(_)) => {
                 Ok(self.get(bucket, slice, None).await?.unwrap_or_default())
             }
-            None => Ok(Bytes::new()),
+            None => Ok(Body::default()),
         }
     }
 
@@ -284,7 +444,7 @@ impl Objects {
         bucket: &str,
         slice: &Slice,
         range: Option<String>,
-    ) -> Result<Option<Bytes>, Failure> {
+    ) -> Result<Option<Body>, Failure> {
         let sent = self
             .hedge
             .race(|| {
@@ -323,7 +483,7 @@ impl Objects {
         bucket: &str,
         slice: &Slice,
         etag: Option<&str>,
-        body: &[u8],
+        body: &Body,
     ) -> Result<(), Failure> {
         let Some(etag) = etag.map(str::to_ascii_lowercase) else {
             return Ok(());
@@ -341,17 +501,7 @@ impl Objects {
         } else {
             None
         };
-        if stored.is_none() && !is_md5(&etag) {
-            return Ok(());
-        }
-        let mut hasher = Hasher::new(true, stored.map(|stored: Stored| stored.crc));
-        hasher.update(body);
-        let matches = match (hasher.finish(), stored) {
-            (Sum::Crc(value), Some(stored)) => value == stored.value,
-            (Sum::Md5(md5), _) => hex::encode(md5) == etag,
-            _ => true,
-        };
-        if matches {
+        if matches(&etag, stored, body) != Some(false) {
             Ok(())
         } else {
             Err(Failure::transient(
@@ -452,8 +602,8 @@ async fn take(
     mut body: ByteStream,
     expected: u64,
     quiet: std::time::Duration,
-) -> Result<Bytes, Failure> {
-    let mut bytes = BytesMut::with_capacity(expected.min(1 << 30) as usize);
+) -> Result<Body, Failure> {
+    let mut bytes = Body::default();
     while let Some(chunk) = next_chunk(&mut body, quiet, || {
         format!(
             "the body broke off after {} of {expected} bytes",
@@ -462,7 +612,7 @@ async fn take(
     })
     .await?
     {
-        bytes.extend_from_slice(&chunk);
+        bytes.push(chunk);
     }
     if bytes.len() as u64 != expected {
         return Err(Failure::transient(
@@ -470,7 +620,25 @@ async fn take(
             format!("got {} bytes, the store said {expected}", bytes.len()),
         ));
     }
-    Ok(bytes.freeze())
+    Ok(bytes)
+}
+
+/// Whether `body` is the object the store keeps: against the CRC over the whole object where
+/// the store keeps one, else the MD5 a single-part ETag is; None when neither can tell.
+fn matches(etag: &str, stored: Option<Stored>, body: &Body) -> Option<bool> {
+    let etag = etag.to_ascii_lowercase();
+    if stored.is_none() && !is_md5(&etag) {
+        return None;
+    }
+    let mut hasher = Hasher::new(true, stored.map(|stored| stored.crc));
+    for chunk in body.chunks() {
+        hasher.update(chunk);
+    }
+    match (hasher.finish(), stored) {
+        (Sum::Crc(value), Some(stored)) => Some(value == stored.value),
+        (Sum::Md5(md5), _) => Some(hex::encode(md5) == etag),
+        _ => None,
+    }
 }
 
 /// The length a Content-Range (`bytes 0-99/1000`) covers.

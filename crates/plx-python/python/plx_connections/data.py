@@ -10,6 +10,11 @@ takes (``__len__``/``__getitem__``/``__getitems__``, or ``__iter__``), and work 
 - Both list once (one flat listing, kept for every epoch); over a manifest they list nothing and
   read the pinned versions (where the store versions objects, else only while the ETag is the
   recorded one: a changed object raises).
+- Both read through the node cache a pull with ``plx-init --cache`` filled (``cache``, else
+  ``PLX_CACHE_DIR`` as plx-init reads it), as plx-init does: an object listed with an ETag is
+  served from the node when the cache holds it under that ETag, this pod's HEAD shows the store
+  has it still, and the copy matches the store's CRC or the ETag's MD5; otherwise, and for
+  pinned objects, from the store.
 - Both pickle as their connection's name and their keys, never credentials: a forked or spawned
   worker makes its own runtime and client on its first read.
 """
@@ -23,7 +28,8 @@ __all__ = ["MapDataset", "IterableDataset", "Item"]
 
 
 class Item:
-    """One object of a dataset: its key (under the bucket), size, and pin (version, ETag)."""
+    """One object of a dataset: its key (under the bucket), size, version and ETag (a pin's, or
+    as the listing gave it)."""
 
     __slots__ = ("key", "size", "version", "etag")
 
@@ -49,7 +55,7 @@ class Item:
 def _items_under(store, bucket, prefix):
     prefix = prefix.strip("/")
     objects, _ = store.list(bucket, f"{prefix}/" if prefix else "", False)
-    return [Item(key, size) for key, size, _, _, _ in objects if not key.endswith("/")]
+    return [Item(key, size, None, etag) for key, size, etag, _, _ in objects if not key.endswith("/")]
 
 
 def _items_pinned(manifest, connection):
@@ -60,9 +66,13 @@ def _items_pinned(manifest, connection):
 class _Objects:
     """What both datasets share: the connection, its objects, and reads of them."""
 
-    def __init__(self, connection, prefix="", manifest=None, transform=None):
+    def __init__(self, connection, prefix="", manifest=None, transform=None, cache=None):
         self.connection = connection
         self.transform = transform
+        self.cache = None if cache is None else os.fspath(cache)
+        # A pin's ETag holds the reads to the object recorded; a listing's only names the
+        # node cache's entry.
+        self.pinned = manifest is not None
         self._store = _engine.Store.from_name(connection)
         if manifest is not None:
             self.bucket, self.items = _items_pinned(manifest, connection)
@@ -82,9 +92,14 @@ class _Objects:
         self._store = _engine.Store.from_name(self.connection)
 
     def _read(self, items):
-        read = self._store.read(
-            self.bucket, [(item.key, None, None, item.version, item.etag) for item in items]
-        )
+        if self.pinned:
+            read = self._store.read(
+                self.bucket, [(item.key, None, None, item.version, item.etag) for item in items]
+            )
+        else:
+            read = self._store.read_listed(
+                self.bucket, [(item.key, item.size, item.etag) for item in items], self.cache
+            )
         out = []
         for item, body in zip(items, read):
             if isinstance(body, BaseException):
@@ -131,8 +146,11 @@ class IterableDataset(_Objects):
         rank=None,
         world_size=None,
         read_ahead=64,
+        cache=None,
     ):
-        super().__init__(connection, prefix=prefix, manifest=manifest, transform=transform)
+        super().__init__(
+            connection, prefix=prefix, manifest=manifest, transform=transform, cache=cache
+        )
         self.rank = int(os.environ.get("RANK", 0)) if rank is None else rank
         self.world_size = int(os.environ.get("WORLD_SIZE", 1)) if world_size is None else world_size
         if not 0 <= self.rank < self.world_size:

@@ -1,10 +1,14 @@
 """The datasets: every object exactly once across ranks and workers, a batch read at once, a
-pickled dataset in a forked worker, a manifest's pin honoured."""
+pickled dataset in a forked worker, a manifest's pin honoured, the node cache read as a pull
+reads it."""
 
 import multiprocessing
+import os
 import pickle
+from pathlib import Path
 
 import pytest
+import yaml
 
 import plx_connections
 from conftest import BUCKETS, client, seed
@@ -71,3 +75,75 @@ def test_a_manifest_lists_nothing_and_reads_only_what_it_pinned(dataset_prefix, 
     client("moto").put_object(Bucket=BUCKETS["moto"], Key=f"{dataset_prefix}/000.bin", Body=b"changed")
     with pytest.raises(plx_connections.PlxError, match="changed"):
         data[0]
+
+
+def _entries(cache):
+    return sorted(path for path in (cache / "v1" / "objects").rglob("*") if path.is_file())
+
+
+def test_datasets_read_what_a_pull_put_in_the_node_cache_and_check_it(dataset_prefix, tmp_path):
+    cache = tmp_path / "node-cache"
+    plx_connections.download("moto-data", dirs=[dataset_prefix], to=str(tmp_path / "pulled"), cache=str(cache))
+    entries = _entries(cache)
+    assert len(entries) == len(OBJECTS)
+    # A read refreshes an entry's place in the LRU order: served entries are touched.
+    for entry in entries:
+        os.utime(entry, (1_000_000_000, 1_000_000_000))
+    data = MapDataset("moto-data", prefix=dataset_prefix, cache=cache)
+    assert data.__getitems__(list(range(len(data)))) == list(OBJECTS.values())
+    assert all(entry.stat().st_mtime > 1_000_000_000 for entry in entries)
+
+    # A damaged entry (same length, other bytes) is never handed out: the store's bytes are,
+    # and the entry goes.
+    damaged = max(entries, key=lambda entry: entry.stat().st_size)
+    damaged.write_bytes(b"\0" * damaged.stat().st_size)
+    assert sorted(IterableDataset("moto-data", prefix=dataset_prefix, cache=cache)) == sorted(OBJECTS.values())
+    assert not damaged.exists()
+
+    # An object written again after the pull has another ETag, so another entry: the new bytes.
+    key = f"{dataset_prefix}/005.bin"
+    client("moto").put_object(Bucket=BUCKETS["moto"], Key=key, Body=b"written again")
+    fresh = MapDataset("moto-data", prefix=dataset_prefix, cache=cache)
+    assert fresh[5] == b"written again"
+
+
+def test_the_node_cache_never_serves_what_the_store_no_longer_has(dataset_prefix, tmp_path):
+    cache = tmp_path / "node-cache"
+    plx_connections.download("moto-data", dirs=[dataset_prefix], to=str(tmp_path / "pulled"), cache=str(cache))
+    data = MapDataset("moto-data", prefix=dataset_prefix, cache=cache)
+    # Listed, cached, then deleted from the store: this pod's HEAD fails, so the cache does not
+    # answer for the store; the read goes to the store and fails as a missing object.
+    client("moto").delete_object(Bucket=BUCKETS["moto"], Key=f"{dataset_prefix}/003.bin")
+    with pytest.raises(FileNotFoundError):
+        data[3]
+
+
+CASES = Path(__file__).resolve().parents[4] / "conformance" / "transfer"
+
+
+@pytest.mark.parametrize("case", sorted(CASES.glob("cache-*.yaml")), ids=lambda path: path.stem)
+def test_datasets_follow_the_node_cache_conformance_cases(case, prefix, tmp_path):
+    """The engine's node-cache cases, read through a dataset: the same objects, the cache
+    filled by the same pull, tampered with, changed or unusable as the case says; the bytes the
+    case's tree expects, and as many objects from the cache (told by the entries a read
+    touched) as it says."""
+    spec = yaml.safe_load(case.read_text())
+    under = spec["prefix"]
+    seed("moto", {f"{prefix}/{key}": body for key, body in spec["objects"].items()})
+    cache = tmp_path / "node-cache"
+    if spec["cache"].get("unusable"):
+        cache.write_text("not a directory")
+    if spec["cache"].get("warm"):
+        plx_connections.download("moto-data", dirs=[f"{prefix}/{under}"], to=str(tmp_path / "pulled"), cache=str(cache))
+    entries = _entries(cache) if cache.is_dir() else []
+    for entry in entries:
+        if spec["cache"].get("tamper"):
+            entry.write_bytes(bytes(byte ^ 0x20 for byte in entry.read_bytes()))
+        os.utime(entry, (1_000_000_000, 1_000_000_000))
+    for key, body in spec.get("changed", {}).items():
+        client("moto").put_object(Bucket=BUCKETS["moto"], Key=f"{prefix}/{key}", Body=body.encode())
+    data = MapDataset("moto-data", prefix=f"{prefix}/{under}", cache=cache)
+    got = {item.key[len(f"{prefix}/{under}/") :]: body for item, body in zip(data.items, data.__getitems__(range(len(data))))}
+    assert got == {path: text.encode() for path, text in spec["expect"]["tree"].items()}
+    served = [entry for entry in entries if entry.exists() and entry.stat().st_mtime > 1_000_000_000]
+    assert len(served) == spec["expect"]["from_cache"]
