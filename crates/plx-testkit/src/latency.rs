@@ -1,7 +1,9 @@
 //! A store made far away: an HTTP/1.1 proxy that holds back the first byte of every response by a
 //! set delay (with seeded jitter), caps each connection's bytes per second, and makes a seeded
 //! share of responses stragglers (their first byte very late), stall in the middle of the body,
-//! or answer 503 SlowDown (the store pushing back).
+//! or answer 503 SlowDown (the store pushing back); and a seeded share of object bodies come
+//! back corrupt (one byte flipped, the length and headers as the store sent them: what checksums
+//! are for) or slow (trickling at a few KiB a second).
 //! This kernel has no netem (`tc qdisc … netem` is unknown), so this is how the benchmark and the
 //! tests put a round trip between the client and a server on loopback.
 //!
@@ -58,6 +60,14 @@ pub struct Network {
     /// store pushing back. Only a request's first time, like the others, so the SDK's own
     /// retry gets through.
     pub busy: f64,
+    /// Share of object GETs (a 200 or 206 with a body) whose body comes back with one byte
+    /// flipped: the same length, the same headers. A request's first time only.
+    pub corrupt: f64,
+    /// Share of object GETs whose body trickles at [`Network::slow_rate`]. A request's first
+    /// time only.
+    pub slow: f64,
+    /// Bytes per second of a slow body.
+    pub slow_rate: u64,
     /// The first this many requests are never stragglers nor stalled: a client's warm-up.
     pub spare: u64,
     /// Seeds every draw, so a run can be replayed.
@@ -76,6 +86,9 @@ impl Network {
             stall: 0.0,
             stall_for: Duration::ZERO,
             busy: 0.0,
+            corrupt: 0.0,
+            slow: 0.0,
+            slow_rate: 4096,
             spare: 0,
             seed: 1,
         }
@@ -95,6 +108,10 @@ pub struct Counts {
     pub stalled: AtomicU64,
     /// Requests answered 503 SlowDown.
     pub busy: AtomicU64,
+    /// Bodies sent with a byte flipped.
+    pub corrupted: AtomicU64,
+    /// Bodies sent slowly.
+    pub slowed: AtomicU64,
     /// Requests whose client went away before their response was complete.
     pub abandoned: AtomicU64,
 }
@@ -206,6 +223,15 @@ async fn forward(
     let stalls = random.unit() < network.stall && !spare;
     // Drawn only when asked for, so the other draws of a seed stay as they were.
     let busy = network.busy > 0.0 && random.unit() < network.busy && !spare;
+    // An object's GET (path-style: a bucket and a key; not a listing).
+    let object = request.method() == hyper::Method::GET
+        && !request
+            .uri()
+            .query()
+            .is_some_and(|query| query.contains("list-type"))
+        && request.uri().path().trim_matches('/').contains('/');
+    let corrupts = network.corrupt > 0.0 && random.unit() < network.corrupt && !spare && object;
+    let slow = network.slow > 0.0 && random.unit() < network.slow && !spare && object;
     let delay = if late {
         shared.counts.late.fetch_add(1, Ordering::Relaxed);
         network.late_by
@@ -239,7 +265,7 @@ async fn forward(
     let body = if hyper::body::Body::is_end_stream(&body) {
         empty()
     } else {
-        shaped(body, network.bandwidth, None)
+        shaped(body, network.bandwidth, None, None)
     };
     let upstream = Request::from_parts(parts, body);
     let response = match shared.client.request(upstream).await {
@@ -259,11 +285,22 @@ async fn forward(
         silence: network.stall_for,
         counts: shared.counts.clone(),
     });
+    let whole = matches!(parts.status, StatusCode::OK | StatusCode::PARTIAL_CONTENT);
+    let corrupt = (corrupts && whole && length > 0).then(|| Corrupt {
+        at: random.below(length),
+        counts: shared.counts.clone(),
+    });
+    let bandwidth = if slow && whole && length > 0 {
+        shared.counts.slowed.fetch_add(1, Ordering::Relaxed);
+        Some(network.slow_rate.min(network.bandwidth.unwrap_or(u64::MAX)))
+    } else {
+        network.bandwidth
+    };
     strip_hop_by_hop(&mut parts.headers);
     watch.done = true;
     Ok(Response::from_parts(
         parts,
-        shaped(body, network.bandwidth, stall),
+        shaped(body, bandwidth, stall, corrupt),
     ))
 }
 
@@ -318,15 +355,27 @@ struct Stall {
     counts: Arc<Counts>,
 }
 
-/// `body` at most `bandwidth` bytes per second, and silent for a while past `stall.after` bytes
-/// (a body shorter than that never stalls).
-fn shaped(body: Incoming, bandwidth: Option<u64>, stall: Option<Stall>) -> Body {
+/// Which byte of a body goes wrong, and where that is counted.
+struct Corrupt {
+    at: u64,
+    counts: Arc<Counts>,
+}
+
+/// `body` at most `bandwidth` bytes per second, silent for a while past `stall.after` bytes (a
+/// body shorter than that never stalls), and its byte at `corrupt.at` flipped.
+fn shaped(
+    body: Incoming,
+    bandwidth: Option<u64>,
+    stall: Option<Stall>,
+    corrupt: Option<Corrupt>,
+) -> Body {
     struct Flow {
         body: Incoming,
         sent: u64,
         started: Instant,
         paused: Duration,
         stall: Option<Stall>,
+        corrupt: Option<Corrupt>,
     }
     let flow = Flow {
         body,
@@ -334,12 +383,23 @@ fn shaped(body: Incoming, bandwidth: Option<u64>, stall: Option<Stall>) -> Body 
         started: Instant::now(),
         paused: Duration::ZERO,
         stall,
+        corrupt,
     };
     let frames = futures::stream::unfold(flow, move |mut flow| async move {
-        let frame = match flow.body.frame().await? {
+        let mut frame = match flow.body.frame().await? {
             Ok(frame) => frame,
             Err(error) => return Some((Err(error), flow)),
         };
+        if let Some(data) = frame.data_ref()
+            && let Some(corrupt) = flow
+                .corrupt
+                .take_if(|corrupt| flow.sent + data.len() as u64 > corrupt.at)
+        {
+            let mut bytes = data.to_vec();
+            bytes[(corrupt.at - flow.sent) as usize] ^= 0x5a;
+            corrupt.counts.corrupted.fetch_add(1, Ordering::Relaxed);
+            frame = Frame::data(Bytes::from(bytes));
+        }
         if let Some(data) = frame.data_ref() {
             let length = data.len() as u64;
             if let Some(stall) = flow.stall.take_if(|stall| flow.sent + length > stall.after) {

@@ -3,7 +3,8 @@
 //! copied. Every request is retried as a transfer's are; reads fly under one in-flight
 //! controller kept across calls (an epoch's reads go on from what the last one learned), are
 //! raced when late, and are checked: a body shorter than the store said, or one whose MD5 or
-//! CRC is not the store's, is an error, never bytes.
+//! CRC is not the store's, is an error, never bytes. (S3 keeps no checksum of part of an
+//! object: a range that is not the whole object is checked for its length only.)
 
 use std::{sync::Arc, time::SystemTime};
 
@@ -469,8 +470,12 @@ impl Objects {
             (Some(_), Some(told)) => range_length(told).unwrap_or(length),
             _ => length,
         };
+        // A range that turns out to be all of the object (a file read in blocks larger than
+        // it) is checked as a whole body is; S3 keeps no checksum of a part of an object, so
+        // any other range is checked for its length only.
+        let whole = range.is_none() || response.content_range().is_some_and(covers_all);
         let body = take(response.body, expected, self.hedge.quiet()).await?;
-        if range.is_none() && self.config.verify {
+        if whole && self.config.verify {
             self.check(bucket, slice, etag.as_deref(), &body).await?;
         }
         Ok(Some(body))
@@ -641,6 +646,18 @@ fn matches(etag: &str, stored: Option<Stored>, body: &Body) -> Option<bool> {
     }
 }
 
+/// Whether a Content-Range (`bytes 0-999/1000`) covers the whole object.
+fn covers_all(told: &str) -> bool {
+    let parsed = || -> Option<bool> {
+        let (span, total) = told.strip_prefix("bytes ")?.split_once('/')?;
+        let (start, end) = span.split_once('-')?;
+        let (start, end, total): (u64, u64, u64) =
+            (start.parse().ok()?, end.parse().ok()?, total.parse().ok()?);
+        Some(start == 0 && end + 1 == total)
+    };
+    parsed().unwrap_or(false)
+}
+
 /// The length a Content-Range (`bytes 0-99/1000`) covers.
 fn range_length(told: &str) -> Option<u64> {
     let (span, _) = told.strip_prefix("bytes ")?.split_once('/')?;
@@ -679,6 +696,15 @@ mod tests {
         assert_eq!(range(Span::Between(5, 10)).as_deref(), Some("bytes=5-9"));
         assert_eq!(range(Span::Last(3)).as_deref(), Some("bytes=-3"));
         assert!(Slice::of("k", Span::Between(5, 5)).is_empty());
+    }
+
+    #[test]
+    fn a_range_is_the_whole_object_only_from_its_first_byte_to_its_last() {
+        assert!(covers_all("bytes 0-999/1000"));
+        assert!(!covers_all("bytes 0-998/1000"));
+        assert!(!covers_all("bytes 1-999/1000"));
+        assert!(!covers_all("bytes 0-999/*"));
+        assert!(!covers_all("nonsense"));
     }
 
     #[test]

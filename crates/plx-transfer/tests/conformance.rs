@@ -287,6 +287,8 @@ async fn check(
         if made("late", &counts.late)
             || made("stall", &counts.stalled)
             || made("busy", &counts.busy)
+            || made("corrupt", &counts.corrupted)
+            || made("slow", &counts.slowed)
         {
             problems.push("the proxy injected none of the case's faults".to_owned());
         }
@@ -299,6 +301,31 @@ async fn check(
         let got = local_tree(&destination, &destination);
         if got != want {
             problems.push(format!("tree {got:?}, expected {want:?}"));
+        }
+    }
+    // Generated objects that must land byte for byte (by their path under the destination).
+    let prefix = case["prefix"].as_str().unwrap_or_default();
+    for path in case["expect"]["intact"].as_array().into_iter().flatten() {
+        let path = path.as_str().unwrap_or_default();
+        let key = [prefix, path]
+            .iter()
+            .filter(|part| !part.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
+        let generated = case["generated"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .find(|(_, (name, _))| **name == key);
+        let Some((index, (_, size))) = generated else {
+            problems.push(format!("intact: {key} is not a generated object"));
+            continue;
+        };
+        let want = plx_testkit::bytes(index as u64 + 1, size.as_u64().unwrap_or_default() as usize);
+        if std::fs::read(destination.join(path)).ok().as_deref() != Some(&want[..]) {
+            problems.push(format!("{path} did not land byte for byte"));
         }
     }
     if let Some(want) = case["expect"]["state"].as_array() {
@@ -339,6 +366,9 @@ async fn far(server: &S3Server, network: &Value) -> anyhow::Result<LatencyProxy>
         stall: network["stall"].as_f64().unwrap_or(0.0),
         stall_for: seconds("stall_for_s"),
         busy: network["busy"].as_f64().unwrap_or(0.0),
+        corrupt: network["corrupt"].as_f64().unwrap_or(0.0),
+        slow: network["slow"].as_f64().unwrap_or(0.0),
+        slow_rate: network["slow_rate"].as_u64().unwrap_or(4096),
         spare: network["spare"].as_u64().unwrap_or(0),
         seed: network["seed"].as_u64().unwrap_or(1),
         ..Network::far(Duration::from_millis(

@@ -6,7 +6,7 @@
 use std::{path::PathBuf, process::Stdio};
 
 use anyhow::Context;
-use plx_testkit::{Fault, FaultProxy, Moto, S3Server};
+use plx_testkit::{Fault, FaultProxy, LatencyProxy, Moto, Network, S3Server};
 
 /// The extension the build made: `target/<profile>/libplx_python.so`, beside this test's
 /// `deps/`.
@@ -74,6 +74,19 @@ async fn pytest() -> anyhow::Result<()> {
         37,
     )
     .await?;
+    // Half the object bodies come back with a byte flipped, a fifth trickle at 64 KiB/s (each
+    // a request's first time only): what the reads' checks are for.
+    let corrupting = LatencyProxy::start(
+        ([127, 0, 0, 1], s3s.port).into(),
+        Network {
+            corrupt: 0.5,
+            slow: 0.2,
+            slow_rate: 64 * 1024,
+            seed: 41,
+            ..Network::far(std::time::Duration::ZERO)
+        },
+    )
+    .await?;
     let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     let scratch = tempfile::tempdir()?;
     let status = tokio::process::Command::new(&python)
@@ -107,6 +120,15 @@ async fn pytest() -> anyhow::Result<()> {
                 &s3s.secret_key,
             ),
         )
+        .env(
+            "PLX_TEST_CORRUPT",
+            server(
+                &corrupting.endpoint(),
+                &s3s.region,
+                &s3s.access_key,
+                &s3s.secret_key,
+            ),
+        )
         .stdin(Stdio::null())
         .status()
         .await
@@ -115,6 +137,14 @@ async fn pytest() -> anyhow::Result<()> {
     anyhow::ensure!(
         faulty.injected() > 0 || std::env::var_os("PLX_PYTEST").is_some(),
         "the fault proxy broke no connection: the fault test did not run through it"
+    );
+    let corrupted = corrupting
+        .counts()
+        .corrupted
+        .load(std::sync::atomic::Ordering::Relaxed);
+    anyhow::ensure!(
+        corrupted > 0 || std::env::var_os("PLX_PYTEST").is_some(),
+        "the corrupting proxy flipped no byte: the corruption test did not run through it"
     );
     match status.code() {
         Some(0) => Ok(()),

@@ -14,10 +14,12 @@ import uuid
 import botocore.session
 import pytest
 
-SERVERS = {name: json.loads(os.environ[f"PLX_TEST_{name.upper()}"]) for name in ("moto", "s3s", "faulty")}
+SERVERS = {
+    name: json.loads(os.environ[f"PLX_TEST_{name.upper()}"]) for name in ("moto", "s3s", "faulty", "corrupt")
+}
 #: This session's bucket on each server.
 BUCKETS = {"moto": f"plx-{uuid.uuid4().hex[:12]}", "s3s": f"plx-{uuid.uuid4().hex[:12]}"}
-BUCKETS["faulty"] = BUCKETS["s3s"]
+BUCKETS["faulty"] = BUCKETS["corrupt"] = BUCKETS["s3s"]
 SECRETS = tempfile.mkdtemp(prefix="plx-secrets-")
 LOCAL = tempfile.mkdtemp(prefix="plx-local-")
 
