@@ -316,20 +316,49 @@ pub(crate) fn peers_venv(root: &Path) -> anyhow::Result<std::path::PathBuf> {
     crate::venvs::venv(&root.join("target/plx-bench/peers"), PEERS)
 }
 
+/// The Python readers' venv (`bench --python`): Polyaxon's fs, boto3 at the botocore its
+/// aiobotocore pins, obstore, and s3torchconnector's Mountpoint client without torch; the
+/// package's own wheel is installed into it on each run.
+const READERS: &[&str] = &[
+    "polyaxon[fs]==2.18.0",
+    "boto3==1.43.117",
+    "obstore==0.12.1",
+    "s3torchconnectorclient==1.5.0",
+];
+
+/// The readers' venv with this checkout's wheel in it: its Python.
+fn readers_venv(root: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let venv = crate::venvs::venv(&root.join("target/plx-bench/readers"), READERS)?;
+    let wheel = crate::wheel::wheel(root)?;
+    let wheel = wheel.into_os_string();
+    crate::venvs::pip_install(
+        &venv.join("bin/python"),
+        &["--force-reinstall".into(), "--no-deps".into(), wheel],
+    )?;
+    Ok(venv.join("bin/python"))
+}
+
 /// `cargo xtask bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T]
 /// [--rounds N] [--latency MS,MS…] [--bandwidth MBPS] [--cpus N] [--sweep N]`. `--no-tm` leaves the
 /// transfer-manager peer out of a full run (its build is long); `--sweep N` measures a sweep of
-/// N plx-init runs with one node cache instead of the tools side by side. `built`: `cargo xtask
+/// N plx-init runs with one node cache instead of the tools side by side; `--python` the
+/// Python readers instead (the wheel built and installed first). `built`: `cargo xtask
 /// test` has built plx-init and plx-bench in `target/debug` already, with the workspace's
 /// features (building them alone would build shared crates again with fewer).
 pub(crate) fn transfer(root: &Path, args: &[String], built: bool) -> anyhow::Result<()> {
     let quick = args.iter().any(|arg| arg == "--quick");
-    let no_tm = args.iter().any(|arg| arg == "--no-tm");
-    let args: Vec<String> = args
+    let python = args.iter().any(|arg| arg == "--python");
+    // The readers need no transfer-manager peer.
+    let no_tm = python || args.iter().any(|arg| arg == "--no-tm");
+    let mut args: Vec<String> = args
         .iter()
-        .filter(|arg| *arg != "--no-tm")
+        .filter(|arg| *arg != "--no-tm" && *arg != "--python")
         .cloned()
         .collect();
+    if python {
+        args.push("--python".into());
+        args.push(readers_venv(root)?.display().to_string());
+    }
     let args = args.as_slice();
     // The server the run asks for: Garage unless `--server s3s` (or `--quick`, which defaults
     // to s3s); only then is Garage built.

@@ -51,7 +51,7 @@ tasks:
                        cases, the rendered webhook and helm-test pods run for real
   wheel                the Python package plx_connections with maturin: one abi3 wheel for
                        CPython 3.9 and later, into target/wheels/ (a release build)
-  bench [--quick] [--no-tm] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]
+  bench [--quick] [--no-tm] [--python] [--server s3s|garage] [--workload W] [--tool T] [--rounds N]
         [--latency MS,MS...] [--bandwidth MBPS] [--cpus N]
                        plx-init side by side with s5cmd, rclone, the AWS CLI, boto3, Polyaxon's
                        s3fs path, aws-s3-transfer-manager and a curl floor on one S3 server
@@ -61,6 +61,9 @@ tasks:
                        --cpus N: each tool within N CPUs' time (a cgroup; 1 by default,
                        as Polyaxon's init container; 0 for no limit; needs root);
                        --no-tm: without the transfer-manager peer (a long build);
+                       --python: the Python readers instead (ours, Polyaxon's fs, boto3,
+                       obstore, the Mountpoint client; plx-init to disk) on W1 and W2, into
+                       memory, as a dataset and to disk (builds and installs the wheel);
                        --quick: small W1, W3 and W5 on s3s, W1 also 20 ms away, correctness
                        only (in `test`)
   bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and

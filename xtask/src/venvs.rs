@@ -40,8 +40,18 @@ pub(crate) fn venv(dir: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
     eprintln!("xtask: installing {want} into {}", dir.display());
     let _ = std::fs::remove_dir_all(dir);
     status(Command::new("python3").args(["-m", "venv"]).arg(dir))?;
+    pip_install(&dir.join("bin/python"), packages)?;
+    std::fs::write(&stamp, want)?;
+    Ok(dir.to_path_buf())
+}
+
+/// `pip install` of `args` (packages, files, flags) with `python`, quietly.
+pub(crate) fn pip_install<S: AsRef<std::ffi::OsStr>>(
+    python: &Path,
+    args: &[S],
+) -> anyhow::Result<()> {
     status(
-        Command::new(dir.join("bin/python"))
+        Command::new(python)
             .args([
                 "-m",
                 "pip",
@@ -49,10 +59,8 @@ pub(crate) fn venv(dir: &Path, packages: &[&str]) -> anyhow::Result<PathBuf> {
                 "--quiet",
                 "--disable-pip-version-check",
             ])
-            .args(packages),
-    )?;
-    std::fs::write(&stamp, want)?;
-    Ok(dir.to_path_buf())
+            .args(args),
+    )
 }
 
 /// A venv under `target/` with Polyaxon, made once and reused: its Python.

@@ -5,6 +5,7 @@
 mod measure;
 mod net;
 mod peers;
+mod python;
 mod report;
 mod sweep;
 #[cfg(feature = "tm")]
@@ -57,7 +58,7 @@ struct RunArgs {
     /// The S3 server: s3s or garage.
     #[arg(long, default_value = "garage")]
     server: String,
-    /// Only these workloads (W1 … W5).
+    /// Only these workloads (W1 … W6).
     #[arg(long = "workload")]
     workloads: Vec<String>,
     /// Only these tools (by name, as in the table: plx-init, s5cmd, rclone, …).
@@ -81,6 +82,10 @@ struct RunArgs {
     /// workload with one node cache, each against the first (the report's `sweep` section).
     #[arg(long)]
     sweep: Option<usize>,
+    /// Instead of the tools side by side: the Python readers (ours, Polyaxon's fs, boto3,
+    /// obstore, the Mountpoint client) on W1 and W2, with this venv's Python, which has them all.
+    #[arg(long)]
+    python: Option<PathBuf>,
     /// Scratch space on disk: the server's data and the workloads' local copies.
     #[arg(long)]
     work: PathBuf,
@@ -165,6 +170,16 @@ impl Bench<'_> {
     ) -> anyhow::Result<(measure::Measured, String)> {
         measure::run(command, self.cpus.as_ref(), self.pid, self.timeout, scratch)
     }
+
+    /// `path` opened (its latency proxy started, where it has one), and the tools' context on it.
+    fn open(&self, path: &net::Path) -> anyhow::Result<(net::Route, peers::Context)> {
+        let route = self.runtime.block_on(net::Route::open(path, self.server))?;
+        let ctx = peers::Context {
+            endpoint: route.endpoint.clone(),
+            ..self.ctx.clone()
+        };
+        Ok((route, ctx))
+    }
 }
 
 fn run(args: &RunArgs) -> anyhow::Result<()> {
@@ -218,6 +233,9 @@ fn run(args: &RunArgs) -> anyhow::Result<()> {
         source,
         scratch,
     };
+    if let Some(python) = &args.python {
+        return python::run(&bench, &workloads, python);
+    }
     if let Some(runs) = args.sweep {
         let mut sweeps = Vec::new();
         for workload in workloads.iter().filter(|workload| !workload.upload) {
@@ -306,13 +324,7 @@ fn workload_rounds<'w>(
         args.latency.clone()
     };
     for path in net::Path::for_workload(workload.name, &latencies, args.bandwidth * 1_000_000) {
-        let route = bench
-            .runtime
-            .block_on(net::Route::open(&path, bench.server))?;
-        let ctx = peers::Context {
-            endpoint: route.endpoint.clone(),
-            ..bench.ctx.clone()
-        };
+        let (route, ctx) = bench.open(&path)?;
         if path != net::Path::DIRECT {
             eprintln!("plx-bench: {} over {}", workload.name, path.label());
         }

@@ -163,8 +163,33 @@ pub fn command(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Optio
         return Ok(None);
     };
     // Keys from the environment, as in a pod where a Secret's keys land in env.
-    command.envs(ctx_env(ctx));
+    command.envs(keys(ctx));
     Ok(Some(command))
+}
+
+/// plx-init with its defaults pulling `workload` into `destination` (the sweep's runs, and the
+/// Python readers' yardstick).
+pub fn plx_init_pull(
+    ctx: &Context,
+    workload: &Workload,
+    destination: &Path,
+    source: &Path,
+    scratch: &Path,
+) -> anyhow::Result<Command> {
+    let run = Run {
+        workload,
+        destination,
+        source,
+        upload_prefix: "",
+        scratch,
+        presigned: &[],
+    };
+    let peer = Peer {
+        tool: Tool::PlxInit,
+        tuned: false,
+    };
+    command(ctx, peer, &run)?
+        .ok_or_else(|| anyhow::anyhow!("plx-init has no run for {}", workload.name))
 }
 
 /// plx-init's `artifacts` or `upload`, with a catalog naming the bench bucket.
@@ -227,7 +252,6 @@ fn s5cmd(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Comm
     let dst = run.destination;
     let local_source = run.source.join(workload.prefix());
     let bin = ctx.venv.join("bin");
-    let keys = || ctx_env(ctx);
     let mut lines = String::new();
     let flags = if peer.tuned {
         format!("-c {PART_CONCURRENCY} -p {PART_MIB} ")
@@ -264,7 +288,7 @@ fn s5cmd(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Comm
     std::fs::write(&list, lines)?;
     let mut command = Command::new(bin.join("s5cmd"));
     command
-        .envs(keys())
+        .envs(keys(ctx))
         .arg("--endpoint-url")
         .arg(&ctx.endpoint);
     if peer.tuned {
@@ -342,7 +366,6 @@ fn aws_cli(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Co
     let dst = run.destination;
     let local_source = run.source.join(workload.prefix());
     let bin = ctx.venv.join("bin");
-    let keys = || ctx_env(ctx);
     let config = run.scratch.join("aws-config");
     let mut text = "[default]\n".to_owned();
     if peer.tuned {
@@ -354,7 +377,7 @@ fn aws_cli(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Co
     std::fs::write(&config, text)?;
     let mut command = Command::new(bin.join("aws"));
     command
-        .envs(keys())
+        .envs(keys(ctx))
         .env("AWS_CONFIG_FILE", &config)
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .arg("--endpoint-url")
@@ -394,7 +417,6 @@ fn aws_cli(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Co
 /// boto3's TransferManager or aws-s3-transfer-manager, reading a spec file.
 fn python_peer(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Option<Command>> {
     let bin = ctx.venv.join("bin");
-    let keys = || ctx_env(ctx);
     if peer.tool == Tool::TransferManager && !ctx.tm {
         return Ok(None);
     }
@@ -408,7 +430,7 @@ fn python_peer(ctx: &Context, peer: Peer, run: &Run<'_>) -> anyhow::Result<Optio
         command.arg("tm");
         command
     };
-    command.envs(keys()).arg(spec);
+    command.envs(keys(ctx)).arg(spec);
     Ok(Some(command))
 }
 
@@ -417,7 +439,6 @@ fn polyaxon(ctx: &Context, _: Peer, run: &Run<'_>) -> anyhow::Result<Option<Comm
     let workload = run.workload;
     let dst = run.destination;
     let local_source = run.source.join(workload.prefix());
-    let keys = || ctx_env(ctx);
     let catalog = serde_json::json!({"connections": [{
         "name": "bench", "kind": "s3",
         "schema": {"bucket": format!("s3://{}", ctx.bucket)},
@@ -461,7 +482,7 @@ fn polyaxon(ctx: &Context, _: Peer, run: &Run<'_>) -> anyhow::Result<Option<Comm
         command
     };
     command
-        .envs(keys())
+        .envs(keys(ctx))
         .env("POLYAXON_SERVICE", "init")
         .env("POLYAXON_CONNECTIONS_CATALOG", catalog)
         .env("POLYAXON_NO_OP", "false")
@@ -535,7 +556,8 @@ pub fn curl_parts(destination: &Path) -> PathBuf {
     destination.with_file_name("curl-parts")
 }
 
-fn ctx_env(ctx: &Context) -> Vec<(&'static str, String)> {
+/// The server's keys and region, as a pod's env holds a Secret's keys.
+pub fn keys(ctx: &Context) -> Vec<(&'static str, String)> {
     vec![
         ("AWS_ACCESS_KEY_ID", ctx.access_key.clone()),
         ("AWS_SECRET_ACCESS_KEY", ctx.secret_key.clone()),

@@ -21,7 +21,7 @@ pub struct Context {
 
 /// The section a run writes: `transfer` (loopback, with its chart) or `latency` (a run with
 /// `--latency`, its tables per path, targets and the in-flight plot), each between its markers.
-fn markers(section: &str) -> (String, String) {
+pub fn markers(section: &str) -> (String, String) {
     (
         format!("<!-- {section}:begin (written by `cargo xtask bench`) -->"),
         format!("<!-- {section}:end -->"),
@@ -39,13 +39,13 @@ struct Row {
 }
 
 #[derive(Clone, Copy)]
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
 }
 
-fn stats(values: &[f64]) -> Option<Stats> {
+pub fn stats(values: &[f64]) -> Option<Stats> {
     let mut sorted: Vec<f64> = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
@@ -186,24 +186,38 @@ pub fn write(
         )?;
     }
     writeln!(md, "{end_marker}")?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (text.find(&begin_marker), text.find(&end_marker)) {
-        (Some(begin), Some(end)) if begin < end => {
-            format!(
-                "{}{}{}",
-                &text[..begin],
-                md.trim_end(),
-                &text[end + end_marker.len()..]
-            )
-        }
-        _ if latency => format!("{text}\n## Transfers from a store far away\n\n{md}"),
-        _ => format!("{text}\n## Transfers\n\n{md}"),
+    let heading = if latency {
+        "Transfers from a store far away"
+    } else {
+        "Transfers"
     };
-    std::fs::write(path, updated)?;
+    splice(path, (&begin_marker, &end_marker), heading, &md)?;
     if latency {
         return Ok(());
     }
     draw(&chart, &panels)
+}
+
+/// Puts `md` (which opens and closes with the `markers` given) in place of that section of the
+/// report at `path`, or at its end under `heading` where the section is not there yet.
+pub fn splice(
+    path: &Path,
+    (begin, end): (&str, &str),
+    heading: &str,
+    md: &str,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let updated = match (text.find(begin), text.find(end)) {
+        (Some(at), Some(to)) if at < to => format!(
+            "{}{}{}",
+            &text[..at],
+            md.trim_end(),
+            &text[to + end.len()..]
+        ),
+        _ => format!("{text}\n## {heading}\n\n{md}"),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
 }
 
 /// One workload's table (every tool's medians, spreads and ratios to plx-init) and its panel of
@@ -535,7 +549,7 @@ fn draw_steps(path: &Path, samples: &[Sample]) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-fn date() -> String {
+pub fn date() -> String {
     std::process::Command::new("date")
         .arg("+%Y-%m-%d")
         .output()

@@ -5,11 +5,7 @@
 
 use std::{fmt::Write as _, path::Path};
 
-use crate::{
-    Bench, measure, peers,
-    peers::{Peer, Tool},
-    workload,
-};
+use crate::{Bench, measure, peers, workload};
 
 /// One run of the sweep.
 pub struct Run {
@@ -34,21 +30,8 @@ pub fn sweep(
         let destination = args.landing.join("dst");
         let _ = std::fs::remove_dir_all(&args.landing);
         std::fs::create_dir_all(&destination)?;
-        let run = peers::Run {
-            workload,
-            destination: &destination,
-            source: &bench.source,
-            upload_prefix: "",
-            scratch,
-            presigned: &[],
-        };
-        let peer = Peer {
-            tool: Tool::PlxInit,
-            tuned: false,
-        };
-        let Some(mut command) = peers::command(ctx, peer, &run)? else {
-            anyhow::bail!("plx-init has no run for {}", workload.name);
-        };
+        let mut command =
+            peers::plx_init_pull(ctx, workload, &destination, &bench.source, scratch)?;
         command.arg("--cache").arg(&cache);
         let _ = std::fs::remove_file(scratch.join("summary.json"));
         let (mut measured, output) = bench.measure(command, scratch)?;
@@ -122,16 +105,10 @@ pub fn write(path: &Path, server: &str, sweeps: &[(&str, usize, Vec<Run>)]) -> a
         writeln!(md)?;
     }
     writeln!(md, "{end}")?;
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (text.find(begin), text.find(end)) {
-        (Some(at), Some(to)) if at < to => format!(
-            "{}{}{}",
-            &text[..at],
-            md.trim_end(),
-            &text[to + end.len()..]
-        ),
-        _ => format!("{text}\n## A sweep on one node: the node cache\n\n{md}"),
-    };
-    std::fs::write(path, updated)?;
-    Ok(())
+    crate::report::splice(
+        path,
+        (begin, end),
+        "A sweep on one node: the node cache",
+        &md,
+    )
 }

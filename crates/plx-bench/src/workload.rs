@@ -71,7 +71,7 @@ fn many(prefix: &str, count: usize, size: u64, per_dir: usize) -> Vec<Object> {
         .collect()
 }
 
-/// W1 to W5 of the issue; `quick` shrinks them to a smoke test (W1, W3 and a small W5).
+/// W1 to W6 of the issues; `quick` shrinks them to a smoke test (W1, W3 and a small W5).
 pub fn all(quick: bool) -> Vec<Workload> {
     let scale = |full: usize, small: usize| if quick { small } else { full };
     let mut workloads = vec![
@@ -107,6 +107,13 @@ pub fn all(quick: bool) -> Vec<Workload> {
         },
         w4(),
         w5(quick),
+        Workload {
+            name: "W6",
+            about: "2,000 × 4 KiB, one prefix: a short pull, where reaching the requests in flight a far store needs is most of the time".into(),
+            upload: false,
+            objects: many("w6/", 2000, 4 * KIB, 500),
+            entries: vec![Entry::Prefix("w6/".into())],
+        },
     ];
     if quick {
         workloads.retain(|workload| matches!(workload.name, "W1" | "W3" | "W5"));
