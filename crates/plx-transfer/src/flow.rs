@@ -7,10 +7,8 @@
 //! back (before that, what completes ran under the previous limit), beside the time-weighted
 //! mean of requests in flight, which says whether there was work enough to fill the limit
 //! (Little's law ties the two: in flight = throughput × time per request, so a limit that
-//! buys no throughput only lengthens each request). A step lasts until, after its first own
-//! request, as many came back as its limit (a round trip at saturation). While doubling the limit still
-//! buys at least [`CLIMB`] more, it doubles, or goes at once to what the shortest request time
-//! says a far store needs ([`REACH`]); then it keeps the better of the last two and holds, probing a
+//! buys no throughput only lengthens each request). While doubling the limit still buys at least
+//! [`CLIMB`] more, it doubles; then it keeps the better of the last two and holds, probing a
 //! quarter higher every few steps and keeping the probe only if it pays ([`PROBE`]). A 503
 //! SlowDown halves what flies at once (once per step) and caps the probes below where the store
 //! pushed back; every attempt's 503 counts, including those the SDK's own retries absorb
@@ -43,16 +41,8 @@ const CLIMB: f64 = 1.2;
 const PROBE: f64 = 1.1;
 /// Steps held between probes.
 const HOLD: u32 = 4;
-/// A step ends after this many of its own requests completed, and at least as many as its
-/// limit (the whole window turned over once: one round trip at saturation, so that a step never
-/// judges a doubling before the doubled requests are back)...
+/// A step ends after this many of its own requests completed (at least)...
 const MIN_DONE: u64 = 8;
-/// While climbing, the limit goes at once to what this many requests a second need at the
-/// shortest time a request has taken (Little's law): a store 50 ms away needs hundreds in
-/// flight from its first round trip, not after five doublings. 32 at 2 ms: a store close by
-/// starts where it did; queueing does not lengthen the shortest time, so a busy store is not
-/// sent more for being slow.
-const REACH: f64 = START as f64 / 0.002;
 /// ...or, with a few, after this long (large parts over a slow link).
 const LONGEST: Duration = Duration::from_secs(2);
 /// Steps kept in the summary.
@@ -93,8 +83,6 @@ struct Control {
     done: u64,
     /// The previous step's limit and throughput, when it was measured.
     last: Option<(usize, f64)>,
-    /// The shortest time a request has taken, in seconds.
-    shortest: f64,
     slowed_in: Option<u64>,
     steps: Vec<Step>,
 }
@@ -118,7 +106,6 @@ impl Control {
             measuring: None,
             done: 0,
             last: None,
-            shortest: f64::INFINITY,
             slowed_in: None,
             steps: Vec::new(),
         }
@@ -131,11 +118,10 @@ impl Control {
         self.step
     }
 
-    /// A request that started in `step` ended (well or not) after `took`.
-    fn finish(&mut self, now: Instant, step: u64, took: Duration) {
+    /// A request that started in `step` ended (well or not).
+    fn finish(&mut self, now: Instant, step: u64) {
         self.account(now);
         self.busy = self.busy.saturating_sub(1);
-        self.shortest = self.shortest.min(took.as_secs_f64());
         let Some(since) = self.measuring else {
             if step == self.step {
                 // The step's first own request is back: from here on, what completes ran
@@ -147,7 +133,9 @@ impl Control {
         };
         self.done += 1;
         let elapsed = now.duration_since(since);
-        if self.done >= MIN_DONE.max(self.limit as u64) || (elapsed >= LONGEST && self.done >= 2) {
+        if self.done >= MIN_DONE.max(self.limit as u64 / 2)
+            || (elapsed >= LONGEST && self.done >= 2)
+        {
             self.decide(now);
         }
     }
@@ -206,7 +194,7 @@ impl Control {
                     self.phase = Phase::Hold(0);
                     limit
                 }
-                _ => (limit * 2).max((self.shortest * REACH).ceil() as usize),
+                _ => limit * 2,
             },
             Phase::Hold(held) if held + 1 >= HOLD && limit < self.ceiling => {
                 self.phase = Phase::Probe { from: limit, rate };
@@ -287,7 +275,6 @@ pub(crate) struct Slot<'a> {
     permit: Option<SemaphorePermit<'a>>,
     _memory: Option<SemaphorePermit<'a>>,
     step: u64,
-    started: Instant,
 }
 
 impl Flow {
@@ -341,7 +328,6 @@ impl Flow {
             permit,
             _memory: memory,
             step,
-            started: now,
         }
     }
 
@@ -361,12 +347,11 @@ impl Flow {
             .unwrap_or_default()
     }
 
-    fn complete(&self, step: u64, started: Instant, permit: Option<SemaphorePermit<'_>>) {
+    fn complete(&self, step: u64, permit: Option<SemaphorePermit<'_>>) {
         let Ok(mut control) = self.control.lock() else {
             return;
         };
-        let now = Instant::now();
-        control.finish(now, step, now.duration_since(started));
+        control.finish(Instant::now(), step);
         if let Some(permit) = permit
             && control.granted > control.limit
         {
@@ -391,8 +376,7 @@ impl Flow {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.flow
-            .complete(self.step, self.started, self.permit.take());
+        self.flow.complete(self.step, self.permit.take());
     }
 }
 
@@ -413,24 +397,20 @@ mod tests {
     ) {
         let zero = control.started;
         let mut now = 0u64;
-        let mut flying: BinaryHeap<Reverse<(u64, u64, u64)>> = BinaryHeap::new();
+        let mut flying: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new();
         let (mut sent, mut finished) = (0, 0);
         while finished < requests {
             while sent < requests && flying.len() < control.limit {
                 let step = control.start(zero + Duration::from_micros(now));
                 let took = latency(flying.len() + 1);
-                flying.push(Reverse((now + took, step, took)));
+                flying.push(Reverse((now + took, step)));
                 sent += 1;
             }
-            let Some(Reverse((end, step, took))) = flying.pop() else {
+            let Some(Reverse((end, step))) = flying.pop() else {
                 break;
             };
             now = end;
-            control.finish(
-                zero + Duration::from_micros(now),
-                step,
-                Duration::from_micros(took),
-            );
+            control.finish(zero + Duration::from_micros(now), step);
             finished += 1;
             if slow_down_at == Some(finished) {
                 control.slow_down(zero + Duration::from_micros(now));
@@ -454,17 +434,6 @@ mod tests {
         simulate(&mut control, 20_000, |_| 50_000, None);
         assert_eq!(peak(&control), 256, "{:?}", control.steps);
         assert_eq!(control.limit, 256);
-    }
-
-    #[test]
-    fn a_far_store_gets_them_within_the_first_round_trips() {
-        // 50 ms away: the cap from the first step's end, two round trips in, not five
-        // doublings later (each judged before its requests were back).
-        let mut control = Control::new(256, Instant::now());
-        simulate(&mut control, 2_000, |_| 50_000, None);
-        let first = control.steps.iter().position(|step| step.limit == 256);
-        assert_eq!(first, Some(1), "{:?}", control.steps);
-        assert!(control.steps[1].at <= 0.250, "{:?}", control.steps);
     }
 
     #[test]
@@ -541,11 +510,7 @@ mod tests {
                 .map(|_| control.start(zero + Duration::from_millis(round * 50)))
                 .collect();
             for step in steps {
-                control.finish(
-                    zero + Duration::from_millis(round * 50 + 50),
-                    step,
-                    Duration::from_millis(50),
-                );
+                control.finish(zero + Duration::from_millis(round * 50 + 50), step);
             }
         }
         assert_eq!(control.limit, START, "{:?}", control.steps);
