@@ -118,6 +118,18 @@ fn wait<T: Send>(py: Python<'_>, future: impl Future<Output = T> + Send) -> PyRe
     Ok(py.detach(|| runtime.block_on(future)))
 }
 
+/// As [`wait`], with the future run on the engine's workers rather than on the calling thread:
+/// for many requests at once (reads), whose every response would otherwise wake the Python
+/// thread from the worker that read it, two threads trading places under a pod's one CPU.
+fn wait_on_workers<T: Send + 'static>(
+    py: Python<'_>,
+    future: impl Future<Output = T> + Send + 'static,
+) -> PyResult<T> {
+    let runtime = runtime()?;
+    py.detach(|| runtime.block_on(runtime.spawn(future)))
+        .map_err(|error| PlxError::new_err(format!("the engine's reads stopped: {error}")))
+}
+
 /// An object's failure as the Python exception it is: a missing object is `FileNotFoundError`,
 /// a denied one `PermissionError`, anything else `PlxError`; each with plx-init's sentence.
 fn object_error(error: &ObjectError) -> PyErr {
@@ -388,7 +400,8 @@ impl Store {
                 }
             })
             .collect();
-        let read = wait(py, live.objects.read(bucket, &slices))?;
+        let bucket = bucket.to_owned();
+        let read = wait_on_workers(py, async move { live.objects.read(&bucket, &slices).await })?;
         Ok(bodies(py, read))
     }
 
@@ -412,10 +425,12 @@ impl Store {
             .into_iter()
             .map(|(key, size, etag)| Listed { key, size, etag })
             .collect();
-        let read = wait(
-            py,
-            live.objects.read_listed(bucket, &objects, cache.as_ref()),
-        )?;
+        let bucket = bucket.to_owned();
+        let read = wait_on_workers(py, async move {
+            live.objects
+                .read_listed(&bucket, &objects, cache.as_ref())
+                .await
+        })?;
         Ok(bodies(py, read))
     }
 
