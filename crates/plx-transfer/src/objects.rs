@@ -13,7 +13,7 @@ use aws_sdk_s3::{
     error::{ProvideErrorMetadata, SdkError},
     primitives::ByteStream,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{StreamExt, stream};
 
 use crate::{
@@ -65,21 +65,6 @@ impl Body {
     /// The bytes, chunk after chunk.
     pub fn chunks(&self) -> &[Bytes] {
         &self.chunks
-    }
-
-    /// All of them in one buffer: the one chunk itself, else a copy.
-    pub fn to_bytes(&self) -> Bytes {
-        match self.chunks.as_slice() {
-            [] => Bytes::new(),
-            [one] => one.clone(),
-            _ => {
-                let mut all = BytesMut::with_capacity(self.len);
-                for chunk in &self.chunks {
-                    all.extend_from_slice(chunk);
-                }
-                all.freeze()
-            }
-        }
     }
 
     /// Copies the bytes into `out`, which is exactly [`Body::len`] long.
@@ -277,9 +262,10 @@ impl Objects {
         let read = tokio::task::spawn_blocking({
             let path = path.clone();
             move || {
-                let file = std::fs::File::open(&path)?;
+                let mut file = std::fs::File::open(&path)?;
                 let _ = file.set_modified(SystemTime::now());
-                std::fs::read(&path)
+                let mut read = Vec::new();
+                std::io::Read::read_to_end(&mut file, &mut read).map(|_| read)
             }
         })
         .await
@@ -646,23 +632,22 @@ fn matches(etag: &str, stored: Option<Stored>, body: &Body) -> Option<bool> {
     }
 }
 
+/// A Content-Range (`bytes 0-99/1000`): its first and last byte, and the object's size where
+/// the store gave it (`*` where it did not).
+fn content_range(told: &str) -> Option<(u64, u64, Option<u64>)> {
+    let (span, total) = told.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    Some((start.parse().ok()?, end.parse().ok()?, total.parse().ok()))
+}
+
 /// Whether a Content-Range (`bytes 0-999/1000`) covers the whole object.
 fn covers_all(told: &str) -> bool {
-    let parsed = || -> Option<bool> {
-        let (span, total) = told.strip_prefix("bytes ")?.split_once('/')?;
-        let (start, end) = span.split_once('-')?;
-        let (start, end, total): (u64, u64, u64) =
-            (start.parse().ok()?, end.parse().ok()?, total.parse().ok()?);
-        Some(start == 0 && end + 1 == total)
-    };
-    parsed().unwrap_or(false)
+    content_range(told).is_some_and(|(start, end, total)| start == 0 && Some(end + 1) == total)
 }
 
 /// The length a Content-Range (`bytes 0-99/1000`) covers.
 fn range_length(told: &str) -> Option<u64> {
-    let (span, _) = told.strip_prefix("bytes ")?.split_once('/')?;
-    let (start, end) = span.split_once('-')?;
-    let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+    let (start, end, _) = content_range(told)?;
     Some(end.checked_sub(start)? + 1)
 }
 
