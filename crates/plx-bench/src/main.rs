@@ -505,11 +505,7 @@ fn measure_one(
         measured.server_cpu,
         measured.proxy_cpu,
         measured.rss_kib / 1024,
-        measured
-            .invalid
-            .as_ref()
-            .map(|why| format!("  INVALID: {why}"))
-            .unwrap_or_default()
+        measured.invalid_note()
     );
     Ok(Some((measured, steps)))
 }

@@ -28,6 +28,16 @@ pub struct Measured {
     pub invalid: Option<String>,
 }
 
+impl Measured {
+    /// `  INVALID: why` for a run's line, where the run does not count; empty where it does.
+    pub fn invalid_note(&self) -> String {
+        self.invalid
+            .as_ref()
+            .map(|why| format!("  INVALID: {why}"))
+            .unwrap_or_default()
+    }
+}
+
 /// Words in a tool's output that mean it retried or met a server error.
 const TROUBLE: &[&str] = &[
     "retry",

@@ -169,11 +169,7 @@ pub fn run(bench: &Bench<'_>, workloads: &[Workload], python: &Path) -> anyhow::
                             warm_cpu,
                             measured.wall,
                             measured.rss_kib / 1024,
-                            measured
-                                .invalid
-                                .as_ref()
-                                .map(|why| format!("  INVALID: {why}"))
-                                .unwrap_or_default()
+                            measured.invalid_note()
                         );
                         if round >= warm_up {
                             samples.push(Sample {
@@ -338,6 +334,18 @@ fn check_digests(
     }
 }
 
+/// One reader's runs in one mode of one workload, over every path.
+fn runs_of<'a>(
+    samples: &'a [Sample],
+    workload: &'a str,
+    mode: &'a str,
+    reader: Reader,
+) -> impl Iterator<Item = &'a Sample> + 'a {
+    samples
+        .iter()
+        .filter(move |s| s.workload == workload && s.mode == mode && s.reader == reader.name())
+}
+
 /// The report's `python` section: per workload and mode, each reader's warm time at each path
 /// (median [min–max], and its ratio to ours), its CPU per object, a fresh process's time and its
 /// peak RSS; then the targets, each met or missed.
@@ -355,15 +363,8 @@ fn write(
         .collect();
     let median =
         |workload: &str, mode: &str, reader: Reader, network: &str, field: fn(&Sample) -> f64| {
-            let values: Vec<f64> = samples
-                .iter()
-                .filter(|s| {
-                    s.workload == workload
-                        && s.mode == mode
-                        && s.reader == reader.name()
-                        && s.network == network
-                        && s.measured.invalid.is_none()
-                })
+            let values: Vec<f64> = runs_of(samples, workload, mode, reader)
+                .filter(|s| s.network == network && s.measured.invalid.is_none())
                 .map(field)
                 .collect();
             report::stats(&values)
@@ -437,23 +438,11 @@ fn write(
                 let fresh = median(workload.name, mode.name(), reader, loopback, |s| {
                     s.measured.wall
                 });
-                let rss = samples
-                    .iter()
-                    .filter(|s| {
-                        s.workload == workload.name
-                            && s.mode == mode.name()
-                            && s.reader == reader.name()
-                    })
+                let rss = runs_of(samples, workload.name, mode.name(), reader)
                     .map(|s| s.measured.rss_kib)
                     .max();
-                let invalid = samples
-                    .iter()
-                    .filter(|s| {
-                        s.workload == workload.name
-                            && s.mode == mode.name()
-                            && s.reader == reader.name()
-                            && s.measured.invalid.is_some()
-                    })
+                let invalid = runs_of(samples, workload.name, mode.name(), reader)
+                    .filter(|s| s.measured.invalid.is_some())
                     .count();
                 writeln!(
                     md,
@@ -500,10 +489,8 @@ fn targets(
     let mut lines = Vec::new();
     for workload in workloads {
         let w = workload.name;
-        for network in networks
-            .iter()
-            .filter(|n| n.as_str() != "loopback, no proxy")
-        {
+        let loopback = net::Path::DIRECT.label();
+        for network in networks.iter().filter(|n| **n != loopback) {
             if let (Some(ours), Some(theirs)) = (
                 median(w, "memory", Reader::Ours, network, warm),
                 median(w, "memory", Reader::Polyaxon, network, warm),

@@ -50,11 +50,7 @@ pub fn sweep(
             measured.wall,
             measured.client_cpu,
             measured.server_cpu,
-            measured
-                .invalid
-                .as_ref()
-                .map(|why| format!("  INVALID: {why}"))
-                .unwrap_or_default()
+            measured.invalid_note()
         );
         done.push(Run {
             measured,
