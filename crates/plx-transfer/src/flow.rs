@@ -7,7 +7,9 @@
 //! back (before that, what completes ran under the previous limit), beside the time-weighted
 //! mean of requests in flight, which says whether there was work enough to fill the limit
 //! (Little's law ties the two: in flight = throughput × time per request, so a limit that
-//! buys no throughput only lengthens each request). While doubling the limit still buys at least
+//! buys no throughput only lengthens each request). A step lasts until, after its first own
+//! request, as many came back as its limit (one round trip at saturation, [`MIN_DONE`]), so the
+//! limit grows per round trip. While doubling the limit still buys at least
 //! [`CLIMB`] more, it doubles; then it keeps the better of the last two and holds, probing a
 //! quarter higher every few steps and keeping the probe only if it pays ([`PROBE`]). A 503
 //! SlowDown halves what flies at once (once per step) and caps the probes below where the store
@@ -41,7 +43,10 @@ const CLIMB: f64 = 1.2;
 const PROBE: f64 = 1.1;
 /// Steps held between probes.
 const HOLD: u32 = 4;
-/// A step ends after this many of its own requests completed (at least)...
+/// A step ends after this many of its own requests completed, and at least as many as its
+/// limit: the whole window turned over once, a round trip at saturation. Half the limit ended a
+/// step 50 ms away within one round trip's burst of answers, so a doubling was judged before
+/// the doubled requests were back, bought nothing, and was undone (32, 64, back to 32)...
 const MIN_DONE: u64 = 8;
 /// ...or, with a few, after this long (large parts over a slow link).
 const LONGEST: Duration = Duration::from_secs(2);
@@ -133,9 +138,7 @@ impl Control {
         };
         self.done += 1;
         let elapsed = now.duration_since(since);
-        if self.done >= MIN_DONE.max(self.limit as u64 / 2)
-            || (elapsed >= LONGEST && self.done >= 2)
-        {
+        if self.done >= MIN_DONE.max(self.limit as u64) || (elapsed >= LONGEST && self.done >= 2) {
             self.decide(now);
         }
     }
@@ -434,6 +437,18 @@ mod tests {
         simulate(&mut control, 20_000, |_| 50_000, None);
         assert_eq!(peak(&control), 256, "{:?}", control.steps);
         assert_eq!(control.limit, 256);
+    }
+
+    #[test]
+    fn a_far_store_is_climbed_once_per_round_trip() {
+        // 50 ms away, as a short pull of 2,000 small objects: each doubling is judged after its
+        // requests came back, so it is kept, and the cap is reached in a round trip per step
+        // (32, 64, back to 32 and then a quarter per probe, when a step was half a window).
+        let mut control = Control::new(256, Instant::now());
+        simulate(&mut control, 2_000, |_| 50_000, None);
+        let limits: Vec<u32> = control.steps.iter().map(|step| step.limit).collect();
+        assert_eq!(limits[..4], [32, 64, 128, 256], "{:?}", control.steps);
+        assert!(control.steps[3].at <= 0.5, "{:?}", control.steps);
     }
 
     #[test]
