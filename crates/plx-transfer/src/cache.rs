@@ -251,6 +251,50 @@ pub(crate) struct Store<'a> {
     pub(crate) hedge: &'a Hedge,
 }
 
+/// What the store's HEAD says of an object an entry would stand for.
+pub(crate) struct Head {
+    /// Its ETag, without quotes; empty where the store gave none.
+    pub(crate) etag: String,
+    /// The CRC the store keeps over it, if any.
+    pub(crate) stored: Option<Stored>,
+    pub(crate) version_id: Option<String>,
+}
+
+impl Store<'_> {
+    /// The object's HEAD with this pod's credentials, within the flow and hedged, asking for
+    /// its stored checksum; None when it cannot be had (then the cache is not used: it never
+    /// gives what the store would refuse this pod).
+    pub(crate) async fn head(&self, key: &str) -> Option<Head> {
+        let _slot = self.flow.slot(0).await;
+        let head = self
+            .hedge
+            .race(|| {
+                self.client
+                    .head_object()
+                    .bucket(self.bucket)
+                    .key(key)
+                    .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+                    .send()
+            })
+            .await
+            .ok()?;
+        Some(Head {
+            etag: head
+                .e_tag()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_owned(),
+            stored: Stored::from_headers(
+                head.checksum_crc64_nvme(),
+                head.checksum_crc32_c(),
+                head.checksum_crc32(),
+                head.checksum_type(),
+            ),
+            version_id: head.version_id,
+        })
+    }
+}
+
 /// What the node cache gave: the object landed from its copy, checked as it was.
 pub(crate) struct Served {
     pub(crate) check: Check,
@@ -273,32 +317,16 @@ impl Slot<'_> {
         if !self.holds() {
             return Ok(None);
         }
-        // With this pod's credentials: the cache never gives what the store would refuse.
-        let head = {
-            let _slot = store.flow.slot(0).await;
-            store
-                .hedge
-                .race(|| {
-                    store
-                        .client
-                        .head_object()
-                        .bucket(store.bucket)
-                        .key(&job.key)
-                        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                        .send()
-                })
-                .await
-        };
-        let Ok(head) = head else {
+        let Some(Head {
+            etag,
+            stored,
+            version_id,
+        }) = store.head(&job.key).await
+        else {
             return Ok(None);
         };
         // The object listed: its ETag, where the listing gave one (a stamp of its time
         // otherwise, which named the entry; the bytes are checked against this ETag below).
-        let etag = head
-            .e_tag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned();
         let listed = match &job.stamp {
             Stamp::Modified(_) => true,
             stamp => stamp.is(&etag),
@@ -306,12 +334,6 @@ impl Slot<'_> {
         if etag.is_empty() || !listed {
             return Ok(None);
         }
-        let stored = Stored::from_headers(
-            head.checksum_crc64_nvme(),
-            head.checksum_crc32_c(),
-            head.checksum_crc32(),
-            head.checksum_type(),
-        );
         let (dir, name) = parents
             .of(&job.path)
             .map_err(|message| Failure::permanent(ErrorKind::HostileKey, message))?;
@@ -365,7 +387,7 @@ impl Slot<'_> {
             check,
             got: Got {
                 etag,
-                version_id: head.version_id,
+                version_id,
                 checksum: stored
                     .filter(|_| check == Check::Crc)
                     .map(|stored| stored.text()),

@@ -6,7 +6,10 @@
 //! CRC is not the store's, is an error, never bytes. (S3 keeps no checksum of part of an
 //! object: a range that is not the whole object is checked for its length only.)
 
-use std::{sync::Arc, time::SystemTime};
+use std::{
+    sync::{Arc, Mutex},
+    time::SystemTime,
+};
 
 use aws_sdk_s3::{
     Client,
@@ -18,7 +21,7 @@ use futures::{StreamExt, stream};
 
 use crate::{
     Config, ErrorKind, NodeCache, ObjectError,
-    cache::Cache,
+    cache::{Cache, Store},
     flow::Flow,
     hedge::{Hedge, next_chunk},
     retry::{Failure, retrying, s3_failure},
@@ -173,6 +176,17 @@ pub struct Objects {
     config: Config,
     flow: Arc<Flow>,
     hedge: Hedge,
+    /// Node caches opened, by where and for which bucket (None: it cannot be used): opening
+    /// one makes its directories and sweeps its stale temporaries and locks, a walk of the
+    /// cache that a dataset's every batch would otherwise repeat.
+    caches: Mutex<Vec<Opened>>,
+}
+
+/// A node cache as opened for a bucket; `cache` is None where it cannot be used.
+struct Opened {
+    config: NodeCache,
+    bucket: String,
+    cache: Option<Arc<Cache>>,
 }
 
 impl Objects {
@@ -194,7 +208,28 @@ impl Objects {
             config,
             flow,
             hedge: Hedge::new(),
+            caches: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The node cache `config` for `bucket`, opened once.
+    fn cache(&self, config: &NodeCache, bucket: &str) -> Option<Arc<Cache>> {
+        let Ok(mut caches) = self.caches.lock() else {
+            return Cache::open(config, bucket).map(Arc::new);
+        };
+        if let Some(opened) = caches
+            .iter()
+            .find(|opened| opened.config == *config && opened.bucket == bucket)
+        {
+            return opened.cache.clone();
+        }
+        let cache = Cache::open(config, bucket).map(Arc::new);
+        caches.push(Opened {
+            config: config.clone(),
+            bucket: bucket.to_owned(),
+            cache: cache.clone(),
+        });
+        cache
     }
 
     /// Every listed object whole, at once, as [`Objects::read`] reads: through the node cache
@@ -210,8 +245,8 @@ impl Objects {
         cache: Option<&NodeCache>,
     ) -> Vec<Result<Body, ObjectError>> {
         // Where it cannot be used (said once), reads go to the store.
-        let cache = cache.and_then(|config| Cache::open(config, bucket));
-        let cache = cache.as_ref();
+        let cache = cache.and_then(|config| self.cache(config, bucket));
+        let cache = cache.as_deref();
         stream::iter(0..objects.len())
             .map(|index| async move {
                 let listed = &objects[index];
@@ -233,30 +268,17 @@ impl Objects {
     async fn cached(&self, cache: &Cache, bucket: &str, listed: &Listed) -> Option<Body> {
         let etag = listed.etag.as_deref()?;
         let path = cache.listed(&listed.key, listed.size, etag)?;
-        let head = {
-            let _slot = self.flow.slot(0).await;
-            self.hedge
-                .race(|| {
-                    self.client
-                        .head_object()
-                        .bucket(bucket)
-                        .key(&listed.key)
-                        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
-                        .send()
-                })
-                .await
-                .ok()?
+        let store = Store {
+            client: &self.client,
+            bucket,
+            flow: &self.flow,
+            hedge: &self.hedge,
         };
-        if head.e_tag().map(unquoted).as_deref() != Some(etag) {
+        let head = store.head(&listed.key).await?;
+        if head.etag.is_empty() || head.etag != etag {
             return None;
         }
-        let stored = Stored::from_headers(
-            head.checksum_crc64_nvme(),
-            head.checksum_crc32_c(),
-            head.checksum_crc32(),
-            head.checksum_type(),
-        )
-        .filter(|stored| stored.cover == Cover::Full);
+        let stored = head.stored.filter(|stored| stored.cover == Cover::Full);
         // Off the runtime's workers: a read the page cache does not hold waits on the disk. A
         // read refreshes the entry's place in the LRU order.
         let read = tokio::task::spawn_blocking({
