@@ -3,7 +3,8 @@
 //! share of responses stragglers (their first byte very late), stall in the middle of the body,
 //! or answer 503 SlowDown (the store pushing back); and a seeded share of object bodies come
 //! back corrupt (one byte flipped, the length and headers as the store sent them: what checksums
-//! are for) or slow (trickling at a few KiB a second).
+//! are for) or slow (trickling at a few KiB a second); and an object can be overwritten in the
+//! store between two ranged GETs of one download (what pinning a download to its ETag is for).
 //! This kernel has no netem (`tc qdisc … netem` is unknown), so this is how the benchmark and the
 //! tests put a round trip between the client and a server on loopback.
 //!
@@ -68,10 +69,24 @@ pub struct Network {
     pub slow: f64,
     /// Bytes per second of a slow body.
     pub slow_rate: u64,
+    /// An object overwritten in the store between two ranged GETs of it (the first is
+    /// answered with the old bytes; every later one waits until the new ones are stored).
+    pub change: Option<Change>,
     /// The first this many requests are never stragglers nor stalled: a client's warm-up.
     pub spare: u64,
     /// Seeds every draw, so a run can be replayed.
     pub seed: u64,
+}
+
+/// What [`Network::change`] writes, and where.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The object's path as the client asks for it (path-style: `/bucket/key`).
+    pub path: String,
+    /// A presigned PUT of the object on the store itself: the proxy holds no credentials.
+    pub put: String,
+    /// The new bytes.
+    pub body: Bytes,
 }
 
 impl Network {
@@ -89,6 +104,7 @@ impl Network {
             corrupt: 0.0,
             slow: 0.0,
             slow_rate: 4096,
+            change: None,
             spare: 0,
             seed: 1,
         }
@@ -112,6 +128,8 @@ pub struct Counts {
     pub corrupted: AtomicU64,
     /// Bodies sent slowly.
     pub slowed: AtomicU64,
+    /// Objects overwritten between two ranged GETs.
+    pub changed: AtomicU64,
     /// Requests whose client went away before their response was complete.
     pub abandoned: AtomicU64,
 }
@@ -123,6 +141,10 @@ struct Shared {
     network: Network,
     client: Client<HttpConnector, Body>,
     counts: Arc<Counts>,
+    /// [`Network::change`]: whether a ranged GET of the object was let through (the one the
+    /// old bytes answer), and whether the new bytes are stored.
+    change_begun: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::watch::Sender<bool>,
 }
 
 type Body = UnsyncBoxBody<Bytes, hyper::Error>;
@@ -149,6 +171,8 @@ impl LatencyProxy {
             network,
             client: Client::builder(TokioExecutor::new()).build(connector),
             counts: counts.clone(),
+            change_begun: std::sync::atomic::AtomicBool::new(false),
+            changed: tokio::sync::watch::channel(false).0,
         });
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
@@ -230,6 +254,22 @@ async fn forward(
             .query()
             .is_some_and(|query| query.contains("list-type"))
         && request.uri().path().trim_matches('/').contains('/');
+    // The first ranged GET of the object to change is answered before it changes; every other
+    // one waits until it has (so at least one part of a download meets each version).
+    let changes = network.change.as_ref().filter(|change| {
+        object
+            && request.headers().contains_key(hyper::header::RANGE)
+            && request.uri().path() == change.path
+    });
+    let first_to_change =
+        changes.is_some_and(|_| !shared.change_begun.swap(true, Ordering::SeqCst));
+    if changes.is_some() && !first_to_change {
+        let _ = shared
+            .changed
+            .subscribe()
+            .wait_for(|changed| *changed)
+            .await;
+    }
     let corrupts = network.corrupt > 0.0 && random.unit() < network.corrupt && !spare && object;
     let slow = network.slow > 0.0 && random.unit() < network.slow && !spare && object;
     let delay = if late {
@@ -268,7 +308,12 @@ async fn forward(
         shaped(body, network.bandwidth, None, None)
     };
     let upstream = Request::from_parts(parts, body);
-    let response = match shared.client.request(upstream).await {
+    let response = shared.client.request(upstream).await;
+    // Whatever the first answer was: the GETs waiting on the change never wait for good.
+    if let Some(change) = changes.filter(|_| first_to_change) {
+        overwrite(&shared, change).await;
+    }
+    let response = match response {
         Ok(response) => response,
         Err(_) => return Ok(answer(StatusCode::BAD_GATEWAY)),
     };
@@ -302,6 +347,25 @@ async fn forward(
         parts,
         shaped(body, bandwidth, stall, corrupt),
     ))
+}
+
+/// Stores [`Change::body`] through its presigned PUT, counts it, and lets the waiting GETs on.
+/// A PUT that fails is not counted, so a case whose object never changed says so.
+async fn overwrite(shared: &Shared, change: &Change) {
+    let put = Request::put(change.put.as_str())
+        .header(hyper::header::CONTENT_LENGTH, change.body.len())
+        .body(
+            http_body_util::Full::new(change.body.clone())
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+        );
+    if let Ok(put) = put
+        && let Ok(response) = shared.client.request(put).await
+        && response.status().is_success()
+    {
+        shared.counts.changed.fetch_add(1, Ordering::Relaxed);
+    }
+    shared.changed.send_replace(true);
 }
 
 /// S3's 503 SlowDown, as the store words it.

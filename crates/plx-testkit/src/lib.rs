@@ -26,7 +26,7 @@ pub use crate::{
     faults::{Fault, FaultProxy},
     files::{Tmpfs, all_files, bytes, landed_files, visible_files},
     helm::{helm_harness, helm_python},
-    latency::{Counts, LatencyProxy, Network},
+    latency::{Change, Counts, LatencyProxy, Network},
     moto::Moto,
     polyaxon::{polyaxon_converter, polyaxon_python},
     proxy::{HttpProxy, TcpForwarder},

@@ -261,7 +261,7 @@ impl Fetcher<'_> {
             .progress
             .as_ref()
             .and_then(|(_, progress)| progress.lock().ok().and_then(|p| p.etag.clone()));
-        let flight = InFlight {
+        let mut flight = InFlight {
             job,
             dir,
             name,
@@ -273,7 +273,20 @@ impl Fetcher<'_> {
             crcs: Mutex::default(),
         };
         let (streamed, stored) = match slot {
-            None => (Sum::Off, self.fetch_parts(&flight).await?),
+            None => match self.fetch_parts(&flight).await {
+                Ok(stored) => (Sum::Off, stored),
+                Err(failure) => {
+                    // Parts of a version the store no longer has are kept for no rerun: it
+                    // lists the new version, and fetches it whole.
+                    if failure.kind == ErrorKind::Changed {
+                        flight.landing.guard.armed = true;
+                        if let Some((record, _)) = &flight.landing.progress {
+                            let _ = flight.dir.remove_file(record);
+                        }
+                    }
+                    return Err(failure);
+                }
+            },
             Some(slot) => self.fetch_whole(&flight, slot).await?,
         };
         self.land(flight, streamed, stored).await
@@ -504,10 +517,14 @@ impl Fetcher<'_> {
         if let Ok(mut etag) = flight.etag.lock() {
             match (etag.as_ref(), part_etag) {
                 // The object changed between parts: the bytes would be a mix of two versions.
+                // For good: every later part has the new ETag too, so a retry only fails again;
+                // a new run lists the new version and fetches it whole.
                 (Some(seen), Some(part)) if *seen != part => {
-                    return Err(Failure::transient(
-                        ErrorKind::Corrupt,
-                        format!("the object changed during the download (ETag {seen} then {part})"),
+                    return Err(Failure::permanent(
+                        ErrorKind::Changed,
+                        format!(
+                            "changed during the download (its parts had ETag `{seen}`, then `{part}`), so it did not land; run again to fetch the new version"
+                        ),
                     ));
                 }
                 (None, part) => *etag = part,

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, path::Path, process::ExitCode, time::Duration};
 
-use plx_testkit::{LatencyProxy, Moto, Network, S3Server, Tmpfs};
+use plx_testkit::{Change, LatencyProxy, Moto, Network, S3Server, Tmpfs};
 use plx_transfer::{Config, Download, Entry, ErrorKind, Pinned};
 use serde_json::Value;
 
@@ -176,7 +176,7 @@ async fn check(
     }
     // Seeded straight; downloaded through the case's network, if it has one.
     let proxy = match case.get("network") {
-        Some(network) => Some(far(server, network).await?),
+        Some(network) => Some(far(server, client, bucket, network).await?),
         None => None,
     };
     let far_client = proxy.as_ref().map(|proxy| {
@@ -289,6 +289,8 @@ async fn check(
             || made("busy", &counts.busy)
             || made("corrupt", &counts.corrupted)
             || made("slow", &counts.slowed)
+            || (network.get("change").is_some()
+                && counts.changed.load(std::sync::atomic::Ordering::Relaxed) == 0)
         {
             problems.push("the proxy injected none of the case's faults".to_owned());
         }
@@ -352,15 +354,42 @@ async fn check(
     }
 }
 
-/// A latency proxy in front of `server`, as the case's `network` says.
-async fn far(server: &S3Server, network: &Value) -> anyhow::Result<LatencyProxy> {
+/// A latency proxy in front of `server`, as the case's `network` says; an object it changes is
+/// written through a PUT presigned by `client` with other bytes of the same size.
+async fn far(
+    server: &S3Server,
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    network: &Value,
+) -> anyhow::Result<LatencyProxy> {
     let upstream = server
         .endpoint
         .trim_start_matches("http://")
         .parse()
         .map_err(|error| anyhow::anyhow!("{}: {error}", server.endpoint))?;
     let seconds = |field: &str| Duration::from_secs(network[field].as_u64().unwrap_or(0));
+    let change = match network["change"]["key"].as_str() {
+        Some(key) => {
+            let size = network["change"]["size"].as_u64().unwrap_or_default() as usize;
+            let put = client
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(
+                    Duration::from_secs(600),
+                )?)
+                .await
+                .map_err(|error| anyhow::anyhow!("presigning a PUT of {key}: {error}"))?;
+            Some(Change {
+                path: format!("/{bucket}/{key}"),
+                put: put.uri().to_owned(),
+                body: plx_testkit::bytes(u64::MAX, size).into(),
+            })
+        }
+        None => None,
+    };
     let network = Network {
+        change,
         late: network["late"].as_f64().unwrap_or(0.0),
         late_by: seconds("late_by_s"),
         stall: network["stall"].as_f64().unwrap_or(0.0),
