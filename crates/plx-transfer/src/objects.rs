@@ -473,6 +473,18 @@ impl Objects {
         };
         let length = response.content_length().unwrap_or(0).max(0) as u64;
         let etag = response.e_tag().map(unquoted);
+        // A store that ignores If-Match (s3s-fs does) answers a read pinned to an ETag with
+        // whatever it has now: one file read in ranges would mix two versions.
+        if let (Some(want), Some(got)) = (&slice.etag, &etag)
+            && want != got
+        {
+            return Err(Failure::permanent(
+                ErrorKind::Changed,
+                format!(
+                    "the object changed while it was read (its ETag was `{want}` when first read, `{got}` now)"
+                ),
+            ));
+        }
         // A range's length is the one its Content-Range gives; a whole body's, Content-Length.
         let expected = match (&range, response.content_range()) {
             (Some(_), Some(told)) => range_length(told).unwrap_or(length),

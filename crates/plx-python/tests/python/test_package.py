@@ -221,6 +221,22 @@ def test_corrupt_and_slow_bodies_never_reach_a_caller(prefix, tmp_path):
         assert file.read() == objects[f"{prefix}/k/3.bin"]
 
 
+@pytest.mark.parametrize("server", ["moto", "s3s"])
+def test_a_file_whose_object_changes_while_open_raises_rather_than_mix_versions(server, prefix):
+    """A file read in ranges is pinned to the ETag it first saw: once the object is written
+    again (same size, other bytes), the next range raises, naming the change, on a store that
+    honours If-Match (moto) and on one that ignores it (s3s-fs)."""
+    key = f"{prefix}/changing.bin"
+    old, new = os.urandom(3 << 20), os.urandom(3 << 20)
+    seed(server, {key: old})
+    fs = plx_connections.get_fs_from_name(f"{server}-data")
+    with fs.open(f"{BUCKETS[server]}/{key}", "rb", block_size=1 << 20, cache_type="none") as file:
+        assert file.read(1 << 20) == old[: 1 << 20]
+        seed(server, {key: new})
+        with pytest.raises(plx_connections.PlxError, match="changed while it was read"):
+            file.read(1 << 20)
+
+
 def test_gets_and_datasets_through_a_faulty_network_are_right_or_raise(prefix, tmp_path):
     from plx_connections.data import MapDataset
 
