@@ -354,11 +354,7 @@ async fn forward(
 async fn overwrite(shared: &Shared, change: &Change) {
     let put = Request::put(change.put.as_str())
         .header(hyper::header::CONTENT_LENGTH, change.body.len())
-        .body(
-            http_body_util::Full::new(change.body.clone())
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        );
+        .body(full(change.body.clone()));
     if let Ok(put) = put
         && let Ok(response) = shared.client.request(put).await
         && response.status().is_success()
@@ -370,19 +366,21 @@ async fn overwrite(shared: &Shared, change: &Change) {
 
 /// S3's 503 SlowDown, as the store words it.
 fn slow_down() -> Response<Body> {
-    let mut response = Response::new(
-        http_body_util::Full::new(Bytes::from_static(
-            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
-        ))
-        .map_err(|never| match never {})
-        .boxed_unsync(),
-    );
+    let mut response = Response::new(full(Bytes::from_static(
+        b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+    )));
     *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     response.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
         hyper::header::HeaderValue::from_static("application/xml"),
     );
     response
+}
+
+fn full(bytes: Bytes) -> Body {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 fn empty() -> Body {

@@ -242,6 +242,14 @@ impl Cache {
     }
 }
 
+/// An entry opened to be read, its place in the LRU order refreshed: a read is a use (`trim`
+/// removes the least recently modified first).
+pub(crate) fn open_entry(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::open(path)?;
+    let _ = file.set_modified(SystemTime::now());
+    Ok(file)
+}
+
 /// The store an entry is served for: the pod's own client (the cache never gives what the
 /// store would refuse this pod), within the download's flow and hedging.
 pub(crate) struct Store<'a> {
@@ -406,13 +414,9 @@ impl Slot<'_> {
     pub(crate) async fn copy_out(&self, into: &Arc<std::fs::File>) -> bool {
         let path = self.cache.entry(&self.name);
         let into = into.clone();
-        synced(move || {
-            let mut source = std::fs::File::open(&path)?;
-            let _ = source.set_modified(SystemTime::now());
-            std::io::copy(&mut source, &mut &*into)
-        })
-        .await
-        .is_ok()
+        synced(move || std::io::copy(&mut open_entry(&path)?, &mut &*into))
+            .await
+            .is_ok()
     }
 
     /// A damaged entry goes: the next pull fetches it again.

@@ -261,7 +261,7 @@ impl Fetcher<'_> {
             .progress
             .as_ref()
             .and_then(|(_, progress)| progress.lock().ok().and_then(|p| p.etag.clone()));
-        let mut flight = InFlight {
+        let flight = InFlight {
             job,
             dir,
             name,
@@ -279,10 +279,7 @@ impl Fetcher<'_> {
                     // Parts of a version the store no longer has are kept for no rerun: it
                     // lists the new version, and fetches it whole.
                     if failure.kind == ErrorKind::Changed {
-                        flight.landing.guard.armed = true;
-                        if let Some((record, _)) = &flight.landing.progress {
-                            let _ = flight.dir.remove_file(record);
-                        }
+                        remove_resumable(&flight.dir, &flight.name);
                     }
                     return Err(failure);
                 }

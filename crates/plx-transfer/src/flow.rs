@@ -9,9 +9,9 @@
 //! (Little's law ties the two: in flight = throughput × time per request, so a limit that
 //! buys no throughput only lengthens each request). A step lasts until, after its first own
 //! request, as many came back as its limit (one round trip at saturation, [`MIN_DONE`]), so the
-//! limit grows per round trip. While doubling the limit still buys at least
-//! [`CLIMB`] more, it doubles; then it keeps the better of the last two and holds, probing a
-//! quarter higher every few steps and keeping the probe only if it pays ([`PROBE`]). A 503
+//! limit grows per round trip. While doubling the limit still buys at least [`CLIMB`] more, it
+//! doubles; then it keeps the better of the last two and holds, probing a quarter higher every
+//! few steps and keeping the probe only if it pays ([`PROBE`]). A 503
 //! SlowDown halves what flies at once (once per step) and caps the probes below where the store
 //! pushed back; every attempt's 503 counts, including those the SDK's own retries absorb
 //! ([`Busy`]), since those are the store's signal too and most never outlast them. The limit

@@ -21,9 +21,10 @@ use futures::{StreamExt, stream};
 
 use crate::{
     Config, ErrorKind, NodeCache, ObjectError,
-    cache::{Cache, Store},
+    cache::{Cache, Store, open_entry},
     flow::Flow,
     hedge::{Hedge, next_chunk},
+    landing::synced,
     retry::{Failure, retrying, s3_failure},
     verify::{
         Hasher, Sum,
@@ -279,19 +280,15 @@ impl Objects {
             return None;
         }
         let stored = head.stored.filter(|stored| stored.cover == Cover::Full);
-        // Off the runtime's workers: a read the page cache does not hold waits on the disk. A
-        // read refreshes the entry's place in the LRU order.
-        let read = tokio::task::spawn_blocking({
+        // Off the runtime's workers: a read the page cache does not hold waits on the disk.
+        let read = synced({
             let path = path.clone();
             move || {
-                let mut file = std::fs::File::open(&path)?;
-                let _ = file.set_modified(SystemTime::now());
                 let mut read = Vec::new();
-                std::io::Read::read_to_end(&mut file, &mut read).map(|_| read)
+                std::io::Read::read_to_end(&mut open_entry(&path)?, &mut read).map(|_| read)
             }
         })
         .await
-        .ok()?
         .ok()?;
         let mut body = Body::default();
         body.push(Bytes::from(read));

@@ -15,6 +15,7 @@ use crate::{
     config::fitted,
     event::emit,
     flow::Flow,
+    landing::synced,
     retry::{Failure, retrying, s3_failure},
     verify::crc::crc32c_of_file,
 };
@@ -210,11 +211,10 @@ struct Target<'a> {
 /// checksum would need one read, but older stores refuse trailers (`upload_one`).
 async fn crc_off_worker(path: &Path, offset: u64, length: u64) -> Result<String, Failure> {
     let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
+    synced(move || {
         std::fs::File::open(&path).and_then(|file| crc32c_of_file(&file, offset, length))
     })
     .await
-    .map_err(|error| Failure::io(std::io::Error::other(error)))?
     .map_err(Failure::io)
 }
 
