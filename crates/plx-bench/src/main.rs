@@ -530,15 +530,7 @@ fn finish(
     skipped: &[(&str, Peer)],
 ) -> anyhow::Result<()> {
     let args = bench.args;
-    let lines: Vec<String> = samples
-        .iter()
-        .map(|sample| serde_json::to_string(sample).unwrap_or_default())
-        .collect();
-    std::fs::write(args.work.join("samples.jsonl"), lines.join("\n") + "\n")?;
-    let invalid: Vec<&Sample> = samples
-        .iter()
-        .filter(|sample| sample.measured.invalid.is_some())
-        .collect();
+    measure::write_jsonl(&args.work.join("samples.jsonl"), samples)?;
     if let Some(path) = &args.report {
         let versions = versions(&bench.ctx);
         report::write(
@@ -566,18 +558,16 @@ fn finish(
         )?;
         eprintln!("plx-bench: wrote {}", path.display());
     }
-    if args.quick && !invalid.is_empty() {
-        for sample in &invalid {
-            eprintln!(
-                "plx-bench: {} {}: {}",
-                sample.workload,
-                sample.peer,
-                sample.measured.invalid.as_deref().unwrap_or("")
-            );
-        }
-        bail!("{} runs were invalid", invalid.len());
-    }
-    Ok(())
+    measure::refuse_invalid(
+        args.quick,
+        "runs",
+        samples.iter().map(|sample| {
+            (
+                format!("{} {}", sample.workload, sample.peer),
+                &sample.measured,
+            )
+        }),
+    )
 }
 
 fn retried(summary: &Path) -> Option<u64> {

@@ -38,6 +38,39 @@ impl Measured {
     }
 }
 
+/// Every sample of a run to `path`, one JSON object a line, to be read again without a rerun.
+pub fn write_jsonl<T: serde::Serialize>(path: &Path, samples: &[T]) -> anyhow::Result<()> {
+    let lines: Vec<String> = samples
+        .iter()
+        .map(|sample| serde_json::to_string(sample).unwrap_or_default())
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n")
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// With `--quick` (a correctness check, not a measurement), an invalid run fails the whole:
+/// each named (`runs`: a run's name and its measure), then how many of `what` were invalid.
+pub fn refuse_invalid<'a>(
+    quick: bool,
+    what: &str,
+    runs: impl IntoIterator<Item = (String, &'a Measured)>,
+) -> anyhow::Result<()> {
+    if !quick {
+        return Ok(());
+    }
+    let mut invalid = 0;
+    for (name, measured) in runs {
+        if let Some(why) = &measured.invalid {
+            eprintln!("plx-bench: {name}: {why}");
+            invalid += 1;
+        }
+    }
+    if invalid > 0 {
+        bail!("{invalid} {what} were invalid");
+    }
+    Ok(())
+}
+
 /// Words in a tool's output that mean it retried or met a server error.
 const TROUBLE: &[&str] = &[
     "retry",

@@ -9,7 +9,12 @@ use std::{fmt::Write as _, path::Path, process::Command};
 
 use anyhow::Context as _;
 
-use crate::{Bench, MeasuredPath, measure::Measured, net, peers, report, workload::Workload};
+use crate::{
+    Bench, MeasuredPath,
+    measure::{self, Measured},
+    net, peers, report,
+    workload::Workload,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reader {
@@ -190,32 +195,21 @@ pub fn run(bench: &Bench<'_>, workloads: &[Workload], python: &Path) -> anyhow::
         }
     }
     let _ = std::fs::remove_dir_all(&args.landing);
-    let lines: Vec<String> = samples
-        .iter()
-        .map(|sample| serde_json::to_string(sample).unwrap_or_default())
-        .collect();
-    std::fs::write(args.work.join("python.jsonl"), lines.join("\n") + "\n")?;
+    measure::write_jsonl(&args.work.join("python.jsonl"), &samples)?;
     if let Some(report) = &args.report {
         write(report, bench, &workloads, &readers, &samples)?;
         eprintln!("plx-bench: wrote {}", report.display());
     }
-    let invalid: Vec<&Sample> = samples
-        .iter()
-        .filter(|sample| sample.measured.invalid.is_some())
-        .collect();
-    if args.quick && !invalid.is_empty() {
-        for sample in &invalid {
-            eprintln!(
-                "plx-bench: {} {} {}: {}",
-                sample.workload,
-                sample.mode,
-                sample.reader,
-                sample.measured.invalid.as_deref().unwrap_or("")
-            );
-        }
-        anyhow::bail!("{} Python reader runs were invalid", invalid.len());
-    }
-    Ok(())
+    measure::refuse_invalid(
+        args.quick,
+        "Python reader runs",
+        samples.iter().map(|sample| {
+            (
+                format!("{} {} {}", sample.workload, sample.mode, sample.reader),
+                &sample.measured,
+            )
+        }),
+    )
 }
 
 /// One reader in one mode: its run measured, what it read checked (every body's SHA-256, or the
