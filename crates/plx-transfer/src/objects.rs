@@ -478,7 +478,7 @@ impl Objects {
             return Err(Failure::permanent(
                 ErrorKind::Changed,
                 format!(
-                    "the object changed while it was read (its ETag was `{want}` when first read, `{got}` now)"
+                    "the object changed while it was read (its ETag was `{want}` when first read, `{got}` now); open it again to read the new version"
                 ),
             ));
         }
@@ -612,7 +612,7 @@ fn unsatisfiable<E: ProvideErrorMetadata + std::error::Error + 'static>(
     if status == Some(412) {
         return Err(Failure::permanent(
             ErrorKind::Changed,
-            "the object changed while it was read (its ETag is not the one first read)",
+            "the object changed while it was read (its ETag is not the one first read); open it again to read the new version",
         ));
     }
     Err(s3_failure(error))
