@@ -166,9 +166,15 @@ pub fn write(file: &Path, pulls: Vec<Lineage>) -> Result<(), Error> {
         ))
     })?;
     let temporary = file.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    // Synced before the rename: after a crash the name holds the old manifest or the new one,
+    // never an empty file.
     let written = serde_json::to_vec_pretty(&manifest)
         .map_err(std::io::Error::from)
-        .and_then(|json| std::fs::write(&temporary, json))
+        .and_then(|json| {
+            let mut written = std::fs::File::create(&temporary)?;
+            std::io::Write::write_all(&mut written, &json)?;
+            written.sync_all()
+        })
         .and_then(|()| std::fs::rename(&temporary, file));
     if let Err(cause) = written {
         let _ = std::fs::remove_file(&temporary);

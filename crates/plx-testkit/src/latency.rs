@@ -3,7 +3,8 @@
 //! share of responses stragglers (their first byte very late), stall in the middle of the body,
 //! or answer 503 SlowDown (the store pushing back); and a seeded share of object bodies come
 //! back corrupt (one byte flipped, the length and headers as the store sent them: what checksums
-//! are for) or slow (trickling at a few KiB a second); and an object can be overwritten in the
+//! are for) or slow (trickling at a few KiB a second), and object PUTs reach the store corrupt
+//! (what an upload's checksum is for) or slowly; and an object can be overwritten in the
 //! store between two ranged GETs of one download (what pinning a download to its ETag is for).
 //! This kernel has no netem (`tc qdisc … netem` is unknown), so this is how the benchmark and the
 //! tests put a round trip between the client and a server on loopback.
@@ -64,9 +65,16 @@ pub struct Network {
     /// Share of object GETs (a 200 or 206 with a body) whose body comes back with one byte
     /// flipped: the same length, the same headers. A request's first time only.
     pub corrupt: f64,
+    /// Share of object PUTs (a PutObject or an UploadPart) whose body reaches the store with
+    /// one byte flipped, its length and headers (the checksum the client sent among them) as
+    /// sent: what an upload's checksum is for. A request's first time only.
+    pub corrupt_sent: f64,
     /// Share of object GETs whose body trickles at [`Network::slow_rate`]. A request's first
     /// time only.
     pub slow: f64,
+    /// Share of object PUTs whose body reaches the store at [`Network::slow_rate`]. A request's
+    /// first time only.
+    pub slow_sent: f64,
     /// Bytes per second of a slow body.
     pub slow_rate: u64,
     /// An object overwritten in the store between two ranged GETs of it (the first is
@@ -102,7 +110,9 @@ impl Network {
             stall_for: Duration::ZERO,
             busy: 0.0,
             corrupt: 0.0,
+            corrupt_sent: 0.0,
             slow: 0.0,
+            slow_sent: 0.0,
             slow_rate: 4096,
             change: None,
             spare: 0,
@@ -124,9 +134,9 @@ pub struct Counts {
     pub stalled: AtomicU64,
     /// Requests answered 503 SlowDown.
     pub busy: AtomicU64,
-    /// Bodies sent with a byte flipped.
+    /// Bodies with a byte flipped, either way.
     pub corrupted: AtomicU64,
-    /// Bodies sent slowly.
+    /// Bodies sent slowly, either way.
     pub slowed: AtomicU64,
     /// Objects overwritten between two ranged GETs.
     pub changed: AtomicU64,
@@ -272,6 +282,21 @@ async fn forward(
     }
     let corrupts = network.corrupt > 0.0 && random.unit() < network.corrupt && !spare && object;
     let slow = network.slow > 0.0 && random.unit() < network.slow && !spare && object;
+    let sent_length = request
+        .headers()
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let corrupts_sent = network.corrupt_sent > 0.0
+        && random.unit() < network.corrupt_sent
+        && !spare
+        && request.method() == hyper::Method::PUT
+        && sent_length > 0;
+    let slow_sent = network.slow_sent > 0.0
+        && random.unit() < network.slow_sent
+        && !spare
+        && request.method() == hyper::Method::PUT
+        && sent_length > 0;
     let delay = if late {
         shared.counts.late.fetch_add(1, Ordering::Relaxed);
         network.late_by
@@ -305,7 +330,17 @@ async fn forward(
     let body = if hyper::body::Body::is_end_stream(&body) {
         empty()
     } else {
-        shaped(body, network.bandwidth, None, None)
+        let corrupt = corrupts_sent.then(|| Corrupt {
+            at: random.below(sent_length),
+            counts: shared.counts.clone(),
+        });
+        let bandwidth = if slow_sent {
+            shared.counts.slowed.fetch_add(1, Ordering::Relaxed);
+            Some(network.slow_rate.min(network.bandwidth.unwrap_or(u64::MAX)))
+        } else {
+            network.bandwidth
+        };
+        shaped(body, bandwidth, None, corrupt)
     };
     let upstream = Request::from_parts(parts, body);
     let response = shared.client.request(upstream).await;

@@ -20,7 +20,7 @@
 //! - **Bounded.** After a run, least recently used entries (by their time, touched on every use)
 //!   go until the cache is within its budget.
 //! - **Failure-proof.** Entries appear by rename from `tmp/`, whose leftovers (a kill mid-insert)
-//!   are swept when old; a cache that cannot be written or read (full, read-only, gone) is
+//!   are swept by the next run (a temporary whose entry's lock is free has no writer); a cache that cannot be written or read (full, read-only, gone) is
 //!   warned about once and the pull goes on without it.
 
 use std::{
@@ -175,8 +175,8 @@ impl Cache {
         }
     }
 
-    /// Removes the temporaries of inserts killed long ago (a recent one may be in progress), and
-    /// the lock files of entries long gone (a recent one may be held).
+    /// Removes the temporaries of killed inserts, and the lock files of entries long gone (a
+    /// recent one may be held).
     fn sweep(&self) {
         let old = SystemTime::now() - STALE;
         let aged = |entry: &std::fs::DirEntry| {
@@ -190,7 +190,7 @@ impl Cache {
             .flatten()
             .flatten()
         {
-            if aged(&entry) {
+            if aged(&entry) || self.abandoned(&entry) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -204,6 +204,26 @@ impl Cache {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// Whether the temporary `entry` (`<name>.<nanos>`) was left by a killed insert: an insert
+    /// writes it while it holds its entry's lock, so a temporary whose lock is free has no
+    /// writer. (An insert that gave up waiting for the lock writes without it; if a sweep takes
+    /// its temporary, its rename fails and the cache is set aside for that run, said once.)
+    fn abandoned(&self, entry: &std::fs::DirEntry) -> bool {
+        use rustix::fs::{FlockOperation, flock};
+        let file_name = entry.file_name();
+        let Some((name, _)) = file_name
+            .to_string_lossy()
+            .rsplit_once('.')
+            .map(|(name, nanos)| (name.to_owned(), nanos.to_owned()))
+        else {
+            return false;
+        };
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.root.join("locks").join(name))
+            .is_ok_and(|lock| flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok())
     }
 
     /// Trims the cache to its budget, least recently used first.

@@ -62,8 +62,8 @@ pub fn explain<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// An answer from the store: 404 and 403 are final, 5xx, SlowDown and RequestTimeout are worth
-/// another try.
+/// An answer from the store: 404 and 403 are final; 5xx, SlowDown, RequestTimeout and a body
+/// damaged on its way to the store are worth another try.
 fn service_error(status: u16, code: Option<&str>, about: &About<'_>) -> Explained {
     let text = format!("{status} {}", code.unwrap_or("")).trim().to_owned();
     let permanent = |kind, message: String| Explained {
@@ -113,6 +113,22 @@ fn service_error(status: u16, code: Option<&str>, about: &About<'_>) -> Explaine
         403 => permanent(ErrorKind::Denied, format!("access denied ({text})")),
         500..=599 => transient(format!("server error ({text})")),
         _ if matches!(code, Some("SlowDown" | "RequestTimeout")) => transient(text),
+        // The store computed another checksum than the one sent: the bytes were damaged on the
+        // way. Sent again, they arrive whole (and a store that kept the damaged object, as
+        // s3s-fs does before it answers, has it replaced).
+        _ if matches!(
+            code,
+            Some("BadDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch")
+        ) =>
+        {
+            Explained {
+                kind: ErrorKind::Corrupt,
+                transient: true,
+                message: format!(
+                    "the store received other bytes than were sent ({text}): damaged on the way"
+                ),
+            }
+        }
         _ => permanent(ErrorKind::Transport, format!("refused ({text})")),
     }
 }

@@ -200,6 +200,14 @@ impl Fetcher<'_> {
         match &result {
             Ok(outcome) => {
                 room.keep();
+                // Served from the node cache: the parts a killed run left of the object are of
+                // no use any more (a fetch in parts would have landed them by rename).
+                if let Outcome::Fetched { cached: true, .. } = outcome
+                    && job.size >= self.config.multipart_threshold
+                    && let Ok((dir, name)) = self.parents.of(&job.path)
+                {
+                    remove_resumable(&dir, &name.to_string_lossy());
+                }
                 // Only bytes checked against the store's ETag or CRC are kept.
                 if let (Some(slot), Outcome::Fetched { check, cached, .. }) = (&cached, outcome)
                     && *check != Check::None
@@ -350,7 +358,17 @@ impl Fetcher<'_> {
                     let (file, dir, path) = (file.clone(), flight.dir.clone(), path.clone());
                     synced(move || {
                         file.sync_data()?;
-                        record.map_or(Ok(()), |record| record.save(&dir, &path))
+                        let Some(record) = record else { return Ok(()) };
+                        record.save(&dir, &path)?;
+                        // A failure of another part (the object changed, the disk filled) may
+                        // have removed the part file and its record while this one was being
+                        // saved: this thread outlives the download it served (`synced`). The
+                        // part file goes before its record, so seeing it unlinked here means
+                        // the record just written is one nobody removes: it goes.
+                        if std::os::unix::fs::MetadataExt::nlink(&file.metadata()?) == 0 {
+                            let _ = dir.remove_file(&path);
+                        }
+                        Ok(())
                     })
                     .await
                     .map_err(Failure::io)?;
@@ -693,10 +711,13 @@ fn open_landing(
 ) -> Result<Landing, Failure> {
     if ranged && job.stamp.is_known() {
         let (path, record) = resumable_names(name);
+        // A record counts only beside its part file (at its full length from the first part
+        // on): a record whose part file is gone would mark zeros as done.
         let previous = Progress::load(dir, &record).filter(|previous| {
             job.stamp.is(&previous.stamp)
                 && previous.size == job.size
                 && previous.part_size == config.part_size
+                && dir.metadata(&path).is_ok_and(|part| part.len() == job.size)
         });
         let mut options = cap_std::fs::OpenOptions::new();
         options

@@ -75,7 +75,9 @@ pub(crate) fn resumable_names(name: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Removes a large object's resumable part file, its record and the record's temporary: to give
-/// the disk back when it filled up.
+/// the disk back when it filled up, or parts of a version that changed. The part file goes
+/// first: a part's record written after this, by a save that outlived its download, sees its
+/// part file unlinked and removes itself (`Fetcher::fetch_parts`).
 pub(crate) fn remove_resumable(dir: &Dir, name: &str) {
     let (part, record) = resumable_names(name);
     let _ = dir.remove_file(part);

@@ -1,7 +1,11 @@
 //! Uploads: a file or a directory tree to a prefix; multipart above the threshold, parts in
 //! parallel; as many requests in flight as the store rewards, found as downloads find theirs.
 
-use std::{path::Path, time::Instant};
+use std::{
+    path::Path,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Instant,
+};
 
 use aws_sdk_s3::{
     Client,
@@ -17,7 +21,10 @@ use crate::{
     flow::Flow,
     landing::synced,
     retry::{Failure, retrying, s3_failure},
-    verify::crc::crc32c_of_file,
+    verify::{
+        crc::{crc32c_of_file, read_range},
+        is_md5,
+    },
 };
 
 /// The smallest part S3 takes.
@@ -84,11 +91,13 @@ pub async fn upload(
                     events,
                     flow,
                     large,
+                    parts_retried: AtomicU32::new(0),
                 };
                 // A whole object again on a transient failure (a reset, a 5xx, a server
                 // restarting): the SDK's own few quick attempts do not outlast a restart.
                 let (result, retries) =
                     retrying(config, &key, events, || upload_one(&target, &path)).await;
+                let retries = retries + target.parts_retried.load(Ordering::Relaxed);
                 result
                     .map(|bytes| (bytes, retries))
                     .map_err(|failure| failure.of(&format!("s3://{bucket}/{key}")))
@@ -198,6 +207,8 @@ struct Target<'a> {
     flow: &'a Flow,
     /// Large files in flight (`Config::concurrency`).
     large: &'a tokio::sync::Semaphore,
+    /// Parts sent again, for the summary.
+    parts_retried: AtomicU32,
 }
 
 /// The CRC32C of `length` bytes of `path` from `offset`, read on a blocking thread: an 8 MiB
@@ -242,18 +253,115 @@ async fn put_whole(target: &Target<'_>, path: &Path, size: u64) -> Result<(), Fa
         let crc32c = crc_off_worker(path, 0, size).await?;
         (crc32c, file_body(path, 0, size).await?)
     };
-    target
+    let put = target
         .client
         .put_object()
         .bucket(target.bucket)
         .key(target.key)
         .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-        .checksum_crc32_c(crc32c)
+        .checksum_crc32_c(&crc32c)
         .body(body)
         .send()
         .await
         .map_err(s3_failure)?;
-    Ok(())
+    let sent = Sent {
+        path,
+        offset: 0,
+        length: size,
+        crc32c: &crc32c,
+    };
+    sent.kept(put.checksum_crc32_c(), put.e_tag()).await
+}
+
+/// What one request sent: `length` bytes of `path` from `offset`, with their CRC32C.
+struct Sent<'a> {
+    path: &'a Path,
+    offset: u64,
+    length: u64,
+    crc32c: &'a str,
+}
+
+impl Sent<'_> {
+    /// Whether the store kept the bytes that were sent, from its answer. A store that checks
+    /// the CRC32C sent with them answers with it (S3, and it would have refused other bytes);
+    /// one that ignores it (s3s-fs takes a part's bytes as they come) says only its ETag, the
+    /// MD5 of what it received, so the sent bytes' MD5 is computed to compare (off the worker;
+    /// only for such stores). An ETag that is not an MD5 (S3 with KMS encryption) cannot tell.
+    /// A difference is a transient failure: sent again, the bytes arrive whole.
+    async fn kept(&self, crc32c: Option<&str>, etag: Option<&str>) -> Result<(), Failure> {
+        let damaged = |what: String| {
+            Err(Failure::transient(
+                ErrorKind::Corrupt,
+                format!("the store kept other bytes than were sent ({what}): damaged on the way"),
+            ))
+        };
+        if let Some(kept) = crc32c {
+            return if kept == self.crc32c {
+                Ok(())
+            } else {
+                damaged(format!("CRC32C {kept}, sent {}", self.crc32c))
+            };
+        }
+        let Some(etag) = etag
+            .map(|etag| etag.trim_matches('"').to_ascii_lowercase())
+            .filter(|etag| is_md5(etag))
+        else {
+            return Ok(());
+        };
+        let (path, offset, length) = (self.path.to_path_buf(), self.offset, self.length);
+        let md5 = synced(move || {
+            use md5::Digest;
+            let file = std::fs::File::open(&path)?;
+            let mut md5 = md5::Md5::new();
+            read_range(&file, offset, length, |bytes| md5.update(bytes))?;
+            Ok(hex::encode(md5.finalize()))
+        })
+        .await
+        .map_err(Failure::io)?;
+        if md5 == etag {
+            Ok(())
+        } else {
+            damaged(format!("its ETag {etag}, the MD5 sent {md5}"))
+        }
+    }
+}
+
+/// One part of the upload `upload_id`: part `number`, `length` bytes of `path` from `offset`,
+/// checked as kept by the store.
+async fn send_part(
+    target: &Target<'_>,
+    path: &Path,
+    upload_id: &str,
+    (number, offset, length): (i32, u64, u64),
+) -> Result<CompletedPart, Failure> {
+    let _slot = target.flow.slot(length).await;
+    let crc32c = crc_off_worker(path, offset, length).await?;
+    let body = file_body(path, offset, length).await?;
+    let part = target
+        .client
+        .upload_part()
+        .bucket(target.bucket)
+        .key(target.key)
+        .upload_id(upload_id)
+        .part_number(number)
+        .checksum_crc32_c(&crc32c)
+        .body(body)
+        .send()
+        .await
+        .map_err(s3_failure)?;
+    let sent = Sent {
+        path,
+        offset,
+        length,
+        crc32c: &crc32c,
+    };
+    sent.kept(part.checksum_crc32_c(), part.e_tag()).await?;
+    emit(target.events, Event::Bytes(length));
+    Ok(CompletedPart::builder()
+        .part_number(number)
+        .set_e_tag(part.e_tag().map(str::to_owned))
+        .checksum_crc32_c(crc32c)
+        .build())
 }
 
 /// A multipart upload, its parts in parallel, aborted when one fails (parts of an abandoned
@@ -284,26 +392,14 @@ async fn put_parts(target: &Target<'_>, path: &Path, size: u64) -> Result<(), Fa
         .map(|(number, offset, length)| {
             let upload_id = upload_id.clone();
             async move {
-                let _slot = target.flow.slot(length).await;
-                let crc32c = crc_off_worker(path, offset, length).await?;
-                let body = file_body(path, offset, length).await?;
-                let part = client
-                    .upload_part()
-                    .bucket(bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .part_number(number)
-                    .checksum_crc32_c(&crc32c)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(s3_failure)?;
-                emit(target.events, Event::Bytes(length));
-                Ok(CompletedPart::builder()
-                    .part_number(number)
-                    .set_e_tag(part.e_tag().map(str::to_owned))
-                    .checksum_crc32_c(crc32c)
-                    .build())
+                // A part again on a transient failure, within the same upload: a whole object
+                // again would send every part anew (a new upload's parts are new requests).
+                let (part, retries) = retrying(target.config, key, target.events, || {
+                    send_part(target, path, &upload_id, (number, offset, length))
+                })
+                .await;
+                target.parts_retried.fetch_add(retries, Ordering::Relaxed);
+                part
             }
         })
         // Unordered: a slow part holds its own place only, not the start of the parts behind it.

@@ -50,6 +50,9 @@ async fn check(
     case: &Value,
 ) -> anyhow::Result<()> {
     plx_testkit::s3::create_bucket(client, bucket).await?;
+    if let Some(upload) = case.get("upload") {
+        return check_upload(client, server, bucket, case, upload).await;
+    }
     for (key, content) in case["objects"].as_object().into_iter().flatten() {
         let content = content.as_str().unwrap_or_default();
         match case["checksums"][key.as_str()].as_str() {
@@ -354,6 +357,142 @@ async fn check(
     }
 }
 
+/// An upload case: the case's files sent under its prefix (through its network), then the
+/// failures, the retries and every stored object as the case says.
+async fn check_upload(
+    client: &aws_sdk_s3::Client,
+    server: &S3Server,
+    bucket: &str,
+    case: &Value,
+    upload: &Value,
+) -> anyhow::Result<()> {
+    let source = tempfile::tempdir()?;
+    let mut sent = BTreeMap::new();
+    for (path, content) in upload["files"].as_object().into_iter().flatten() {
+        sent.insert(
+            path.clone(),
+            content.as_str().unwrap_or_default().as_bytes().to_vec(),
+        );
+    }
+    for (index, (path, size)) in upload["generated"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let size = size.as_u64().unwrap_or_default() as usize;
+        sent.insert(path.clone(), plx_testkit::bytes(index as u64 + 500, size));
+    }
+    for (path, bytes) in &sent {
+        let file = source.path().join(path);
+        std::fs::create_dir_all(file.parent().unwrap_or(source.path()))?;
+        std::fs::write(file, bytes)?;
+    }
+    let proxy = match case.get("network") {
+        Some(network) => Some(far(server, client, bucket, network).await?),
+        None => None,
+    };
+    let far_client = proxy.as_ref().map(|proxy| {
+        plx_testkit::s3::client_for(
+            &proxy.endpoint(),
+            &server.region,
+            &server.access_key,
+            &server.secret_key,
+        )
+    });
+    let prefix = case["prefix"].as_str().unwrap_or_default();
+    let result = plx_transfer::upload(
+        far_client.as_ref().unwrap_or(client),
+        &plx_transfer::Upload::new(bucket, prefix, source.path()),
+        &Config::default(),
+        &None,
+    )
+    .await;
+    let mut problems = Vec::new();
+    let mut got: Vec<(String, &'static str)> = match &result {
+        Ok(_) => Vec::new(),
+        Err(error) => error
+            .failures
+            .iter()
+            .map(|failure| (failure.key.clone(), kind(failure.kind)))
+            .collect(),
+    };
+    let mut want: Vec<(String, &'static str)> = case["expect"]["failures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|failure| {
+            (
+                failure["key"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .replace("BUCKET", bucket),
+                kind_name(failure["kind"].as_str().unwrap_or_default()),
+            )
+        })
+        .collect();
+    got.sort();
+    want.sort();
+    if got != want {
+        problems.push(format!("failures {got:?}, expected {want:?}"));
+    }
+    let retried = result.as_ref().ok().map(|summary| summary.retried);
+    if let Some(want) = case["expect"]["retried_at_least"].as_u64()
+        && retried.is_none_or(|retried| retried < want)
+    {
+        problems.push(format!(
+            "retried {retried:?}, expected at least {want} (the proxy: {:?})",
+            proxy.as_ref().map(LatencyProxy::counts)
+        ));
+    }
+    if let (Some(proxy), Some(network)) = (&proxy, case.get("network")) {
+        let counts = proxy.counts();
+        let made = |share: &str, count: &std::sync::atomic::AtomicU64| {
+            network[share].as_f64().unwrap_or(0.0) > 0.0
+                && count.load(std::sync::atomic::Ordering::Relaxed) == 0
+        };
+        if made("corrupt_sent", &counts.corrupted) || made("slow_sent", &counts.slowed) {
+            problems.push("the proxy injected none of the case's faults".to_owned());
+        }
+    }
+    if let Some(stored) = case["expect"]["stored"].as_object() {
+        let mut want = BTreeMap::new();
+        for (key, content) in stored {
+            let bytes = match content.as_str() {
+                Some(text) => text.as_bytes().to_vec(),
+                None => sent.get(key).cloned().unwrap_or_default(),
+            };
+            want.insert(key.clone(), bytes);
+        }
+        let mut got = BTreeMap::new();
+        let listed = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(format!("{prefix}/"))
+            .send()
+            .await?;
+        for object in listed.contents() {
+            let key = object.key().unwrap_or_default();
+            let body = client.get_object().bucket(bucket).key(key).send().await?;
+            let bytes = body.body.collect().await?.into_bytes().to_vec();
+            got.insert(key[prefix.len() + 1..].to_owned(), bytes);
+        }
+        if got != want {
+            let differ: Vec<&String> = want
+                .keys()
+                .chain(got.keys())
+                .filter(|key| want.get(*key) != got.get(*key))
+                .collect();
+            problems.push(format!("stored objects differ: {differ:?}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(problems.join("; "))
+    }
+}
+
 /// A latency proxy in front of `server`, as the case's `network` says; an object it changes is
 /// written through a PUT presigned by `client` with other bytes of the same size.
 async fn far(
@@ -396,7 +535,9 @@ async fn far(
         stall_for: seconds("stall_for_s"),
         busy: network["busy"].as_f64().unwrap_or(0.0),
         corrupt: network["corrupt"].as_f64().unwrap_or(0.0),
+        corrupt_sent: network["corrupt_sent"].as_f64().unwrap_or(0.0),
         slow: network["slow"].as_f64().unwrap_or(0.0),
+        slow_sent: network["slow_sent"].as_f64().unwrap_or(0.0),
         slow_rate: network["slow_rate"].as_u64().unwrap_or(4096),
         spare: network["spare"].as_u64().unwrap_or(0),
         seed: network["seed"].as_u64().unwrap_or(1),

@@ -139,9 +139,16 @@ async fn the_cache_stays_within_its_budget_and_sweeps_killed_inserts() -> anyhow
     let (moto, objects) = seeded(6, 40 * 1024).await?;
     let store = Store::moto(&moto);
     let cache = tempfile::tempdir()?;
-    // What inserts killed mid-way leave: one long ago, one that may be in progress.
+    // What inserts killed mid-way leave: one long ago, one just now (its entry's lock free), and
+    // a temporary that an insert is writing (its entry's lock held).
     let tmp = cache.path().join("v1/tmp");
+    let locks = cache.path().join("v1/locks");
     std::fs::create_dir_all(&tmp)?;
+    std::fs::create_dir_all(&locks)?;
+    std::fs::write(tmp.join("killed.3"), b"half")?;
+    std::fs::write(locks.join("killed"), b"")?;
+    let held = std::fs::File::create(locks.join("fresh"))?;
+    held.lock()?;
     std::fs::write(tmp.join("stale.1"), b"half")?;
     std::fs::File::options()
         .write(true)
@@ -169,9 +176,14 @@ async fn the_cache_stays_within_its_budget_and_sweeps_killed_inserts() -> anyhow
         "a killed insert's temporary stayed"
     );
     assert!(
-        tmp.join("fresh.2").exists(),
-        "a temporary that may be in use was removed"
+        !tmp.join("killed.3").exists(),
+        "a temporary whose entry's lock was free stayed"
     );
+    assert!(
+        tmp.join("fresh.2").exists(),
+        "a temporary being written was removed"
+    );
+    drop(held);
     Ok(())
 }
 
