@@ -22,9 +22,7 @@ pub(crate) enum Task {
     BenchWebhook {
         seconds: u32,
     },
-    Soak {
-        runs: u32,
-    },
+    Soak(crate::soak::Soak),
     Fuzz {
         seconds: u32,
     },
@@ -62,9 +60,31 @@ pub(crate) fn parse(args: &[String]) -> anyhow::Result<Task> {
         (Some("bench"), _) => Task::Bench {
             args: args[1..].to_vec(),
         },
-        (Some("soak"), _) => Task::Soak {
-            runs: number(1, 20, "soak RUNS")?,
-        },
+        (Some("soak"), _) => {
+            let mut soak = crate::soak::Soak {
+                per_class: 20,
+                kills: 40,
+                many: false,
+            };
+            let mut at = 1;
+            while let Some(flag) = arg(at) {
+                let value = || {
+                    arg(at + 1).with_context(|| format!("{flag} takes a number"))?;
+                    number(at + 1, 0, flag)
+                };
+                match flag {
+                    "--per-class" => soak.per_class = value()?,
+                    "--kills" => soak.kills = value()?,
+                    "--many" => {
+                        soak.many = true;
+                        at -= 1;
+                    }
+                    other => bail!("soak takes --per-class N, --kills N and --many, not `{other}`"),
+                }
+                at += 2;
+            }
+            Task::Soak(soak)
+        }
         (Some("fuzz"), _) => Task::Fuzz {
             seconds: number(1, 60, "fuzz SECONDS")?,
         },

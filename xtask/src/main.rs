@@ -69,10 +69,14 @@ tasks:
   bench webhook [SECS]  the admission webhook under sustained load from wrk (HTTPS; 1, 16 and
                        64 connections, and during certificate rotation; 60 s each), memory
                        sampled every second, into docs/benchmarks.md
-  soak [RUNS]          the fault classes RUNS times each (downloads and uploads through the
-                       fault proxy; default 20), the SIGKILL test 5 times, and 100,000 objects
-                       under a 256-file RLIMIT_NOFILE (s3s-fs) and under the usual limit (Garage,
-                       whose image it builds when missing)
+  soak [--per-class N] [--kills K] [--many]
+                       every fault class N times (default 20) for downloads and for uploads
+                       (connections broken, bodies corrupt or slow, an object changed between
+                       its parts), K SIGKILLs at seeded moments (default 40) of pulls, uploads,
+                       a shared node cache's fill and a manifest's write, then the tables of
+                       docs/RELIABILITY.md written from what the runs counted; --many: also
+                       100,000 objects under a 256-file RLIMIT_NOFILE (s3s-fs) and under the
+                       usual limit (Garage, whose image it builds when missing)
   fuzz [SECONDS]       each fuzz target (catalog, review, key_path) for SECONDS (default 60)
                        with cargo-fuzz; the corpus is kept under fuzz/corpus
   images [--garage]    build the plx-init, plx-webhook and test S3 server (s3s-fs) images, a
@@ -117,7 +121,7 @@ fn run() -> anyhow::Result<()> {
         Task::Wheel => wheel::wheel(&root).map(drop),
         Task::Bench { args } => bench::transfer(&root, &args, false),
         Task::BenchWebhook { seconds } => bench::webhook(&root, seconds),
-        Task::Soak { runs } => soak::run(&root, runs),
+        Task::Soak(soak) => soak::run(&root, &soak),
         Task::Fuzz { seconds } => fuzz::run(&root, seconds),
         Task::Images { garage } => {
             images::images(&root, images::Binaries::Shipped)?;

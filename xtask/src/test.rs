@@ -96,12 +96,12 @@ pub(crate) fn test(root: &Path) -> anyhow::Result<()> {
 /// second time in check mode (about 6 minutes of a cold run on 2 cores). Cargo fingerprints
 /// both variables, so every cargo call of the run carries them: a call without them would
 /// rebuild the workspace's crates.
-struct Lints {
+pub(crate) struct Lints {
     driver: std::path::PathBuf,
 }
 
 impl Lints {
-    fn new() -> anyhow::Result<Lints> {
+    pub(crate) fn new() -> anyhow::Result<Lints> {
         let sysroot = Command::new("rustc")
             .args(["--print", "sysroot"])
             .output()
@@ -117,7 +117,7 @@ impl Lints {
         Ok(Lints { driver })
     }
 
-    fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
+    pub(crate) fn apply<'c>(&self, command: &'c mut Command) -> &'c mut Command {
         command
             .env("RUSTC_WORKSPACE_WRAPPER", &self.driver)
             // `cargo clippy -- -D warnings`, in the form cargo-clippy hands it to the driver.

@@ -245,12 +245,12 @@ async fn answer_error(mut client: TcpStream, fault: Fault) {
     let _ = client.shutdown().await;
 }
 
-/// xorshift64*: enough randomness for fault placement, and replayable.
-pub(crate) struct Random(u64);
+/// xorshift64*: enough randomness for fault placement and kill moments, and replayable.
+pub struct Random(u64);
 
 impl Random {
     /// Seeds through splitmix64, so nearby seeds (and connection numbers) draw apart.
-    pub(crate) fn new(seed: u64) -> Random {
+    pub fn new(seed: u64) -> Random {
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -264,11 +264,13 @@ impl Random {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    pub(crate) fn unit(&mut self) -> f64 {
+    /// A draw in [0, 1).
+    pub fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    pub(crate) fn below(&mut self, bound: u64) -> u64 {
+    /// A draw in [0, bound).
+    pub fn below(&mut self, bound: u64) -> u64 {
         self.next() % bound.max(1)
     }
 }

@@ -17,13 +17,14 @@ mod moto;
 mod polyaxon;
 mod proxy;
 pub mod s3;
+pub mod soak;
 mod tls;
 
 pub use crate::{
     cases::{cases, fuzz_inputs, model_cases, report, run_cases},
     disk::Disk,
     embedded::Embedded,
-    faults::{Fault, FaultProxy},
+    faults::{Fault, FaultProxy, Random},
     files::{Tmpfs, all_files, bytes, landed_files, visible_files},
     helm::{helm_harness, helm_python},
     latency::{Change, Counts, LatencyProxy, Network},

@@ -1,23 +1,29 @@
-//! The engine through a network and a store that misbehave (plx-testkit's `FaultProxy` in front
-//! of a real S3 server): for each fault class, downloads and uploads of a mixed tree run several
-//! times. Each run completes with every byte verified, or fails naming the objects; no partial or
-//! corrupt file ever carries a final name; and a rerun on a healed network completes, fetching
-//! only what was missing.
+//! The engine through a network and a store that misbehave, in front of a real S3 server:
+//! connection faults (plx-testkit's `FaultProxy`: resets, truncations, stalls, latency, refusals,
+//! 503 and 500) and body faults (its `Network`: a byte flipped in a body, a body trickling, an
+//! object overwritten between two ranged parts of its download). For each class, downloads and
+//! uploads of a mixed tree run several times. Each run completes with every byte verified, or
+//! fails naming the objects; no partial or corrupt file ever carries a final name, nor a stored
+//! object; and a rerun on a healed network completes, fetching only what was missing, and leaves
+//! no temporary.
 //!
-//! `PLX_FAULT_RUNS` sets the runs per class (2 here; `cargo xtask soak` runs many more).
+//! `PLX_FAULT_RUNS` sets the runs per class (2 here; `cargo xtask soak --per-class N` runs N),
+//! and each run's counts go to the soak's record (`plx_testkit::soak`).
 
 use std::{collections::BTreeMap, time::Duration};
 
-use plx_testkit::{Fault, FaultProxy, S3Server, bytes, visible_files as visible};
-use plx_transfer::{Config, Download, Entry};
+use plx_testkit::{
+    Change, Fault, FaultProxy, LatencyProxy, Network, S3Server, bytes, landed_files, soak,
+    visible_files as visible,
+};
+use plx_transfer::{Config, Download, Entry, ErrorKind};
 
 const BUCKET: &str = "datasets";
+/// The object the `Changed` class overwrites mid-download.
+const CHANGED: &str = "large/a.bin";
 
 fn runs() -> u64 {
-    std::env::var("PLX_FAULT_RUNS")
-        .ok()
-        .and_then(|runs| runs.parse().ok())
-        .unwrap_or(2)
+    soak::runs("PLX_FAULT_RUNS", 2)
 }
 
 /// Small files in a few directories and two objects large enough to go in ranged parts.
@@ -80,24 +86,170 @@ async fn seeded() -> anyhow::Result<(S3Server, BTreeMap<String, Vec<u8>>)> {
     Ok((server, objects))
 }
 
-/// Every other run breaks most connections, so that some objects fail for good and the rerun
-/// has something to finish; the others break 30%, which retries should carry.
-fn rate(run: u64) -> f64 {
-    if run.is_multiple_of(2) { 0.3 } else { 0.85 }
+/// One way the path to the store misbehaves in a run.
+#[derive(Debug, Clone, Copy)]
+enum Class {
+    /// A connection broken in one of `FaultProxy`'s ways.
+    Connection(Fault),
+    /// One byte of an object's body flipped, its length and headers as sent: GET bodies on the
+    /// way to the client, PUT bodies on the way to the store.
+    Corrupt,
+    /// An object's body trickling (GET bodies, PUT bodies).
+    Slow,
+    /// [`CHANGED`] overwritten in the store between two ranged parts of its download.
+    Changed,
 }
 
-async fn proxy(server: &S3Server, fault: Fault, run: u64, seed: u64) -> anyhow::Result<FaultProxy> {
-    let upstream = server
-        .endpoint
-        .trim_start_matches("http://")
-        .parse()
-        .map_err(|error| anyhow::anyhow!("{}: {error}", server.endpoint))?;
-    FaultProxy::start(upstream, &[fault], rate(run), seed).await
+impl Class {
+    fn all(upload: bool) -> Vec<Class> {
+        let mut all: Vec<Class> = Fault::ALL.into_iter().map(Class::Connection).collect();
+        all.extend([Class::Corrupt, Class::Slow]);
+        // An upload reads local files: nothing in the store changes under it.
+        if !upload {
+            all.push(Class::Changed);
+        }
+        all
+    }
+
+    fn name(self) -> String {
+        match self {
+            Class::Connection(fault) => format!("{fault:?}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    /// Every other run breaks most connections or bodies, so that some objects fail for good
+    /// and the rerun has something to finish; the others 30%, which retries should carry. An
+    /// object changes once per run.
+    fn rate(self, run: u64) -> f64 {
+        match self {
+            Class::Changed => 1.0,
+            _ if run.is_multiple_of(2) => 0.3,
+            _ => 0.85,
+        }
+    }
+}
+
+/// The proxy a run's requests go through.
+enum Path {
+    Connections(FaultProxy),
+    Bodies(LatencyProxy),
+}
+
+impl Path {
+    /// In front of `server`, breaking as `class` says at its `run`'s rate; `change` is what the
+    /// `Changed` class writes.
+    async fn start(
+        server: &S3Server,
+        class: Class,
+        run: u64,
+        seed: u64,
+        change: Option<Change>,
+    ) -> anyhow::Result<Path> {
+        let upstream = server
+            .endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|error| anyhow::anyhow!("{}: {error}", server.endpoint))?;
+        let rate = class.rate(run);
+        let quiet = Network {
+            seed,
+            // Slow enough that a body takes a second or more, fast enough that it never goes
+            // silent for the engine's stall timer.
+            slow_rate: 128 * 1024,
+            ..Network::far(Duration::ZERO)
+        };
+        Ok(match class {
+            Class::Connection(fault) => {
+                Path::Connections(FaultProxy::start(upstream, &[fault], rate, seed).await?)
+            }
+            Class::Corrupt => Path::Bodies(
+                LatencyProxy::start(
+                    upstream,
+                    Network {
+                        corrupt: rate,
+                        corrupt_sent: rate,
+                        ..quiet
+                    },
+                )
+                .await?,
+            ),
+            Class::Slow => Path::Bodies(
+                LatencyProxy::start(
+                    upstream,
+                    Network {
+                        slow: rate,
+                        slow_sent: rate,
+                        ..quiet
+                    },
+                )
+                .await?,
+            ),
+            Class::Changed => {
+                Path::Bodies(LatencyProxy::start(upstream, Network { change, ..quiet }).await?)
+            }
+        })
+    }
+
+    fn endpoint(&self) -> String {
+        match self {
+            Path::Connections(proxy) => proxy.endpoint(),
+            Path::Bodies(proxy) => proxy.endpoint(),
+        }
+    }
+
+    /// Connections broken, or bodies flipped, slowed or changed.
+    fn injected(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self {
+            Path::Connections(proxy) => proxy.injected() as u64,
+            Path::Bodies(proxy) => {
+                let counts = proxy.counts();
+                counts.corrupted.load(Relaxed)
+                    + counts.slowed.load(Relaxed)
+                    + counts.changed.load(Relaxed)
+            }
+        }
+    }
+
+    /// The network heals. (The body proxy never touches a request's repeat, which is what a
+    /// rerun sends; it is left out all the same.)
+    fn healed(&self, server: &S3Server) -> String {
+        match self {
+            Path::Connections(proxy) => {
+                proxy.set_rate(0.0);
+                proxy.endpoint()
+            }
+            Path::Bodies(_) => server.endpoint.clone(),
+        }
+    }
+}
+
+/// A PUT of [`CHANGED`] with other bytes of its size, presigned for the proxy to send.
+async fn change(server: &S3Server, run: u64) -> anyhow::Result<(Change, Vec<u8>)> {
+    let key = format!("v1/{CHANGED}");
+    let body = bytes(1_000_000 + run, mixed()[CHANGED].len());
+    let put = server
+        .client
+        .put_object()
+        .bucket(BUCKET)
+        .key(&key)
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(
+            Duration::from_secs(600),
+        )?)
+        .await
+        .map_err(|error| anyhow::anyhow!("presigning a PUT of {key}: {error}"))?;
+    let change = Change {
+        path: format!("/{BUCKET}/{key}"),
+        put: put.uri().to_owned(),
+        body: body.clone().into(),
+    };
+    Ok((change, body))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn downloads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Result<()> {
-    let (server, objects) = seeded().await?;
+    let (server, original) = seeded().await?;
     let request = Download {
         bucket: BUCKET.to_owned(),
         prefix: "v1".to_owned(),
@@ -107,86 +259,141 @@ async fn downloads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Resul
         }],
         ..Download::default()
     };
-    let mut report = Vec::new();
-    for fault in Fault::ALL {
+    let mut problems = Vec::new();
+    for class in Class::all(false) {
         let mut injected = 0;
         for run in 0..runs() {
-            let proxy = proxy(&server, fault, run, run * 7919 + fault as u64).await?;
-            let faulty = client(&server, &proxy.endpoint());
+            let mut objects = original.clone();
+            let change = match class {
+                Class::Changed => {
+                    let (change, body) = change(&server, run).await?;
+                    objects.insert(CHANGED.to_owned(), body);
+                    Some(change)
+                }
+                _ => None,
+            };
+            let started = std::time::Instant::now();
+            let seed = run * 7919 + class.name().len() as u64 * 31 + injected;
+            let path = Path::start(&server, class, run, seed, change).await?;
+            let faulty = client(&server, &path.endpoint());
             let destination = tempfile::tempdir()?;
             let result =
                 plx_transfer::download(&faulty, &request, destination.path(), &config(), &None)
                     .await;
-            injected += proxy.injected();
+            let broke = path.injected();
+            injected += broke;
             let landed = visible(destination.path());
-            // Whatever landed is whole and right, failed or not.
-            for (path, bytes) in &landed {
-                assert!(
-                    objects.get(path) == Some(bytes),
-                    "{fault:?} run {run}: {path} carries a final name but is not the object"
-                );
-            }
-            match &result {
+            // Whatever landed is whole and right, failed or not: the old version of the object
+            // that changed, or the new, never a mix.
+            let bad: Vec<&String> = landed
+                .iter()
+                .filter(|(path, bytes)| {
+                    objects.get(*path) != Some(bytes) && original.get(*path) != Some(bytes)
+                })
+                .map(|(path, _)| path)
+                .collect();
+            let mut unnamed = Vec::new();
+            let mut listing_failed = false;
+            let (failed, named) = match &result {
                 Ok(summary) => {
-                    assert!(
-                        landed == objects,
-                        "{fault:?} run {run}: succeeded incomplete"
-                    );
-                    assert_eq!(summary.objects as usize, objects.len());
+                    if landed.len() != objects.len() || summary.objects as usize != objects.len() {
+                        unnamed.push("succeeded incomplete".to_owned());
+                    }
+                    (false, 0)
                 }
                 Err(error) => {
-                    assert!(!error.failures.is_empty());
-                    let mut listing_failed = false;
                     for failure in &error.failures {
-                        assert!(
-                            failure.key.starts_with("s3://datasets/v1"),
-                            "{fault:?}: a failure names no object: {failure}"
-                        );
-                        let path = failure.key.trim_start_matches("s3://datasets/v1");
+                        let Some(path) = failure.key.strip_prefix("s3://datasets/v1") else {
+                            unnamed.push(format!("a failure names no object: {failure}"));
+                            continue;
+                        };
                         let path = path.trim_start_matches('/');
-                        // The listing itself failed: it is named (the prefix), nothing is fetched.
+                        // The listing itself failed: it is named (the prefix), nothing fetched.
                         listing_failed |= path.is_empty();
-                        assert!(!landed.contains_key(path), "{path} failed but landed");
+                        if landed.contains_key(path) {
+                            unnamed.push(format!("{path} failed but landed"));
+                        }
+                        if matches!(class, Class::Changed)
+                            && (path != CHANGED || failure.kind != ErrorKind::Changed)
+                        {
+                            unnamed.push(format!("not the change: {failure}"));
+                        }
                     }
-                    if listing_failed {
-                        assert!(landed.is_empty(), "{fault:?}: fetched without a listing");
-                    } else {
-                        assert_eq!(
-                            error.failures.len() + landed.len(),
-                            objects.len(),
-                            "{fault:?}: every object either landed or is named"
-                        );
+                    if listing_failed && !landed.is_empty() {
+                        unnamed.push("fetched without a listing".to_owned());
                     }
+                    if !listing_failed && error.failures.len() + landed.len() != objects.len() {
+                        unnamed.push("an object neither landed nor is named".to_owned());
+                    }
+                    (true, error.failures.len())
                 }
+            };
+            if matches!(class, Class::Changed) && !failed {
+                unnamed.push("an object that changed between its parts landed".to_owned());
             }
-            // The network heals: the rerun completes and fetches only what was missing.
-            proxy.set_rate(0.0);
-            let summary =
-                plx_transfer::download(&faulty, &request, destination.path(), &config(), &None)
+            // The network heals: the rerun completes, fetches only what was missing, and leaves
+            // nothing temporary.
+            let healed = client(&server, &path.healed(&server));
+            let rerun =
+                plx_transfer::download(&healed, &request, destination.path(), &config(), &None)
                     .await
-                    .map_err(|error| anyhow::anyhow!("{fault:?} run {run}: rerun: {error}"))?;
-            assert!(
-                visible(destination.path()) == objects,
-                "{fault:?}: rerun tree"
+                    .map_err(|error| {
+                        anyhow::anyhow!("{} run {run}: rerun: {error}", class.name())
+                    })?;
+            let exact = visible(destination.path()) == objects;
+            let leftovers = landed_files(destination.path())
+                .keys()
+                .filter(|path| !objects.contains_key(*path))
+                .count();
+            // What the rerun fetched beyond what the failed run had not landed.
+            let refetched_landed =
+                (rerun.objects as usize + landed.len()).saturating_sub(objects.len());
+            soak::record(&serde_json::json!({
+                "soak": "faults",
+                "direction": "download",
+                "class": class.name(),
+                "rate": class.rate(run),
+                "injected": broke,
+                "failed": failed,
+                "named": named,
+                "landed": landed.len(),
+                "objects": objects.len(),
+                "bad": bad.len(),
+                "unnamed": unnamed.len(),
+                "refetched": rerun.objects,
+                "refetched_landed": refetched_landed,
+                "rerun_exact": exact,
+                "ms": started.elapsed().as_millis() as u64,
+                "leftovers": leftovers,
+            }));
+            let mut trouble = unnamed;
+            trouble.extend(
+                bad.iter()
+                    .map(|path| format!("{path} carries a final name but is not the object")),
             );
-            assert_eq!(
-                summary.skipped as usize,
-                landed.len(),
-                "{fault:?}: {summary:?}"
+            if !exact {
+                trouble.push("the rerun's tree differs".to_owned());
+            }
+            if refetched_landed != 0 || rerun.skipped as usize != landed.len() {
+                trouble.push(format!("the rerun fetched what had landed: {rerun:?}"));
+            }
+            if leftovers != 0 {
+                trouble.push(format!("{leftovers} temporaries left"));
+            }
+            problems.extend(
+                trouble
+                    .into_iter()
+                    .map(|trouble| format!("{} run {run} (seed {seed}): {trouble}", class.name())),
             );
-            assert_eq!(summary.objects as usize, objects.len() - landed.len());
-            report.push(format!(
-                "{fault:?} at {:.0}%: {} connections broken, {} of {} landed, the rest named; the rerun fetched {}",
-                rate(run) * 100.0,
-                proxy.injected(),
-                landed.len(),
-                objects.len(),
-                summary.objects
-            ));
+            if matches!(class, Class::Changed) {
+                server
+                    .put(BUCKET, &format!("v1/{CHANGED}"), original[CHANGED].clone())
+                    .await?;
+            }
         }
-        assert!(injected > 0, "{fault:?}: no fault was injected");
+        assert!(injected > 0, "{}: no fault was injected", class.name());
     }
-    println!("{}", report.join("\n"));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(())
 }
 
@@ -211,12 +418,15 @@ async fn uploads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Result<
         part_size: 5 * 1024 * 1024,
         ..config()
     };
-    for fault in Fault::ALL {
+    let mut problems = Vec::new();
+    for class in Class::all(true) {
         let mut injected = 0;
         for run in 0..runs() {
-            let proxy = proxy(&server, fault, run, run * 104_729 + fault as u64).await?;
-            let faulty = client(&server, &proxy.endpoint());
-            let prefix = format!("up/{fault:?}/{run}");
+            let started = std::time::Instant::now();
+            let seed = run * 104_729 + class.name().len() as u64 * 31 + injected;
+            let path = Path::start(&server, class, run, seed, None).await?;
+            let faulty = client(&server, &path.endpoint());
+            let prefix = format!("up/{}/{run}", class.name());
             let result = plx_transfer::upload(
                 &faulty,
                 &plx_transfer::Upload::new(BUCKET, &prefix, source.path()),
@@ -224,44 +434,80 @@ async fn uploads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Result<
                 &None,
             )
             .await;
-            injected += proxy.injected();
+            let broke = path.injected();
+            injected += broke;
             let stored = stored(&server, &prefix).await?;
             // An object in the bucket is whole: S3 makes a PUT or a completed multipart upload
-            // visible at once, and the engine completes only when every part went up.
-            for (key, body) in &stored {
-                assert!(
-                    objects.get(key) == Some(body),
-                    "{fault:?}: {key} stored wrong"
-                );
-            }
-            match &result {
-                Ok(_) => assert!(stored == objects, "{fault:?}: succeeded incomplete"),
+            // visible at once, the engine completes only when every part went up, and a body
+            // damaged on the way is refused by the store against the checksum sent with it.
+            let bad: Vec<&String> = stored
+                .iter()
+                .filter(|(key, body)| objects.get(*key) != Some(body))
+                .map(|(key, _)| key)
+                .collect();
+            let mut unnamed = Vec::new();
+            let (failed, named) = match &result {
+                Ok(_) => {
+                    if stored.len() != objects.len() {
+                        unnamed.push("succeeded incomplete".to_owned());
+                    }
+                    (false, 0)
+                }
                 Err(error) => {
                     for failure in &error.failures {
-                        let key = failure
+                        let named = failure
                             .key
                             .strip_prefix(&format!("s3://{BUCKET}/{prefix}/"))
-                            .unwrap_or_else(|| panic!("a failure names no object: {failure}"));
-                        assert!(objects.contains_key(key), "{key}");
+                            .is_some_and(|key| objects.contains_key(key));
+                        if !named {
+                            unnamed.push(format!("a failure names no object: {failure}"));
+                        }
                     }
+                    (true, error.failures.len())
                 }
-            }
-            proxy.set_rate(0.0);
+            };
+            let healed = client(&server, &path.healed(&server));
             plx_transfer::upload(
-                &faulty,
+                &healed,
                 &plx_transfer::Upload::new(BUCKET, &prefix, source.path()),
                 &upload_config,
                 &None,
             )
             .await
-            .map_err(|error| anyhow::anyhow!("{fault:?}: rerun: {error}"))?;
-            assert!(
-                stored_matches(&server, &prefix, &objects).await?,
-                "{fault:?}: rerun"
+            .map_err(|error| anyhow::anyhow!("{} run {run}: rerun: {error}", class.name()))?;
+            let exact = stored_matches(&server, &prefix, &objects).await?;
+            soak::record(&serde_json::json!({
+                "soak": "faults",
+                "direction": "upload",
+                "class": class.name(),
+                "rate": class.rate(run),
+                "injected": broke,
+                "failed": failed,
+                "named": named,
+                "landed": stored.len(),
+                "objects": objects.len(),
+                "bad": bad.len(),
+                "unnamed": unnamed.len(),
+                "rerun_exact": exact,
+                "ms": started.elapsed().as_millis() as u64,
+            }));
+            let mut trouble = unnamed;
+            trouble.extend(
+                bad.iter()
+                    .map(|key| format!("{key} stored but not the file")),
+            );
+            if !exact {
+                trouble.push("the rerun's objects differ".to_owned());
+            }
+            problems.extend(
+                trouble
+                    .into_iter()
+                    .map(|trouble| format!("{} run {run} (seed {seed}): {trouble}", class.name())),
             );
         }
-        assert!(injected > 0, "{fault:?}: no fault was injected");
+        assert!(injected > 0, "{}: no fault was injected", class.name());
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
     Ok(())
 }
 
