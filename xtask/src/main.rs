@@ -25,6 +25,7 @@ mod flags;
 mod fuzz;
 mod images;
 mod polyaxon_init;
+mod report;
 mod soak;
 mod test;
 #[cfg(test)]
@@ -77,8 +78,9 @@ tasks:
                        docs/RELIABILITY.md written from what the runs counted; --many: also
                        100,000 objects under a 256-file RLIMIT_NOFILE (s3s-fs) and under the
                        usual limit (Garage, whose image it builds when missing)
-  fuzz [SECONDS]       each fuzz target (catalog, review, key_path) for SECONDS (default 60)
-                       with cargo-fuzz; the corpus is kept under fuzz/corpus
+  fuzz [SECONDS]       each fuzz target (catalog, review, key_path, rendered, manifest, pod)
+                       for SECONDS (default 60) with cargo-fuzz; the corpus is kept under
+                       fuzz/corpus, and `test` replays it
   images [--garage]    build the plx-init, plx-webhook and test S3 server (s3s-fs) images, a
                        stand-in for Polyaxon's init image and plx-init-polyaxon on it, locally,
                        and Garage's when asked (its build is long); nothing is pulled

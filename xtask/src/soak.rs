@@ -8,7 +8,6 @@
 use std::{
     collections::BTreeMap,
     path::Path,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -18,7 +17,7 @@ use serde_json::Value;
 use crate::{
     cargo,
     images::{Binaries, garage_image, images},
-    status,
+    report, status,
     test::{Lints, remove_test_containers},
     venvs::tools_venv,
 };
@@ -101,46 +100,16 @@ fn write(root: &Path, record: &Path, command: &str, took: Duration) -> anyhow::R
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
         .with_context(|| format!("{} holds a line that is not JSON", record.display()))?;
-    let commit = git(root, &["rev-parse", "--short=10", "HEAD"]);
-    let dirty = if git(root, &["status", "--porcelain", "--untracked-files=no"]).is_empty() {
-        ""
-    } else {
-        " with uncommitted changes"
-    };
-    let date = Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        .unwrap_or_default();
     let mut md = format!(
-        "{BEGIN}\n\nWritten by `{command}` at `{commit}`{dirty} on {date}, in {} min, on this \
-         machine (2 cores); the runs' own record is `target/plx-soak/record.jsonl`.\n\n",
+        "{}, in {} min, on this machine (2 cores); the runs' own record is \
+         `target/plx-soak/record.jsonl`.\n\n",
+        report::stamp(root, command),
         took.as_secs() / 60
     );
     md += &faults(&lines, "download");
     md += &faults(&lines, "upload");
     md += &kills(&lines);
-    md += END;
-    let doc = root.join("docs/RELIABILITY.md");
-    let now = std::fs::read_to_string(&doc)?;
-    let (Some(at), Some(to)) = (now.find(BEGIN), now.find(END)) else {
-        anyhow::bail!("{} has no soak section ({BEGIN} … {END})", doc.display());
-    };
-    std::fs::write(
-        &doc,
-        format!("{}{md}{}", &now[..at], &now[to + END.len()..]),
-    )?;
-    eprintln!("xtask: wrote the soak's tables into {}", doc.display());
-    Ok(())
-}
-
-fn git(root: &Path, args: &[&str]) -> String {
-    Command::new("git")
-        .args(args)
-        .current_dir(root)
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
-        .unwrap_or_default()
+    report::write(root, (BEGIN, END), &md)
 }
 
 fn number(line: &Value, field: &str) -> u64 {

@@ -55,7 +55,12 @@ impl Manifest {
     pub fn read(file: &Path) -> Result<Manifest, Error> {
         let text = std::fs::read_to_string(file)
             .map_err(|cause| Error::file("read the manifest", file, cause))?;
-        let manifest: Manifest = serde_json::from_str(&text).map_err(|error| {
+        Manifest::parse(&text, file)
+    }
+
+    /// The manifest `text` holds, read from `file` (named in the errors).
+    pub fn parse(text: &str, file: &Path) -> Result<Manifest, Error> {
+        let manifest: Manifest = serde_json::from_str(text).map_err(|error| {
             Error::Invalid(format!(
                 "{} is not a manifest plx-init wrote (a JSON object with `version` and `pulls`): {error}",
                 file.display()

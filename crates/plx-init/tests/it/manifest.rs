@@ -201,3 +201,36 @@ fn initializer_path(
     }
     line
 }
+
+/// The `manifest` fuzz corpus and regressions (`cargo xtask fuzz`), replayed through the same
+/// calls and invariant as the fuzz target: read, each pull looked up as a pin looks it up, each
+/// recorded path refused or under the destination.
+#[test]
+fn every_fuzzed_manifest_is_refused_or_stays_under_its_destination() {
+    use std::path::Component;
+    let inputs = plx_testkit::fuzz_inputs("manifest");
+    assert!(!inputs.is_empty(), "the manifest corpus is missing");
+    let (mut read, mut refused_paths) = (0, 0);
+    for (name, bytes) in inputs {
+        let text = String::from_utf8_lossy(&bytes);
+        let file = Path::new("manifest.json");
+        let Ok(manifest) = plx_pull::manifest::Manifest::parse(&text, file) else {
+            continue;
+        };
+        read += 1;
+        for pull in &manifest.pulls {
+            let _ = manifest.pinned(file, &pull.connection, Path::new(&pull.destination));
+            for object in &pull.objects {
+                match plx_transfer::local_path(&object.path) {
+                    Ok(path) => assert!(
+                        path.components().all(|c| matches!(c, Component::Normal(_))),
+                        "{name}: {} → {path:?}",
+                        object.path
+                    ),
+                    Err(_) => refused_paths += 1,
+                }
+            }
+        }
+    }
+    assert!(read > 0 && refused_paths > 0, "{read} read, {refused_paths} refused");
+}

@@ -7,6 +7,7 @@ use std::{path::PathBuf, process::Stdio};
 
 use anyhow::Context;
 use plx_testkit::{Fault, FaultProxy, LatencyProxy, Moto, Network, S3Server};
+use sha2::Digest;
 
 /// The extension the build made: `target/<profile>/libplx_python.so`, beside this test's
 /// `deps/`.
@@ -87,6 +88,42 @@ async fn pytest() -> anyhow::Result<()> {
         },
     )
     .await?;
+    // One object overwritten between two ranged parts of its download: the first part is
+    // answered with the old bytes, the others wait until the new ones are stored.
+    let (bucket, key, size) = ("plx-changing", "big.bin", 20 * 1024 * 1024 + 5);
+    let new = plx_testkit::bytes(7, size);
+    let put = s3s
+        .client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .presigned(aws_sdk_s3::presigning::PresigningConfig::expires_in(
+            std::time::Duration::from_secs(3600),
+        )?)
+        .await
+        .map_err(|error| anyhow::anyhow!("presigning a PUT of {key}: {error}"))?;
+    let changing = LatencyProxy::start(
+        ([127, 0, 0, 1], s3s.port).into(),
+        Network {
+            change: Some(plx_testkit::Change {
+                path: format!("/{bucket}/{key}"),
+                put: put.uri().to_owned(),
+                body: new.clone().into(),
+            }),
+            ..Network::far(std::time::Duration::ZERO)
+        },
+    )
+    .await?;
+    let mut changing_server: serde_json::Value = serde_json::from_str(&server(
+        &changing.endpoint(),
+        &s3s.region,
+        &s3s.access_key,
+        &s3s.secret_key,
+    ))?;
+    changing_server["bucket"] = bucket.into();
+    changing_server["key"] = key.into();
+    changing_server["size"] = size.into();
+    changing_server["new_sha256"] = hex::encode(sha2::Sha256::digest(&new)).into();
     let tests = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/python");
     let scratch = tempfile::tempdir()?;
     let status = tokio::process::Command::new(&python)
@@ -129,6 +166,7 @@ async fn pytest() -> anyhow::Result<()> {
                 &s3s.secret_key,
             ),
         )
+        .env("PLX_TEST_CHANGING", changing_server.to_string())
         .stdin(Stdio::null())
         .status()
         .await

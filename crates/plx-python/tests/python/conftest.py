@@ -15,11 +15,14 @@ import botocore.session
 import pytest
 
 SERVERS = {
-    name: json.loads(os.environ[f"PLX_TEST_{name.upper()}"]) for name in ("moto", "s3s", "faulty", "corrupt")
+    name: json.loads(os.environ[f"PLX_TEST_{name.upper()}"])
+    for name in ("moto", "s3s", "faulty", "corrupt", "changing")
 }
 #: This session's bucket on each server.
 BUCKETS = {"moto": f"plx-{uuid.uuid4().hex[:12]}", "s3s": f"plx-{uuid.uuid4().hex[:12]}"}
 BUCKETS["faulty"] = BUCKETS["corrupt"] = BUCKETS["s3s"]
+#: The proxy that overwrites one object between two ranged parts names its own bucket.
+BUCKETS["changing"] = SERVERS["changing"]["bucket"]
 SECRETS = tempfile.mkdtemp(prefix="plx-secrets-")
 LOCAL = tempfile.mkdtemp(prefix="plx-local-")
 
@@ -81,7 +84,7 @@ os.environ["POLYAXON_CONNECTIONS_CATALOG"] = json.dumps(CATALOG)
 os.environ.setdefault("POLYAXON_HOME", tempfile.mkdtemp(prefix="plx-polyaxon-home-"))
 os.environ["POLYAXON_NO_OP"] = "false"
 
-for name in ("moto", "s3s"):
+for name in ("moto", "s3s", "changing"):
     client(name).create_bucket(Bucket=BUCKETS[name])
 
 

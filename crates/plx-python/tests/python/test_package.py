@@ -237,6 +237,20 @@ def test_a_file_whose_object_changes_while_open_raises_rather_than_mix_versions(
             file.read(1 << 20)
 
 
+def test_a_get_of_an_object_changed_between_its_parts_raises_and_lands_nothing(tmp_path):
+    """Through a proxy that overwrites the object once its first ranged part is answered (the
+    other parts then meet the new bytes): the get raises, naming the change and what to do, and
+    nothing lands, not even a temporary; read again, the object is the new version, whole."""
+    config = SERVERS["changing"]
+    bucket, key = config["bucket"], config["key"]
+    client("changing").put_object(Bucket=bucket, Key=key, Body=os.urandom(config["size"]))
+    fs = plx_connections.get_fs_from_name("changing-data")
+    with pytest.raises(plx_connections.PlxError, match="changed during the download.*run again"):
+        fs.get(f"{bucket}/{key}", str(tmp_path / "big.bin"))
+    assert list(tmp_path.iterdir()) == []
+    assert hashlib.sha256(fs.cat(f"{bucket}/{key}")).hexdigest() == config["new_sha256"]
+
+
 def test_gets_and_datasets_through_a_faulty_network_are_right_or_raise(prefix, tmp_path):
     from plx_connections.data import MapDataset
 
