@@ -191,6 +191,22 @@ impl Path {
         })
     }
 
+    /// A client through this path: short timeouts where a connection may stall (so that a
+    /// stall counts), the SDK's own for body faults. A PUT whose answer the client stops
+    /// waiting for is sent again while the first may still be stored after it: on a store that
+    /// keeps a body before checking it (s3s-fs), a damaged first try would land last.
+    fn client(&self, server: &S3Server) -> aws_sdk_s3::Client {
+        match self {
+            Path::Connections(_) => client(server, &self.endpoint()),
+            Path::Bodies(_) => plx_testkit::s3::client_for(
+                &self.endpoint(),
+                &server.region,
+                &server.access_key,
+                &server.secret_key,
+            ),
+        }
+    }
+
     fn endpoint(&self) -> String {
         match self {
             Path::Connections(proxy) => proxy.endpoint(),
@@ -286,7 +302,7 @@ async fn downloads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Resul
             let started = std::time::Instant::now();
             let seed = run * 7919 + class.name().len() as u64 * 31 + injected;
             let path = Path::start(&server, class, run, seed, change).await?;
-            let faulty = client(&server, &path.endpoint());
+            let faulty = path.client(&server);
             let destination = tempfile::tempdir()?;
             let result =
                 plx_transfer::download(&faulty, &request, destination.path(), &config(), &None)
@@ -437,7 +453,7 @@ async fn uploads_complete_or_fail_cleanly_under_every_fault() -> anyhow::Result<
             let started = std::time::Instant::now();
             let seed = run * 104_729 + class.name().len() as u64 * 31 + injected;
             let path = Path::start(&server, class, run, seed, None).await?;
-            let faulty = client(&server, &path.endpoint());
+            let faulty = path.client(&server);
             let prefix = format!("up/{}/{run}", class.name());
             let result = plx_transfer::upload(
                 &faulty,
