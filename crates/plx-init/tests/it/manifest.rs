@@ -232,5 +232,8 @@ fn every_fuzzed_manifest_is_refused_or_stays_under_its_destination() {
             }
         }
     }
-    assert!(read > 0 && refused_paths > 0, "{read} read, {refused_paths} refused");
+    assert!(
+        read > 0 && refused_paths > 0,
+        "{read} read, {refused_paths} refused"
+    );
 }
