@@ -178,18 +178,7 @@ async fn check(
         std::fs::write(path, content.as_str().unwrap_or_default())?;
     }
     // Seeded straight; downloaded through the case's network, if it has one.
-    let proxy = match case.get("network") {
-        Some(network) => Some(far(server, client, bucket, network).await?),
-        None => None,
-    };
-    let far_client = proxy.as_ref().map(|proxy| {
-        plx_testkit::s3::client_for(
-            &proxy.endpoint(),
-            &server.region,
-            &server.access_key,
-            &server.secret_key,
-        )
-    });
+    let (proxy, far_client) = through(server, client, bucket, case).await?;
     let config = Config {
         requests: case["requests"]
             .as_u64()
@@ -280,23 +269,10 @@ async fn check(
             ));
         }
     }
-    if let (Some(proxy), Some(network)) = (&proxy, case.get("network")) {
-        // The case's faults happened: a case that injects none tests nothing.
-        let counts = proxy.counts();
-        let made = |share: &str, count: &std::sync::atomic::AtomicU64| {
-            network[share].as_f64().unwrap_or(0.0) > 0.0
-                && count.load(std::sync::atomic::Ordering::Relaxed) == 0
-        };
-        if made("late", &counts.late)
-            || made("stall", &counts.stalled)
-            || made("busy", &counts.busy)
-            || made("corrupt", &counts.corrupted)
-            || made("slow", &counts.slowed)
-            || (network.get("change").is_some()
-                && counts.changed.load(std::sync::atomic::Ordering::Relaxed) == 0)
-        {
-            problems.push("the proxy injected none of the case's faults".to_owned());
-        }
+    if let (Some(proxy), Some(network)) = (&proxy, case.get("network"))
+        && missed(proxy, network)
+    {
+        problems.push("the proxy injected none of the case's faults".to_owned());
     }
     if let Some(tree) = case["expect"]["tree"].as_object() {
         let want: BTreeMap<String, Option<String>> = tree
@@ -388,18 +364,7 @@ async fn check_upload(
         std::fs::create_dir_all(file.parent().unwrap_or(source.path()))?;
         std::fs::write(file, bytes)?;
     }
-    let proxy = match case.get("network") {
-        Some(network) => Some(far(server, client, bucket, network).await?),
-        None => None,
-    };
-    let far_client = proxy.as_ref().map(|proxy| {
-        plx_testkit::s3::client_for(
-            &proxy.endpoint(),
-            &server.region,
-            &server.access_key,
-            &server.secret_key,
-        )
-    });
+    let (proxy, far_client) = through(server, client, bucket, case).await?;
     let prefix = case["prefix"].as_str().unwrap_or_default();
     let result = plx_transfer::upload(
         far_client.as_ref().unwrap_or(client),
@@ -445,15 +410,10 @@ async fn check_upload(
             proxy.as_ref().map(LatencyProxy::counts)
         ));
     }
-    if let (Some(proxy), Some(network)) = (&proxy, case.get("network")) {
-        let counts = proxy.counts();
-        let made = |share: &str, count: &std::sync::atomic::AtomicU64| {
-            network[share].as_f64().unwrap_or(0.0) > 0.0
-                && count.load(std::sync::atomic::Ordering::Relaxed) == 0
-        };
-        if made("corrupt_sent", &counts.corrupted) || made("slow_sent", &counts.slowed) {
-            problems.push("the proxy injected none of the case's faults".to_owned());
-        }
+    if let (Some(proxy), Some(network)) = (&proxy, case.get("network"))
+        && missed(proxy, network)
+    {
+        problems.push("the proxy injected none of the case's faults".to_owned());
     }
     if let Some(stored) = case["expect"]["stored"].as_object() {
         let mut want = BTreeMap::new();
@@ -491,6 +451,45 @@ async fn check_upload(
     } else {
         anyhow::bail!(problems.join("; "))
     }
+}
+
+/// The case's network, if it has one: a latency proxy in front of `server`, and a client
+/// through it (the case's objects are seeded and read back straight).
+async fn through(
+    server: &S3Server,
+    client: &aws_sdk_s3::Client,
+    bucket: &str,
+    case: &Value,
+) -> anyhow::Result<(Option<LatencyProxy>, Option<aws_sdk_s3::Client>)> {
+    let Some(network) = case.get("network") else {
+        return Ok((None, None));
+    };
+    let proxy = far(server, client, bucket, network).await?;
+    let through = plx_testkit::s3::client_for(
+        &proxy.endpoint(),
+        &server.region,
+        &server.access_key,
+        &server.secret_key,
+    );
+    Ok((Some(proxy), Some(through)))
+}
+
+/// Whether a fault the case's `network` asks for never happened: a case that injects none
+/// tests nothing.
+fn missed(proxy: &LatencyProxy, network: &Value) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    let counts = proxy.counts();
+    let missed = |share: &str, count: &AtomicU64| {
+        network[share].as_f64().unwrap_or(0.0) > 0.0 && count.load(Relaxed) == 0
+    };
+    missed("late", &counts.late)
+        || missed("stall", &counts.stalled)
+        || missed("busy", &counts.busy)
+        || missed("corrupt", &counts.corrupted)
+        || missed("corrupt_sent", &counts.corrupted)
+        || missed("slow", &counts.slowed)
+        || missed("slow_sent", &counts.slowed)
+        || (network.get("change").is_some() && counts.changed.load(Relaxed) == 0)
 }
 
 /// A latency proxy in front of `server`, as the case's `network` says; an object it changes is
